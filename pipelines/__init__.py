@@ -1,0 +1,1 @@
+"""Runnable Beam graphs of odrecords and the `odrecords` command."""

@@ -1,0 +1,36 @@
+"""The `odrecords` command: `odrecords create ...` runs `pipelines.create`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: odrecords COMMAND [options]
+
+commands:
+  create   convert annotations and images into sharded TFRecords (odrecords create --help)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatches to a subcommand; heavy imports wait until one is chosen."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command != "create":
+        print(f"odrecords: error: unknown command {command!r}", file=sys.stderr)
+        return 2
+    # TensorFlow and Beam are chatty at import and start-up; keep the console for results.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    from pipelines import create
+
+    return create.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""`odrecords create`: annotations + images → sharded TFRecords, label map, errors, manifest.
+
+Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse the same flags.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.settings import CreateSettings, UsageError, parse_create_args
+from transforms.boxes import ValidateBoxes
+from transforms.encode import STATS, EncodeExamples
+from transforms.grouping import GroupByImage
+from transforms.images import LoadImages
+from transforms.label_map import derive_label_map
+from transforms.read_annotations import ReadAnnotations
+from transforms.records import ERRORS
+from transforms.report import (
+    ERRORS_FILE,
+    MANIFEST,
+    SumCounts,
+    WriteReport,
+    error_counts,
+    write_errors,
+)
+from transforms.tfrecord_sink import WriteShardedTFRecords
+
+VERSION = "0.1.0"
+# The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
+# first tries to download and start the Prism runner, which needs the network.
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+def _manifest_settings(settings: CreateSettings) -> dict:
+    """The part of the manifest that records how the output was made."""
+    import tensorflow as tf
+
+    return {
+        "odrecords_version": VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": {
+            "format": settings.format,
+            "annotations": settings.annotations,
+            "images": settings.images,
+            "label_map": settings.label_map_path,
+        },
+        "options": {
+            "splits": settings.splits,
+            "num_shards": settings.num_shards,
+            "max_image_bytes": settings.max_image_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "apache_beam": beam.__version__,
+            "tensorflow": tf.__version__,
+        },
+    }
+
+
+def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings, shuffle: bool) -> None:
+    """Adds the create graph to `pipeline`. `shuffle` chooses the sink's mode (see
+    `transforms/tfrecord_sink.py`): False on the in-process runner, True on distributed ones."""
+    read = pipeline | "ReadAnnotations" >> ReadAnnotations(settings.format, settings.pattern)
+    images = read.annotations | "GroupByImage" >> GroupByImage()
+
+    if settings.label_map is not None:
+        label_map = pipeline | "GivenLabelMap" >> beam.Create([settings.label_map])
+    else:
+        label_map = (
+            images
+            | "ClassNames" >> beam.FlatMap(lambda image: {box.label for box in image.boxes})
+            | "DistinctClasses" >> beam.Distinct()
+            | "AllClasses" >> beam.combiners.ToList()
+            | "DeriveLabelMap" >> beam.Map(derive_label_map)
+        )
+
+    loaded = images | "LoadImages" >> beam.ParDo(
+        LoadImages(settings.images, settings.max_image_bytes, settings.max_image_pixels)
+    ).with_outputs(ERRORS, main="images")
+    validated = loaded.images | "ValidateBoxes" >> beam.ParDo(
+        ValidateBoxes(), beam.pvalue.AsSingleton(label_map)
+    ).with_outputs(ERRORS, main="examples")
+    encoded = validated.examples | "Encode" >> beam.ParDo(
+        EncodeExamples(settings.splits, settings.num_shards)
+    ).with_outputs(STATS, main="examples")
+    shard_files = encoded.examples | "WriteShards" >> WriteShardedTFRecords(
+        settings.output, list(settings.splits), settings.num_shards, shuffle
+    )
+
+    errors = (read[ERRORS], loaded[ERRORS], validated[ERRORS]) | "AllErrors" >> beam.Flatten()
+    error_files = write_errors(errors, settings.output)
+    read_counts = images | "CountRead" >> beam.Map(
+        lambda image: {"read": {"images": 1, "objects": len(image.boxes)}}
+    )
+    counts = (
+        (read_counts, encoded[STATS], errors | "CountErrors" >> beam.Map(error_counts))
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombineGlobally(SumCounts())
+    )
+    _ = (
+        pipeline
+        | "Once" >> beam.Create([None])
+        | "WriteReport"
+        >> beam.ParDo(
+            WriteReport(settings.output, _manifest_settings(settings), settings.previous_files),
+            beam.pvalue.AsSingleton(counts),
+            beam.pvalue.AsList(shard_files),
+            beam.pvalue.AsSingleton(label_map),
+            beam.pvalue.AsList(error_files),
+        )
+    )
+
+
+def _print_summary(output: str) -> None:
+    """Prints the manifest's counts and the first errors, one line each."""
+    with FileSystems.open(FileSystems.join(output, MANIFEST)) as handle:
+        manifest = json.load(handle)
+    for name, split in manifest["splits"].items():
+        print(
+            f"{name}: {split['examples']} examples, {split['objects']} objects, "
+            f"{len(split['files'])} shards"
+        )
+    images, objects = manifest["images"], manifest["objects"]
+    print(
+        f"images: {images['referenced']} referenced = {images['written']} written + "
+        f"{images['rejected']} rejected; objects: {objects['read']} read = {objects['written']} "
+        f"written + {objects['rejected']} rejected ({objects['clipped']} clipped)"
+    )
+    errors_path = FileSystems.join(output, ERRORS_FILE)
+    count = manifest["errors"]["count"]
+    if count:
+        with FileSystems.open(errors_path) as handle:
+            for _, line in zip(range(10), handle):
+                error = json.loads(line)
+                print(f"error: {error['source']}: {error['reason']}")
+        more = f" ({count - 10} more)" if count > 10 else ""
+        print(f"{count} errors{more}, all in {errors_path}")
+    if not all(manifest["accounting"].values()):
+        print("warning: the counts do not add up; please report this", file=sys.stderr)
+    print(f"wrote {FileSystems.join(output, MANIFEST)}")
+
+
+def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
+    """Builds and runs the pipeline, then prints the summary."""
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or DEFAULT_RUNNER
+    shuffle = standard.runner.split(".")[-1] not in StandardOptions.LOCAL_RUNNERS
+    settings.clear_previous_manifest()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings, shuffle)
+    pipeline.run().wait_until_finish()
+    _print_summary(settings.output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 for unusable arguments)."""
+    try:
+        settings, beam_args = parse_create_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        print(f"odrecords create: error: {error}", file=sys.stderr)
+        return 2
+    run(settings, beam_args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

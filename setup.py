@@ -1,0 +1,42 @@
+"""Installs odrecords: the `pipelines` and `transforms` packages and the `odrecords` command.
+
+The same file serves as Beam's `--setup_file`, so Dataflow workers install exactly these
+packages and pins.
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+setup(
+    name="odrecords",
+    version="0.1.0",
+    description=(
+        "Apache Beam pipelines that turn object-detection datasets into the sharded TFRecords "
+        "and label maps the TensorFlow Object Detection API trains from."
+    ),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["pipelines", "transforms"],
+    install_requires=[
+        # Pinned exactly: launcher, workers and the worker container must run one Beam version.
+        "apache-beam==2.77.0",
+        # Beam's TFRecord sink needs a CRC32C backend; this one is hardware-accelerated.
+        "google-crc32c>=1.5",
+        # Beam's protobuf runtime does not support protobuf 7 yet.
+        "protobuf>=4.25,<7",
+        "tensorflow>=2.16,<3",
+        "pillow>=10.0",
+        "lxml>=5.0",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ruff>=0.6"],
+        # Remote storage and runners: gs:// and Dataflow, s3://.
+        "gcp": ["apache-beam[gcp]==2.77.0"],
+        "aws": ["apache-beam[aws]==2.77.0"],
+    },
+    entry_points={"console_scripts": ["odrecords=pipelines.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Reusable Beam transforms of odrecords: readers, image loading, validation, encoding, sinks."""

@@ -1,0 +1,93 @@
+"""Checking boxes against the measured image and the label map, and normalizing them.
+
+A box reaching past the image is clipped and counted; an inverted, empty or non-finite box,
+one wholly outside the image, or one whose class the label map lacks is rejected on its own:
+the image keeps its other boxes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from transforms.records import (
+    ERRORS,
+    STAGE_BOX,
+    Box,
+    ErrorRecord,
+    ExampleInput,
+    LabeledObject,
+    LoadedImage,
+)
+
+
+class BoxRejected(ValueError):
+    """A box that cannot be written; the message is the error record's reason."""
+
+
+def normalize_box(box: Box, width: int, height: int) -> tuple[tuple[float, ...], bool]:
+    """Returns the box's corners divided by the image size, clipped to [0, 1], and whether
+    clipping changed them. Raises BoxRejected for boxes no clipping can repair."""
+    corners = (box.xmin, box.ymin, box.xmax, box.ymax)
+    if not all(math.isfinite(value) for value in corners):
+        raise BoxRejected(f"box {corners} has a non-finite corner")
+    if box.xmin > box.xmax or box.ymin > box.ymax:
+        raise BoxRejected(f"box {corners} is inverted (min corner past max corner)")
+    if box.xmin == box.xmax or box.ymin == box.ymax:
+        raise BoxRejected(f"box {corners} is empty (zero width or height)")
+    clipped = (
+        min(max(box.xmin, 0.0), width),
+        min(max(box.ymin, 0.0), height),
+        min(max(box.xmax, 0.0), width),
+        min(max(box.ymax, 0.0), height),
+    )
+    if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
+        raise BoxRejected(f"box {corners} lies outside the {width}x{height} image")
+    normalized = (clipped[0] / width, clipped[1] / height, clipped[2] / width, clipped[3] / height)
+    return normalized, clipped != corners
+
+
+class ValidateBoxes(beam.DoFn):
+    """LoadedImage → ExampleInput with the boxes that pass; an error record per rejected box.
+
+    The label map arrives as a side input because, when it is derived from the data, it is
+    only known once every annotation has been read.
+    """
+
+    def __init__(self) -> None:
+        self._clipped = Metrics.counter("odrecords", "boxes_clipped")
+        self._errors = Metrics.counter("odrecords", "errors_box")
+
+    def process(self, image: LoadedImage, label_map: dict[str, int]) -> Iterator:
+        objects = []
+        clipped = 0
+        for box in image.annotation.boxes:
+            try:
+                if box.label not in label_map:
+                    raise BoxRejected(f"class {box.label!r} is not in the label map")
+                (xmin, ymin, xmax, ymax), was_clipped = normalize_box(box, image.width, image.height)
+            except BoxRejected as error:
+                self._errors.inc()
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord(box.source, image.annotation.image, STAGE_BOX, str(error), 1)
+                )
+                continue
+            clipped += was_clipped
+            objects.append(
+                LabeledObject(
+                    label=box.label,
+                    label_id=label_map[box.label],
+                    xmin=xmin,
+                    ymin=ymin,
+                    xmax=xmax,
+                    ymax=ymax,
+                    difficult=box.difficult,
+                    truncated=box.truncated,
+                    view=box.view,
+                )
+            )
+        self._clipped.inc(clipped)
+        yield ExampleInput(image=image, objects=tuple(objects), clipped=clipped)

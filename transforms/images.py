@@ -1,0 +1,133 @@
+"""Reading, measuring and checking images, in parallel, after annotations are grouped.
+
+An image is accepted only if TensorFlow decodes all of it: a truncated JPEG is caught here,
+not hours into training. JPEG and PNG keep their original bytes; any other format the Python
+Imaging Library reads (TIFF, BMP, GIF, WebP, ...) is converted losslessly to PNG, because the
+Object Detection API's decoder expects `image/format` to be jpeg or png.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
+from apache_beam.metrics import Metrics
+from PIL import Image
+
+from transforms.paths import UnsafePathError, resolve_image
+from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation, LoadedImage
+
+DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+
+_KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+# Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) becomes RGB(A).
+_PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
+
+
+class ImageRejected(Exception):
+    """An image that cannot go into the dataset; the message is the error record's reason."""
+
+
+def _read_limited(path: str, max_bytes: int) -> bytes:
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ImageRejected("image file not found") from None
+    except Exception as error:  # Each filesystem raises its own error types.
+        raise ImageRejected(f"cannot read image: {error}") from None
+    if not data:
+        raise ImageRejected("image file is empty")
+    if len(data) > max_bytes:
+        raise ImageRejected(f"image file is larger than the {max_bytes}-byte limit")
+    return data
+
+
+def _to_png(image: Image.Image) -> bytes:
+    if image.mode not in _PNG_MODES:
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class LoadImages(beam.DoFn):
+    """ImageAnnotation → LoadedImage (bytes, format, measured size), or an error record.
+
+    The pixel limit is checked from the header before anything is decoded, so a
+    decompression bomb costs a few bytes of parsing, never gigabytes of memory.
+    """
+
+    def __init__(self, images_root: str, max_bytes: int, max_pixels: int):
+        self._root = images_root
+        self._max_bytes = max_bytes
+        self._max_pixels = max_pixels
+        self._loaded = Metrics.counter("odrecords", "images_loaded")
+        self._converted = Metrics.counter("odrecords", "images_converted")
+        self._errors = Metrics.counter("odrecords", "errors_image")
+
+    def setup(self) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+
+    def _decode_size(self, data: bytes) -> tuple[int, int]:
+        """(width, height) as TensorFlow decodes the bytes; raises if it cannot."""
+        try:
+            shape = self._tf.io.decode_image(data, channels=3, expand_animations=False).shape
+        except self._tf.errors.OpError as error:
+            raise ImageRejected(f"TensorFlow cannot decode the image: {error.message}") from None
+        return int(shape[1]), int(shape[0])
+
+    def load(self, annotation: ImageAnnotation) -> LoadedImage:
+        """Raises ImageRejected with the reason when the image cannot be used."""
+        try:
+            path = resolve_image(self._root, annotation.image)
+        except UnsafePathError as error:
+            raise ImageRejected(str(error)) from None
+        data = _read_limited(path, self._max_bytes)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as error:
+            raise ImageRejected(str(error)) from None
+        except Exception as error:
+            raise ImageRejected(f"not an image: {error}") from None
+        if image.width * image.height > self._max_pixels:
+            raise ImageRejected(
+                f"image is {image.width}x{image.height}, more than {self._max_pixels} pixels"
+            )
+        converted_from = None
+        fmt = _KEPT_FORMATS.get(image.format or "")
+        if fmt is None:
+            try:
+                image.load()
+                data = _to_png(image)
+            except Exception as error:
+                raise ImageRejected(f"cannot decode {image.format} image: {error}") from None
+            converted_from, fmt = (image.format or "unknown").lower(), "png"
+        width, height = self._decode_size(data)
+        return LoadedImage(annotation, data, fmt, width, height, converted_from)
+
+    def process(self, annotation: ImageAnnotation) -> Iterator:
+        try:
+            loaded = self.load(annotation)
+        except ImageRejected as error:
+            self._errors.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                ErrorRecord(
+                    source=";".join(annotation.sources),
+                    image=annotation.image,
+                    stage=STAGE_IMAGE,
+                    reason=str(error),
+                    objects=len(annotation.boxes),
+                ),
+            )
+            return
+        self._loaded.inc()
+        if loaded.converted_from:
+            self._converted.inc()
+        yield loaded

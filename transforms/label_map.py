@@ -1,0 +1,133 @@
+"""Reading and writing `label_map.pbtxt` exactly as the TF Object Detection API does.
+
+The API parses label maps with protobuf text format into its `StringIntLabelMap` message, so
+every syntax it accepts (`item {` or `item: {`, either quote, any field order, comments,
+`display_name`, keypoints) is accepted here by building the same message schema at run time;
+the API itself is not a dependency.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+from apache_beam.io.filesystems import FileSystems
+
+
+def _build_messages():
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="odrecords_string_int_label_map.proto",
+        package="object_detection.protos",
+        syntax="proto2",
+    )
+    item = proto.message_type.add(name="StringIntLabelMapItem")
+    optional, repeated = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+    )
+    string, int32, message, enum = (
+        descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+        descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        descriptor_pb2.FieldDescriptorProto.TYPE_ENUM,
+    )
+    keypoint = item.nested_type.add(name="KeypointMap")
+    keypoint.field.add(name="id", number=1, label=optional, type=int32)
+    keypoint.field.add(name="label", number=2, label=optional, type=string)
+    frequency = item.enum_type.add(name="LVISFrequency")
+    for number, name in enumerate(["UNSPECIFIED", "FREQUENT", "COMMON", "RARE"]):
+        frequency.value.add(name=name, number=number)
+    item.field.add(name="name", number=1, label=optional, type=string)
+    item.field.add(name="id", number=2, label=optional, type=int32)
+    item.field.add(name="display_name", number=3, label=optional, type=string)
+    item.field.add(
+        name="keypoints",
+        number=4,
+        label=repeated,
+        type=message,
+        type_name=".object_detection.protos.StringIntLabelMapItem.KeypointMap",
+    )
+    item.field.add(name="ancestor_ids", number=5, label=repeated, type=int32)
+    item.field.add(name="descendant_ids", number=6, label=repeated, type=int32)
+    item.field.add(
+        name="frequency",
+        number=7,
+        label=optional,
+        type=enum,
+        type_name=".object_detection.protos.StringIntLabelMapItem.LVISFrequency",
+    )
+    item.field.add(name="instance_count", number=8, label=optional, type=int32)
+    label_map = proto.message_type.add(name="StringIntLabelMap")
+    label_map.field.add(
+        name="item",
+        number=1,
+        label=repeated,
+        type=message,
+        type_name=".object_detection.protos.StringIntLabelMapItem",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("object_detection.protos.StringIntLabelMap")
+    )
+
+
+StringIntLabelMap = _build_messages()
+
+
+class LabelMapError(ValueError):
+    """A label map that cannot be parsed or that the TF OD API would reject."""
+
+
+def parse_label_map(text: str) -> dict[str, int]:
+    """Returns {class name: id} from label map text, keyed by `name` as the API does.
+
+    Ids must be >= 1 (0 is the API's implicit background and may only name 'background'),
+    and neither names nor ids may repeat: a repeated id would silently merge two classes.
+    """
+    message = StringIntLabelMap()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise LabelMapError(f"not a valid label map: {error}") from None
+    classes: dict[str, int] = {}
+    seen_ids: set[int] = set()
+    for item in message.item:
+        if item.id == 0 and item.name == "background":
+            continue
+        if item.id < 1:
+            raise LabelMapError(f"class {item.name!r} has id {item.id}; ids must be >= 1")
+        if not item.name:
+            raise LabelMapError(f"the item with id {item.id} has no name")
+        if item.name in classes:
+            raise LabelMapError(f"class {item.name!r} appears twice")
+        if item.id in seen_ids:
+            raise LabelMapError(f"id {item.id} is given to two classes")
+        classes[item.name] = item.id
+        seen_ids.add(item.id)
+    if not classes:
+        raise LabelMapError("the label map has no items")
+    return classes
+
+
+def read_label_map(path: str) -> dict[str, int]:
+    """Reads and parses a label map from any Beam filesystem path."""
+    with FileSystems.open(path) as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LabelMapError("the label map is not UTF-8 text") from None
+    return parse_label_map(text)
+
+
+def derive_label_map(names: list[str]) -> dict[str, int]:
+    """Ids from 1 in sorted name order, so the same classes always get the same ids."""
+    return {name: number for number, name in enumerate(sorted(set(names)), start=1)}
+
+
+def format_label_map(classes: dict[str, int]) -> str:
+    """Label map text in id order, with names quoted as protobuf text format requires."""
+    message = StringIntLabelMap()
+    for name, number in sorted(classes.items(), key=lambda pair: pair[1]):
+        message.item.add(name=name, id=number)
+    return text_format.MessageToString(message, as_utf8=True)

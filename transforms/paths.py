@@ -1,0 +1,48 @@
+"""Image names from untrusted annotations, turned into paths that stay inside the images root."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+
+from apache_beam.io.filesystems import FileSystems
+
+_ABSOLUTE = re.compile(r"^(/|[A-Za-z]:|[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+class UnsafePathError(ValueError):
+    """An image name that is empty, absolute, a URL, or leaves the images root."""
+
+
+def image_key(name: str) -> str:
+    """Returns the canonical relative name of an image, or raises UnsafePathError.
+
+    Backslashes count as separators because annotation tools on Windows write them. The key
+    is what groups annotations, names the example and seeds its split, so two spellings of
+    one file (`a/./b.jpg`, `a\\b.jpg`) must give the same key.
+    """
+    name = name.strip().replace("\\", "/")
+    if not name:
+        raise UnsafePathError("empty image name")
+    if "\x00" in name:
+        raise UnsafePathError("image name contains a NUL byte")
+    if _ABSOLUTE.match(name):
+        raise UnsafePathError(f"image name {name!r} is absolute or a URL; it must be relative")
+    key = posixpath.normpath(name)
+    if key == ".." or key.startswith("../"):
+        raise UnsafePathError(f"image name {name!r} resolves outside the images root")
+    if key == ".":
+        raise UnsafePathError(f"image name {name!r} names the images root itself")
+    return key
+
+
+def resolve_image(root: str, key: str) -> str:
+    """Joins a key to the images root, refusing local symlinks that lead out of the root."""
+    path = FileSystems.join(root, *key.split("/"))
+    if FileSystems.get_scheme(path) is None:
+        real_root = os.path.realpath(root)
+        real_path = os.path.realpath(path)
+        if os.path.commonpath([real_root, real_path]) != real_root:
+            raise UnsafePathError(f"image {key!r} is a link that leads outside the images root")
+    return path

@@ -1,0 +1,117 @@
+"""The canonical records every reader produces and every writer consumes.
+
+Readers turn their format into `ImageAnnotation`s; everything downstream (grouping, image
+checks, splits, encoding, reports) works on these and never on a source format, so adding a
+format means adding a reader, not another converter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stages named in error records, in the order a record passes them.
+STAGE_READ = "read"
+STAGE_IMAGE = "image"
+STAGE_BOX = "box"
+
+# Tag of the dead-letter output of every DoFn that can reject input.
+ERRORS = "errors"
+
+
+@dataclass(frozen=True)
+class Box:
+    """One object: a class name and pixel corners as the annotation gives them."""
+
+    label: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    source: str
+    difficult: bool = False
+    truncated: bool = False
+    view: str = ""
+
+
+@dataclass(frozen=True)
+class ImageAnnotation:
+    """An image, named relative to the images root, with the boxes drawn on it.
+
+    `width` and `height` are what the annotation claims; the pipeline measures the pixels
+    itself and only reports a disagreement.
+    """
+
+    image: str
+    sources: tuple[str, ...]
+    boxes: tuple[Box, ...] = ()
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An annotated image whose bytes decode with TensorFlow to `width` x `height`."""
+
+    annotation: ImageAnnotation
+    encoded: bytes
+    format: str
+    width: int
+    height: int
+    converted_from: str | None = None
+
+
+@dataclass(frozen=True)
+class LabeledObject:
+    """A validated object: normalized corners in [0, 1] and its label map id."""
+
+    label: str
+    label_id: int
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: bool
+    truncated: bool
+    view: str
+
+
+@dataclass(frozen=True)
+class ExampleInput:
+    """Everything one tf.train.Example is built from."""
+
+    image: LoadedImage
+    objects: tuple[LabeledObject, ...]
+    clipped: int = 0
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """A serialized tf.train.Example and the split and shard it belongs to."""
+
+    split: str
+    shard: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """One rejected input: where it came from, how far it got, why, and what it took along.
+
+    `objects` counts the objects lost with it (all of an image's boxes when the image is
+    rejected), which is what lets the manifest's accounting add up.
+    """
+
+    source: str
+    image: str | None
+    stage: str
+    reason: str
+    objects: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "image": self.image,
+            "stage": self.stage,
+            "reason": self.reason,
+            "objects": self.objects,
+        }

@@ -1,0 +1,220 @@
+"""The dataset's paperwork: counts, errors output, label map, manifest and dataset card.
+
+All of it is produced inside the graph, so it is written on every runner, including a
+Dataflow job whose launcher has long exited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.label_map import format_label_map
+from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
+from transforms.tfrecord_sink import PARTS_DIR
+
+MANIFEST = "manifest.json"
+LABEL_MAP = "label_map.pbtxt"
+ERRORS_FILE = "errors.jsonl"
+CARD = "README.md"
+
+_SPECIFICS = re.compile(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|\d+(?:\.\d+)?")
+
+
+def add_counts(total: dict, more: dict) -> dict:
+    """Adds nested dicts of numbers key by key, in place."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            add_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+class SumCounts(beam.CombineFn):
+    """Sums the nested count dicts that each stage emits into one dict for the manifest."""
+
+    def create_accumulator(self) -> dict:
+        return {}
+
+    def add_input(self, accumulator: dict, counts: dict) -> dict:
+        return add_counts(accumulator, counts)
+
+    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
+        total: dict = {}
+        for accumulator in accumulators:
+            add_counts(total, accumulator)
+        return total
+
+    def extract_output(self, accumulator: dict) -> dict:
+        return accumulator
+
+
+def reason_kind(reason: str) -> str:
+    """A reason with its specifics (names, numbers, tuples) blanked, for grouping in reports."""
+    return _SPECIFICS.sub("…", reason)[:120]
+
+
+def error_counts(error: ErrorRecord) -> dict:
+    return {
+        "errors": {
+            "count": 1,
+            "objects": error.objects,
+            "by_stage": {error.stage: {"count": 1, "objects": error.objects}},
+            "by_reason": {f"{error.stage}: {reason_kind(error.reason)}": 1},
+        }
+    }
+
+
+def build_manifest(
+    counts: dict, shard_files: list[str], label_map: dict[str, int], settings: dict
+) -> dict:
+    """The manifest: what was written where, and the accounting that proves nothing was lost."""
+    errors = counts.get("errors", {})
+    by_stage = errors.get("by_stage", {})
+    splits = {
+        name: {
+            "examples": counts.get("splits", {}).get(name, {}).get("examples", 0),
+            "objects": counts.get("splits", {}).get(name, {}).get("objects", 0),
+            "files": sorted(f for f in shard_files if f.startswith(f"{name}/")),
+        }
+        for name in settings["options"]["splits"]
+    }
+    written_examples = sum(split["examples"] for split in splits.values())
+    written_objects = sum(split["objects"] for split in splits.values())
+    read = counts.get("read", {})
+    images = {
+        "referenced": read.get("images", 0),
+        "written": written_examples,
+        "rejected": by_stage.get(STAGE_IMAGE, {}).get("count", 0),
+        "converted": counts.get("converted", {}),
+        "size_differs_from_annotation": counts.get("size_mismatch", 0),
+    }
+    objects = {
+        "read": read.get("objects", 0) + by_stage.get(STAGE_READ, {}).get("objects", 0),
+        "written": written_objects,
+        "rejected": errors.get("objects", 0),
+        "clipped": counts.get("clipped", 0),
+    }
+    return {
+        "splits": splits,
+        "label_map": LABEL_MAP,
+        "classes": {
+            name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
+            for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
+        },
+        "errors": {
+            "count": errors.get("count", 0),
+            "objects": errors.get("objects", 0),
+            "by_stage": by_stage,
+            "by_reason": dict(sorted(errors.get("by_reason", {}).items())),
+            "files": [ERRORS_FILE],
+        },
+        "images": images,
+        "objects": objects,
+        "accounting": {
+            "images_balanced": images["referenced"] == images["written"] + images["rejected"],
+            "objects_balanced": objects["read"] == objects["written"] + objects["rejected"],
+        },
+        **settings,
+    }
+
+
+def dataset_card(manifest: dict, output: str) -> str:
+    """A short README for the output folder, with the lines to paste into a pipeline config."""
+    lines = [
+        "# Object detection dataset",
+        "",
+        f"Written by odrecords {manifest['odrecords_version']} on {manifest['created']} from "
+        f"`{manifest['inputs']['annotations']}` ({manifest['inputs']['format']}) with images "
+        f"under `{manifest['inputs']['images']}`.",
+        "",
+        "| split | examples | objects | shards |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, split in manifest["splits"].items():
+        lines.append(f"| {name} | {split['examples']} | {split['objects']} | {len(split['files'])} |")
+    lines += ["", "| class | id | objects |", "| --- | ---: | ---: |"]
+    for name, entry in manifest["classes"].items():
+        lines.append(f"| {name} | {entry['id']} | {entry['objects']} |")
+    errors = manifest["errors"]
+    lines += ["", f"## Errors: {errors['count']} (see `{ERRORS_FILE}`)", ""]
+    for reason, count in errors["by_reason"].items():
+        lines.append(f"- {count} × {reason}")
+    images, objects = manifest["images"], manifest["objects"]
+    lines += [
+        "",
+        f"Images: {images['referenced']} referenced = {images['written']} written + "
+        f"{images['rejected']} rejected. Objects: {objects['read']} read = {objects['written']} "
+        f"written + {objects['rejected']} rejected ({objects['clipped']} clipped to the image).",
+        "",
+        "## Use with the TF Object Detection API",
+        "",
+        "```",
+    ]
+    for name in manifest["splits"]:
+        lines += [
+            f"{name}_input_reader: {{",
+            f'  label_map_path: "{FileSystems.join(output, LABEL_MAP)}"',
+            "  tf_record_input_reader {",
+            f'    input_path: "{FileSystems.join(output, name, name)}.tfrecord-*"',
+            "  }",
+            "}",
+        ]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+class WriteReport(beam.DoFn):
+    """Writes label map, manifest and dataset card once every shard and error is in place,
+    then removes what a previous run in the same folder wrote and this one did not."""
+
+    def __init__(self, output: str, settings: dict, previous_files: list[str]):
+        self._output = output
+        self._settings = settings
+        self._previous_files = previous_files
+
+    def process(
+        self,
+        _,
+        counts: dict,
+        shard_files: list[str],
+        label_map: dict[str, int],
+        error_files: list[str],
+    ) -> Iterator[dict]:
+        """`error_files` is unused but makes this step wait until the errors are written."""
+        manifest = build_manifest(counts, shard_files, label_map, self._settings)
+        join = lambda relative: FileSystems.join(self._output, *relative.split("/"))  # noqa: E731
+        _write_text(join(LABEL_MAP), format_label_map(label_map))
+        _write_text(join(CARD), dataset_card(manifest, self._output))
+        stale = sorted(set(self._previous_files) - set(shard_files))
+        existing = [join(f) for f in stale if FileSystems.exists(join(f))]
+        if existing:
+            FileSystems.delete(existing)
+        parts = join(PARTS_DIR)
+        if FileSystems.exists(parts):
+            FileSystems.delete([parts])
+        # Last, so a manifest only ever describes a complete output.
+        _write_text(join(MANIFEST), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        yield manifest
+
+
+def write_errors(errors: beam.PCollection, output: str) -> beam.PCollection:
+    """The errors output: one JSON object per line in `OUT/errors.jsonl`."""
+    return (
+        errors
+        | "ErrorToJson" >> beam.Map(lambda e: json.dumps(e.to_json(), ensure_ascii=False))
+        | "WriteErrorLines"
+        >> beam.io.WriteToText(
+            FileSystems.join(output, ERRORS_FILE), num_shards=1, shard_name_template=""
+        )
+    )

@@ -1,0 +1,86 @@
+"""TF Object Detection CSV: `filename,width,height,class,xmin,ymin,xmax,ymax`, one row per box.
+
+This is the format of Dat Tran's `xml_to_csv.py` and of Roboflow's "Tensorflow Object Detection
+CSV" export. A row whose class and corners are all empty names an image without objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from transforms.paths import UnsafePathError, image_key
+from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
+
+REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
+_BOX_COLUMNS = ("class", "xmin", "ymin", "xmax", "ymax")
+
+
+def _optional_int(value: str | None) -> int | None:
+    try:
+        return int(float(value or ""))
+    except ValueError:
+        return None
+
+
+def _parse_row(row: dict[str, str], source: str) -> Iterator[ImageAnnotation | ErrorRecord]:
+    cells = {column: (row.get(column) or "").strip() for column in row if column}
+    has_box = any(cells.get(column) for column in _BOX_COLUMNS)
+    try:
+        key = image_key(cells.get("filename", ""))
+    except UnsafePathError as error:
+        yield ErrorRecord(source, cells.get("filename") or None, STAGE_READ, str(error), int(has_box))
+        return
+    boxes: tuple[Box, ...] = ()
+    if has_box:
+        try:
+            if not cells.get("class"):
+                raise ValueError("the class is empty")
+            corners = {}
+            for column in ("xmin", "ymin", "xmax", "ymax"):
+                try:
+                    corners[column] = float(cells.get(column, ""))
+                except ValueError:
+                    raise ValueError(f"{column} {cells.get(column)!r} is not a number") from None
+            boxes = (Box(label=cells["class"], source=source, **corners),)
+        except ValueError as error:
+            yield ErrorRecord(source, key, STAGE_READ, str(error), 1)
+    yield ImageAnnotation(
+        image=key,
+        sources=(source,),
+        boxes=boxes,
+        width=_optional_int(cells.get("width")),
+        height=_optional_int(cells.get("height")),
+    )
+
+
+def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | ErrorRecord]:
+    """Yields one annotation per row, streaming, so a CSV of any size needs constant memory."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.DictReader(text)
+    try:
+        header = reader.fieldnames or []
+        missing = [column for column in REQUIRED_COLUMNS if column not in header]
+        if missing:
+            yield ErrorRecord(source, None, STAGE_READ, f"missing CSV columns: {', '.join(missing)}")
+            return
+        for row in reader:
+            row_source = f"{source}:{reader.line_num}"
+            if None in row or any(value is None for value in row.values()):
+                yield ErrorRecord(
+                    row_source,
+                    None,
+                    STAGE_READ,
+                    f"row does not have the header's {len(header)} columns",
+                )
+                continue
+            yield from _parse_row(row, row_source)
+    except (UnicodeDecodeError, csv.Error) as error:
+        yield ErrorRecord(
+            f"{source}:{reader.line_num + 1}",
+            None,
+            STAGE_READ,
+            f"unreadable CSV, rest of file skipped: {error}",
+        )
