@@ -179,7 +179,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         splits = parse_splits(str(values.get("splits") or DEFAULT_SPLITS))
     except ValueError as error:
         raise UsageError(f"--splits: {error}") from None
-    num_shards = int(values.get("num_shards") or DEFAULT_NUM_SHARDS)
+    num_shards = int(values.get("num_shards", DEFAULT_NUM_SHARDS))
     if num_shards < 1:
         raise UsageError("--num-shards must be at least 1")
     label_map_path = values.get("label_map")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from apache_beam.metrics import Metrics
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from transforms.paths import UnsafePathError, resolve_image
 from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation, LoadedImage
@@ -93,8 +93,10 @@ class LoadImages(beam.DoFn):
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as error:
             raise ImageRejected(str(error)) from None
+        except UnidentifiedImageError:
+            raise ImageRejected("not an image file (format not recognised)") from None
         except Exception as error:
-            raise ImageRejected(f"not an image: {error}") from None
+            raise ImageRejected(f"cannot decode image: {error}") from None
         if image.width * image.height > self._max_pixels:
             raise ImageRejected(
                 f"image is {image.width}x{image.height}, more than {self._max_pixels} pixels"

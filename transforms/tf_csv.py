@@ -58,7 +58,8 @@ def _parse_row(row: dict[str, str], source: str) -> Iterator[ImageAnnotation | E
 
 def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | ErrorRecord]:
     """Yields one annotation per row, streaming, so a CSV of any size needs constant memory."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    # Bytes that are not UTF-8 become U+FFFD, so one bad row is rejected, not the whole file.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
     reader = csv.DictReader(text)
     try:
         header = reader.fieldnames or []
@@ -76,8 +77,11 @@ def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | Er
                     f"row does not have the header's {len(header)} columns",
                 )
                 continue
+            if any("\ufffd" in (value or "") for value in row.values()):
+                yield ErrorRecord(row_source, None, STAGE_READ, "row is not valid UTF-8 text")
+                continue
             yield from _parse_row(row, row_source)
-    except (UnicodeDecodeError, csv.Error) as error:
+    except csv.Error as error:
         yield ErrorRecord(
             f"{source}:{reader.line_num + 1}",
             None,

@@ -1,0 +1,334 @@
+"""`odrecords create` end to end on the bundled sample and on deliberately broken inputs,
+read back with TensorFlow as the Object Detection API reads it."""
+
+import csv
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import SAMPLE, read_output, run_create
+
+SAMPLE_ARGS = ["--images", f"{SAMPLE}/images", "--splits", "train=0.75,valid=0.25", "--num-shards", "2"]
+
+
+def csv_boxes(path):
+    """{filename: sorted [(class, xmin/w, ymin/h, xmax/w, ymax/h)]} from a TF OD CSV."""
+    boxes = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            entry = boxes.setdefault(row["filename"], [])
+            if row["class"]:
+                w, h = float(row["width"]), float(row["height"])
+                entry.append((row["class"], float(row["xmin"]) / w, float(row["ymin"]) / h,
+                              float(row["xmax"]) / w, float(row["ymax"]) / h))
+    return {name: sorted(entries) for name, entries in boxes.items()}
+
+
+def example_boxes(example):
+    return sorted(zip(
+        [t.decode() for t in example["image/object/class/text"]],
+        example["image/object/bbox/xmin"], example["image/object/bbox/ymin"],
+        example["image/object/bbox/xmax"], example["image/object/bbox/ymax"],
+    ))
+
+
+def assert_boxes_equal(actual, expected):
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected):
+        assert got[0] == want[0]
+        assert np.allclose(got[1:], want[1:], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sample_outputs(tmp_path_factory):
+    outputs = {}
+    for fmt, annotations in [("voc", f"{SAMPLE}/annotations"), ("csv", f"{SAMPLE}/labels.csv")]:
+        out = tmp_path_factory.mktemp(fmt)
+        assert run_create("--format", fmt, "--annotations", annotations, "--output", out,
+                          *SAMPLE_ARGS) == 0
+        outputs[fmt] = read_output(out)
+        outputs[fmt]["dir"] = out
+    return outputs
+
+
+@pytest.mark.parametrize("fmt", ["voc", "csv"])
+def test_sample_examples_match_the_annotations(sample_outputs, fmt):
+    out = sample_outputs[fmt]
+    expected = csv_boxes(f"{SAMPLE}/labels.csv")
+    examples = [e for split in out["splits"].values() for e in split]
+    assert len(examples) == len(expected) == 24
+    assert sorted(e["image/source_id"].decode() for e in examples) == sorted(expected)
+    label_map = out["label_map"]
+    assert label_map == {"circle": 1, "square": 2, "triangle": 3}
+    for example in examples:
+        name = example["image/source_id"].decode()
+        assert example["image/filename"].decode() == name
+        assert_boxes_equal(example_boxes(example), expected[name])
+        texts = [t.decode() for t in example["image/object/class/text"]]
+        assert example["image/object/class/label"] == [label_map[t] for t in texts]
+        with open(f"{SAMPLE}/images/{name}", "rb") as handle:
+            original = handle.read()
+        assert example["image/encoded"] == original  # Not re-encoded.
+        assert example["image/key/sha256"].decode() == hashlib.sha256(original).hexdigest()
+        assert example["image/format"] == (b"png" if name.endswith(".png") else b"jpeg")
+        pixels = tf.io.decode_image(example["image/encoded"], channels=3)
+        assert pixels.shape == (example["image/height"], example["image/width"], 3)
+        assert len(example["image/object/difficult"]) == len(texts)
+        assert len(example["image/object/truncated"]) == len(texts)
+        assert len(example["image/object/view"]) == len(texts)
+
+
+def test_sample_manifest_counts_and_shards(sample_outputs):
+    out = sample_outputs["voc"]
+    manifest = out["manifest"]
+    assert set(manifest["splits"]) == {"train", "valid"}
+    for name, split in manifest["splits"].items():
+        assert split["files"] == [f"{name}/{name}.tfrecord-0000{n}-of-00002" for n in range(2)]
+        assert split["examples"] == len(out["splits"][name])
+        assert split["objects"] == sum(len(e["image/object/bbox/xmin"]) for e in out["splits"][name])
+    total_objects = sum(len(v) for v in csv_boxes(f"{SAMPLE}/labels.csv").values())
+    assert manifest["objects"] == {"read": total_objects, "written": total_objects, "rejected": 0,
+                                   "clipped": 0}
+    assert manifest["images"]["referenced"] == manifest["images"]["written"] == 24
+    assert sum(c["objects"] for c in manifest["classes"].values()) == total_objects
+    assert manifest["errors"]["count"] == 0 and out["errors"] == []
+    assert all(manifest["accounting"].values())
+    card = (out["dir"] / "README.md").read_text()
+    assert f'input_path: "{out["dir"]}/train/train.tfrecord-*"' in card
+    assert f'label_map_path: "{out["dir"]}/label_map.pbtxt"' in card
+
+
+def test_voc_and_csv_give_the_same_examples_in_the_same_splits(sample_outputs):
+    def by_split(out):
+        return {name: {e["image/source_id"]: e for e in examples}
+                for name, examples in out["splits"].items()}
+
+    voc, csv_ = by_split(sample_outputs["voc"]), by_split(sample_outputs["csv"])
+    assert {k: sorted(v) for k, v in voc.items()} == {k: sorted(v) for k, v in csv_.items()}
+    for split in voc:
+        for key in voc[split]:
+            assert example_boxes(voc[split][key]) == example_boxes(csv_[split][key])
+
+
+def test_same_input_gives_identical_shards_on_rerun_and_with_more_workers(sample_outputs, tmp_path):
+    first = sample_outputs["voc"]["dir"]
+    assert run_create("--format", "voc", "--annotations", f"{SAMPLE}/annotations",
+                      "--output", tmp_path, *SAMPLE_ARGS,
+                      "--direct_num_workers=2", "--direct_running_mode=multi_threading") == 0
+    for split, entry in sample_outputs["voc"]["manifest"]["splits"].items():
+        for relative in entry["files"]:
+            again = read_output(tmp_path)
+            ids = lambda examples: sorted(e["image/source_id"] for e in examples)  # noqa: E731
+            assert ids(again["splits"][split]) == ids(sample_outputs["voc"]["splits"][split])
+            assert sorted(tf.data.TFRecordDataset(str(first / relative)).as_numpy_iterator()) == \
+                sorted(tf.data.TFRecordDataset(str(tmp_path / relative)).as_numpy_iterator())
+
+
+def jpeg(width=64, height=48, color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def voc(filename, *objects, size=(64, 48)):
+    parts = [f"<annotation><filename>{filename}</filename>"
+             f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"]
+    for name, corners in objects:
+        xmin, ymin, xmax, ymax = corners
+        parts.append(f"<object><name>{name}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+                     f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+    return "".join(parts) + "</annotation>"
+
+
+@pytest.fixture(scope="module")
+def broken_dataset(tmp_path_factory):
+    """A dataset with one instance of every bad-input rule, converted once."""
+    root = tmp_path_factory.mktemp("broken")
+    images, annotations = root / "images", root / "annotations"
+    images.mkdir()
+    annotations.mkdir()
+    (root / "outside.jpg").write_bytes(jpeg())
+    good = jpeg()
+    files = {
+        "good.jpg": good,
+        "negative.jpg": jpeg(color=(0, 0, 255)),
+        "truncated.jpg": good[: len(good) // 2],
+        "empty.jpg": b"",
+        "text.jpg": b"just text",
+        "scan.tif": None,
+        "bomb.png": None,
+    }
+    tiff = io.BytesIO()
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(tiff, "TIFF")
+    files["scan.tif"] = tiff.getvalue()
+    bomb = io.BytesIO()
+    Image.new("L", (4000, 4000)).save(bomb, "PNG", optimize=True)
+    files["bomb.png"] = bomb.getvalue()
+    for name, data in files.items():
+        (images / name).write_bytes(data)
+    xml = {
+        "good.xml": voc("good.jpg", ("cat", (1, 1, 20, 20)), ("cat", (30, 10, 10, 20)),
+                        ("cat", (5, 5, 5, 9)), ("cat", (50, 40, 90, 60)), ("zebra", (1, 1, 9, 9))),
+        "good-more.xml": voc("good.jpg", ("dog", (2, 2, 30, 30))),
+        "negative.xml": voc("negative.jpg"),
+        "truncated.xml": voc("truncated.jpg", ("cat", (1, 1, 5, 5))),
+        "empty.xml": voc("empty.jpg", ("cat", (1, 1, 5, 5))),
+        "text.xml": voc("text.jpg", ("cat", (1, 1, 5, 5))),
+        "missing.xml": voc("missing.jpg", ("cat", (1, 1, 5, 5)), ("dog", (1, 1, 5, 5))),
+        "escape.xml": voc("../outside.jpg", ("cat", (1, 1, 5, 5))),
+        "scan.xml": voc("scan.tif", ("dog", (1, 1, 5, 5))),
+        "bomb.xml": voc("bomb.png", ("cat", (1, 1, 5, 5))),
+        "malformed.xml": "<annotation><filename>good.jpg",
+    }
+    for name, text in xml.items():
+        (annotations / name).write_text(text)
+    (root / "labels.pbtxt").write_text("item { name: 'cat' id: 1 }\nitem: { id: 2 name: \"dog\" }")
+    out = root / "out"
+    code = run_create("--format", "voc", "--annotations", annotations, "--images", images,
+                      "--output", out, "--label-map", root / "labels.pbtxt",
+                      "--max-image-pixels", "1000000")
+    assert code == 0
+    return read_output(out)
+
+
+def errors_by(output, **fields):
+    return [e for e in output["errors"] if all(fields[k] in e[k] for k in fields)]
+
+
+@pytest.mark.parametrize(
+    "image, stage, reason",
+    [
+        ("truncated.jpg", "image", "cannot decode"),
+        ("empty.jpg", "image", "image file is empty"),
+        ("text.jpg", "image", "not an image file"),
+        ("missing.jpg", "image", "image file not found"),
+        ("bomb.png", "image", "pixels"),
+        ("../outside.jpg", "read", "outside the images root"),
+        ("good.jpg", "box", "inverted"),
+        ("good.jpg", "box", "empty"),
+        ("good.jpg", "box", "class 'zebra' is not in the label map"),
+    ],
+)
+def test_each_bad_input_becomes_one_error_record(broken_dataset, image, stage, reason):
+    matches = [e for e in broken_dataset["errors"]
+               if e["image"] == image and e["stage"] == stage and reason in e["reason"]]
+    assert len(matches) == 1, broken_dataset["errors"]
+    assert matches[0]["source"].endswith(".xml") or "#object[" in matches[0]["source"]
+
+
+def test_malformed_xml_is_an_error_without_an_image(broken_dataset):
+    (error,) = [e for e in broken_dataset["errors"] if e["source"].endswith("malformed.xml")]
+    assert (error["image"], error["stage"]) == (None, "read")
+
+
+def test_broken_dataset_keeps_every_usable_image_and_box(broken_dataset):
+    examples = {e["image/source_id"].decode(): e for e in broken_dataset["splits"]["train"]}
+    assert sorted(examples) == ["good.jpg", "negative.jpg", "scan.tif"]
+    good = examples["good.jpg"]
+    # Two XML files name good.jpg: one example with the boxes of both; the box reaching
+    # past the 64x48 image is clipped.
+    assert_boxes_equal(example_boxes(good), sorted([
+        ("cat", 1 / 64, 1 / 48, 20 / 64, 20 / 48), ("cat", 50 / 64, 40 / 48, 1.0, 1.0),
+        ("dog", 2 / 64, 2 / 48, 30 / 64, 30 / 48)]))
+    assert examples["negative.jpg"]["image/object/bbox/xmin"] == []
+    scan = examples["scan.tif"]
+    assert scan["image/format"] == b"png"
+    assert tf.io.decode_image(scan["image/encoded"], channels=3).shape == (48, 64, 3)
+
+
+def test_broken_dataset_accounting_adds_up(broken_dataset):
+    manifest = broken_dataset["manifest"]
+    images, objects = manifest["images"], manifest["objects"]
+    # good, negative, truncated, empty, text, missing, scan, bomb (outside is rejected on read).
+    assert images == {"referenced": 8, "written": 3, "rejected": 5, "converted": {"tiff": 1},
+                      "size_differs_from_annotation": 0}
+    # good: 6 boxes, truncated/empty/text/bomb/escape: 1 each, missing: 2, scan: 1.
+    assert objects == {"read": 14, "written": 4, "rejected": 10, "clipped": 1}
+    assert manifest["errors"]["count"] == len(broken_dataset["errors"]) == 10
+    assert sum(e["objects"] for e in broken_dataset["errors"]) == 10
+    assert all(manifest["accounting"].values())
+    assert broken_dataset["label_map"] == {"cat": 1, "dog": 2}
+    assert manifest["classes"] == {"cat": {"id": 1, "objects": 2}, "dog": {"id": 2, "objects": 2}}
+
+
+def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
+    args = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
+            f"{SAMPLE}/images", "--output", tmp_path]
+    assert run_create(*args, "--num-shards", "3") == 0
+    assert run_create(*args, "--num-shards", "2", "--splits", "a=0.5,b=0.5") == 0
+    shards = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.tfrecord-*"))
+    assert shards == [f"{s}/{s}.tfrecord-0000{n}-of-00002" for s in "ab" for n in range(2)]
+    assert not (tmp_path / ".parts").exists()
+    printed = capsys.readouterr().out
+    assert "a: " in printed and "images: 24 referenced = 24 written + 0 rejected" in printed
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "yaml"], "unknown format 'yaml'"),
+        (["--annotations", "/nonexistent/dir"], "no annotation files match /nonexistent/dir"),
+        (["--images", "/nonexistent/images"], "images folder /nonexistent/images does not exist"),
+        (["--label-map", "/nonexistent/l.pbtxt"], "label map /nonexistent/l.pbtxt"),
+        (["--splits", "train=0.9"], "--splits: split fractions sum to 0.9, not 1"),
+        (["--num-shards", "0"], "--num-shards must be at least 1"),
+        (["--num-shards", "many"], "invalid int value: 'many'"),
+    ],
+)
+def test_unusable_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
+    base = {"--format": "voc", "--annotations": f"{SAMPLE}/annotations",
+            "--images": f"{SAMPLE}/images", "--output": str(tmp_path / "out")}
+    base.update(dict(zip(args[::2], args[1::2])))
+    assert run_create(*[x for pair in base.items() for x in pair]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_unreadable_label_map_and_foreign_output_folder_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.pbtxt"
+    bad.write_text("item { name: 'a' id: 1 } item { name: 'b' id: 1 }")
+    base = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
+            f"{SAMPLE}/images"]
+    assert run_create(*base, "--output", tmp_path / "o", "--label-map", bad) == 2
+    assert "id 1 is given to two classes" in capsys.readouterr().err
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "thesis.tex").write_text("precious")
+    assert run_create(*base, "--output", tmp_path / "foreign") == 2
+    assert "is not empty and holds no odrecords output" in capsys.readouterr().err
+    assert (tmp_path / "foreign" / "thesis.tex").read_text() == "precious"
+
+
+def test_config_file_with_flag_overrides(tmp_path):
+    config = tmp_path / "job.yaml"
+    shutil.copytree(SAMPLE, tmp_path / "data")
+    config.write_text("format: csv\nannotations: data/labels.csv\nimages: data/images\n"
+                      "output: out\nsplits: {train: 0.5, test: 0.5}\nnum_shards: 4\n"
+                      "pipeline_options: {direct_num_workers: 1}\n")
+    assert run_create("--config", config, "--num-shards", "1") == 0
+    manifest = read_output(tmp_path / "out")["manifest"]
+    assert manifest["options"]["num_shards"] == 1
+    assert manifest["inputs"]["annotations"] == str(tmp_path / "data" / "labels.csv")
+    assert sum(s["examples"] for s in manifest["splits"].values()) == 24
+
+
+def test_console_command_and_module_entry_point(tmp_path):
+    command = os.path.join(os.path.dirname(sys.executable), "odrecords")
+    usage = subprocess.run([command, "create", "--format", "nope", "--annotations", "x",
+                            "--images", "y", "--output", "z"], capture_output=True, text=True)
+    assert usage.returncode == 2
+    assert usage.stderr.strip().splitlines()[-1] == \
+        "odrecords create: error: unknown format 'nope'; choose one of voc, csv"
+    done = subprocess.run([sys.executable, "-m", "pipelines.create", "--format", "csv",
+                           "--annotations", f"{SAMPLE}/labels.csv", "--images", f"{SAMPLE}/images",
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert read_output(tmp_path / "out")["manifest"]["images"]["written"] == 24
+    assert os.path.exists(tmp_path / "out" / "train" / "train.tfrecord-00009-of-00010")

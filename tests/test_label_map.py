@@ -1,0 +1,57 @@
+"""Label maps in every syntax the TF OD API's label_map_util accepts, and the ones it rejects."""
+
+import pytest
+from google.protobuf import text_format
+
+from transforms.label_map import (
+    LabelMapError,
+    StringIntLabelMap,
+    derive_label_map,
+    format_label_map,
+    parse_label_map,
+)
+
+
+def test_accepts_all_label_map_util_syntaxes():
+    text = """
+    # a comment
+    item {
+      id: 1
+      name: 'raccoon'
+    }
+    item: {
+      display_name: "Dog"  # trailing comment
+      name: "dog" id: 7
+      keypoints { id: 0 label: "nose" }
+      frequency: RARE
+    }
+    item { name: 'background' id: 0 }
+    """
+    assert parse_label_map(text) == {"raccoon": 1, "dog": 7}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("item { name: 'a' id: 1 } item { name: 'b' id: 1 }", "id 1 is given to two classes"),
+        ("item { name: 'a' id: 1 } item { name: 'a' id: 2 }", "appears twice"),
+        ("item { name: 'a' id: 0 }", "ids must be >= 1"),
+        ("item { id: 3 }", "has no name"),
+        ("item { name: 'a' id: 1 ", "not a valid label map"),
+        ("", "has no items"),
+    ],
+)
+def test_rejects_label_maps_the_api_would_misread(text, message):
+    with pytest.raises(LabelMapError, match=message):
+        parse_label_map(text)
+
+
+def test_derived_ids_are_sorted_names_from_one():
+    assert derive_label_map(["zebra", "ant", "zebra", "Émeu"]) == {"ant": 1, "zebra": 2, "Émeu": 3}
+
+
+def test_written_label_map_parses_back_as_protobuf_text():
+    classes = {"raccoon": 1, 'a "quoted" name': 2, "ünïcode": 3}
+    message = StringIntLabelMap()
+    text_format.Parse(format_label_map(classes), message)
+    assert {item.name: item.id for item in message.item} == classes
