@@ -6,6 +6,7 @@ Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse th
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import platform
 import sys
@@ -75,9 +76,12 @@ def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings, shuffle: b
     if settings.label_map is not None:
         label_map = pipeline | "GivenLabelMap" >> beam.Create([settings.label_map])
     else:
+        # Derived from the mentions, before grouping: a side input computed from the grouped
+        # images would split the stage that reads images from the one that writes them, and
+        # the local runner would hold every image in memory in between.
         label_map = (
-            images
-            | "ClassNames" >> beam.FlatMap(lambda image: {box.label for box in image.boxes})
+            read.annotations
+            | "ClassNames" >> beam.FlatMap(lambda mention: {box.label for box in mention.boxes})
             | "DistinctClasses" >> beam.Distinct()
             | "AllClasses" >> beam.combiners.ToList()
             | "DeriveLabelMap" >> beam.Map(derive_label_map)
@@ -139,7 +143,7 @@ def _print_summary(output: str) -> None:
     count = manifest["errors"]["count"]
     if count:
         with FileSystems.open(errors_path) as handle:
-            for _, line in zip(range(10), handle):
+            for line in itertools.islice(handle, 10):
                 error = json.loads(line)
                 print(f"error: {error['source']}: {error['reason']}")
         more = f" ({count - 10} more)" if count > 10 else ""

@@ -8,7 +8,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
@@ -84,10 +83,3 @@ def read_output(output) -> dict:
         "errors": errors,
         "splits": splits,
     }
-
-
-@pytest.fixture
-def raccoon() -> str:
-    if not os.path.isdir(RACCOON):
-        pytest.skip("../shared/data/raccoon is not present")
-    return os.path.abspath(RACCOON)

@@ -12,11 +12,17 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SAMPLE, read_output, run_create
 from PIL import Image
 
-from conftest import SAMPLE, read_output, run_create
-
-SAMPLE_ARGS = ["--images", f"{SAMPLE}/images", "--splits", "train=0.75,valid=0.25", "--num-shards", "2"]
+SAMPLE_ARGS = [
+    "--images",
+    f"{SAMPLE}/images",
+    "--splits",
+    "train=0.75,valid=0.25",
+    "--num-shards",
+    "2",
+]
 
 
 def csv_boxes(path):
@@ -27,22 +33,34 @@ def csv_boxes(path):
             entry = boxes.setdefault(row["filename"], [])
             if row["class"]:
                 w, h = float(row["width"]), float(row["height"])
-                entry.append((row["class"], float(row["xmin"]) / w, float(row["ymin"]) / h,
-                              float(row["xmax"]) / w, float(row["ymax"]) / h))
+                entry.append(
+                    (
+                        row["class"],
+                        float(row["xmin"]) / w,
+                        float(row["ymin"]) / h,
+                        float(row["xmax"]) / w,
+                        float(row["ymax"]) / h,
+                    )
+                )
     return {name: sorted(entries) for name, entries in boxes.items()}
 
 
 def example_boxes(example):
-    return sorted(zip(
-        [t.decode() for t in example["image/object/class/text"]],
-        example["image/object/bbox/xmin"], example["image/object/bbox/ymin"],
-        example["image/object/bbox/xmax"], example["image/object/bbox/ymax"],
-    ))
+    return sorted(
+        zip(
+            [t.decode() for t in example["image/object/class/text"]],
+            example["image/object/bbox/xmin"],
+            example["image/object/bbox/ymin"],
+            example["image/object/bbox/xmax"],
+            example["image/object/bbox/ymax"],
+            strict=True,
+        )
+    )
 
 
 def assert_boxes_equal(actual, expected):
     assert len(actual) == len(expected)
-    for got, want in zip(actual, expected):
+    for got, want in zip(actual, expected, strict=True):
         assert got[0] == want[0]
         assert np.allclose(got[1:], want[1:], atol=1e-6)
 
@@ -52,8 +70,10 @@ def sample_outputs(tmp_path_factory):
     outputs = {}
     for fmt, annotations in [("voc", f"{SAMPLE}/annotations"), ("csv", f"{SAMPLE}/labels.csv")]:
         out = tmp_path_factory.mktemp(fmt)
-        assert run_create("--format", fmt, "--annotations", annotations, "--output", out,
-                          *SAMPLE_ARGS) == 0
+        assert (
+            run_create("--format", fmt, "--annotations", annotations, "--output", out, *SAMPLE_ARGS)
+            == 0
+        )
         outputs[fmt] = read_output(out)
         outputs[fmt]["dir"] = out
     return outputs
@@ -93,10 +113,16 @@ def test_sample_manifest_counts_and_shards(sample_outputs):
     for name, split in manifest["splits"].items():
         assert split["files"] == [f"{name}/{name}.tfrecord-0000{n}-of-00002" for n in range(2)]
         assert split["examples"] == len(out["splits"][name])
-        assert split["objects"] == sum(len(e["image/object/bbox/xmin"]) for e in out["splits"][name])
+        assert split["objects"] == sum(
+            len(e["image/object/bbox/xmin"]) for e in out["splits"][name]
+        )
     total_objects = sum(len(v) for v in csv_boxes(f"{SAMPLE}/labels.csv").values())
-    assert manifest["objects"] == {"read": total_objects, "written": total_objects, "rejected": 0,
-                                   "clipped": 0}
+    assert manifest["objects"] == {
+        "read": total_objects,
+        "written": total_objects,
+        "rejected": 0,
+        "clipped": 0,
+    }
     assert manifest["images"]["referenced"] == manifest["images"]["written"] == 24
     assert sum(c["objects"] for c in manifest["classes"].values()) == total_objects
     assert manifest["errors"]["count"] == 0 and out["errors"] == []
@@ -108,8 +134,10 @@ def test_sample_manifest_counts_and_shards(sample_outputs):
 
 def test_voc_and_csv_give_the_same_examples_in_the_same_splits(sample_outputs):
     def by_split(out):
-        return {name: {e["image/source_id"]: e for e in examples}
-                for name, examples in out["splits"].items()}
+        return {
+            name: {e["image/source_id"]: e for e in examples}
+            for name, examples in out["splits"].items()
+        }
 
     voc, csv_ = by_split(sample_outputs["voc"]), by_split(sample_outputs["csv"])
     assert {k: sorted(v) for k, v in voc.items()} == {k: sorted(v) for k, v in csv_.items()}
@@ -120,16 +148,28 @@ def test_voc_and_csv_give_the_same_examples_in_the_same_splits(sample_outputs):
 
 def test_same_input_gives_identical_shards_on_rerun_and_with_more_workers(sample_outputs, tmp_path):
     first = sample_outputs["voc"]["dir"]
-    assert run_create("--format", "voc", "--annotations", f"{SAMPLE}/annotations",
-                      "--output", tmp_path, *SAMPLE_ARGS,
-                      "--direct_num_workers=2", "--direct_running_mode=multi_threading") == 0
+    assert (
+        run_create(
+            "--format",
+            "voc",
+            "--annotations",
+            f"{SAMPLE}/annotations",
+            "--output",
+            tmp_path,
+            *SAMPLE_ARGS,
+            "--direct_num_workers=2",
+            "--direct_running_mode=multi_threading",
+        )
+        == 0
+    )
     for split, entry in sample_outputs["voc"]["manifest"]["splits"].items():
         for relative in entry["files"]:
             again = read_output(tmp_path)
             ids = lambda examples: sorted(e["image/source_id"] for e in examples)  # noqa: E731
             assert ids(again["splits"][split]) == ids(sample_outputs["voc"]["splits"][split])
-            assert sorted(tf.data.TFRecordDataset(str(first / relative)).as_numpy_iterator()) == \
-                sorted(tf.data.TFRecordDataset(str(tmp_path / relative)).as_numpy_iterator())
+            assert sorted(
+                tf.data.TFRecordDataset(str(first / relative)).as_numpy_iterator()
+            ) == sorted(tf.data.TFRecordDataset(str(tmp_path / relative)).as_numpy_iterator())
 
 
 def jpeg(width=64, height=48, color=(200, 30, 30)) -> bytes:
@@ -139,12 +179,16 @@ def jpeg(width=64, height=48, color=(200, 30, 30)) -> bytes:
 
 
 def voc(filename, *objects, size=(64, 48)):
-    parts = [f"<annotation><filename>{filename}</filename>"
-             f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"]
+    parts = [
+        f"<annotation><filename>{filename}</filename>"
+        f"<size><width>{size[0]}</width><height>{size[1]}</height></size>"
+    ]
     for name, corners in objects:
         xmin, ymin, xmax, ymax = corners
-        parts.append(f"<object><name>{name}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
-                     f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>")
+        parts.append(
+            f"<object><name>{name}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+        )
     return "".join(parts) + "</annotation>"
 
 
@@ -175,8 +219,14 @@ def broken_dataset(tmp_path_factory):
     for name, data in files.items():
         (images / name).write_bytes(data)
     xml = {
-        "good.xml": voc("good.jpg", ("cat", (1, 1, 20, 20)), ("cat", (30, 10, 10, 20)),
-                        ("cat", (5, 5, 5, 9)), ("cat", (50, 40, 90, 60)), ("zebra", (1, 1, 9, 9))),
+        "good.xml": voc(
+            "good.jpg",
+            ("cat", (1, 1, 20, 20)),
+            ("cat", (30, 10, 10, 20)),
+            ("cat", (5, 5, 5, 9)),
+            ("cat", (50, 40, 90, 60)),
+            ("zebra", (1, 1, 9, 9)),
+        ),
         "good-more.xml": voc("good.jpg", ("dog", (2, 2, 30, 30))),
         "negative.xml": voc("negative.jpg"),
         "truncated.xml": voc("truncated.jpg", ("cat", (1, 1, 5, 5))),
@@ -192,9 +242,20 @@ def broken_dataset(tmp_path_factory):
         (annotations / name).write_text(text)
     (root / "labels.pbtxt").write_text("item { name: 'cat' id: 1 }\nitem: { id: 2 name: \"dog\" }")
     out = root / "out"
-    code = run_create("--format", "voc", "--annotations", annotations, "--images", images,
-                      "--output", out, "--label-map", root / "labels.pbtxt",
-                      "--max-image-pixels", "1000000")
+    code = run_create(
+        "--format",
+        "voc",
+        "--annotations",
+        annotations,
+        "--images",
+        images,
+        "--output",
+        out,
+        "--label-map",
+        root / "labels.pbtxt",
+        "--max-image-pixels",
+        "1000000",
+    )
     assert code == 0
     return read_output(out)
 
@@ -218,8 +279,11 @@ def errors_by(output, **fields):
     ],
 )
 def test_each_bad_input_becomes_one_error_record(broken_dataset, image, stage, reason):
-    matches = [e for e in broken_dataset["errors"]
-               if e["image"] == image and e["stage"] == stage and reason in e["reason"]]
+    matches = [
+        e
+        for e in broken_dataset["errors"]
+        if e["image"] == image and e["stage"] == stage and reason in e["reason"]
+    ]
     assert len(matches) == 1, broken_dataset["errors"]
     assert matches[0]["source"].endswith(".xml") or "#object[" in matches[0]["source"]
 
@@ -235,9 +299,16 @@ def test_broken_dataset_keeps_every_usable_image_and_box(broken_dataset):
     good = examples["good.jpg"]
     # Two XML files name good.jpg: one example with the boxes of both; the box reaching
     # past the 64x48 image is clipped.
-    assert_boxes_equal(example_boxes(good), sorted([
-        ("cat", 1 / 64, 1 / 48, 20 / 64, 20 / 48), ("cat", 50 / 64, 40 / 48, 1.0, 1.0),
-        ("dog", 2 / 64, 2 / 48, 30 / 64, 30 / 48)]))
+    assert_boxes_equal(
+        example_boxes(good),
+        sorted(
+            [
+                ("cat", 1 / 64, 1 / 48, 20 / 64, 20 / 48),
+                ("cat", 50 / 64, 40 / 48, 1.0, 1.0),
+                ("dog", 2 / 64, 2 / 48, 30 / 64, 30 / 48),
+            ]
+        ),
+    )
     assert examples["negative.jpg"]["image/object/bbox/xmin"] == []
     scan = examples["scan.tif"]
     assert scan["image/format"] == b"png"
@@ -248,8 +319,13 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
     manifest = broken_dataset["manifest"]
     images, objects = manifest["images"], manifest["objects"]
     # good, negative, truncated, empty, text, missing, scan, bomb (outside is rejected on read).
-    assert images == {"referenced": 8, "written": 3, "rejected": 5, "converted": {"tiff": 1},
-                      "size_differs_from_annotation": 0}
+    assert images == {
+        "referenced": 8,
+        "written": 3,
+        "rejected": 5,
+        "converted": {"tiff": 1},
+        "size_differs_from_annotation": 0,
+    }
     # good: 6 boxes, truncated/empty/text/bomb/escape: 1 each, missing: 2, scan: 1.
     assert objects == {"read": 14, "written": 4, "rejected": 10, "clipped": 1}
     assert manifest["errors"]["count"] == len(broken_dataset["errors"]) == 10
@@ -260,8 +336,16 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
 
 
 def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
-    args = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
-            f"{SAMPLE}/images", "--output", tmp_path]
+    args = [
+        "--format",
+        "voc",
+        "--annotations",
+        f"{SAMPLE}/annotations",
+        "--images",
+        f"{SAMPLE}/images",
+        "--output",
+        tmp_path,
+    ]
     assert run_create(*args, "--num-shards", "3") == 0
     assert run_create(*args, "--num-shards", "2", "--splits", "a=0.5,b=0.5") == 0
     shards = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.tfrecord-*"))
@@ -284,9 +368,13 @@ def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
     ],
 )
 def test_unusable_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
-    base = {"--format": "voc", "--annotations": f"{SAMPLE}/annotations",
-            "--images": f"{SAMPLE}/images", "--output": str(tmp_path / "out")}
-    base.update(dict(zip(args[::2], args[1::2])))
+    base = {
+        "--format": "voc",
+        "--annotations": f"{SAMPLE}/annotations",
+        "--images": f"{SAMPLE}/images",
+        "--output": str(tmp_path / "out"),
+    }
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
     assert run_create(*[x for pair in base.items() for x in pair]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
@@ -295,8 +383,14 @@ def test_unusable_arguments_exit_2_with_one_line(tmp_path, capsys, args, message
 def test_unreadable_label_map_and_foreign_output_folder_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.pbtxt"
     bad.write_text("item { name: 'a' id: 1 } item { name: 'b' id: 1 }")
-    base = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
-            f"{SAMPLE}/images"]
+    base = [
+        "--format",
+        "voc",
+        "--annotations",
+        f"{SAMPLE}/annotations",
+        "--images",
+        f"{SAMPLE}/images",
+    ]
     assert run_create(*base, "--output", tmp_path / "o", "--label-map", bad) == 2
     assert "id 1 is given to two classes" in capsys.readouterr().err
     (tmp_path / "foreign").mkdir()
@@ -309,9 +403,11 @@ def test_unreadable_label_map_and_foreign_output_folder_exit_2(tmp_path, capsys)
 def test_config_file_with_flag_overrides(tmp_path):
     config = tmp_path / "job.yaml"
     shutil.copytree(SAMPLE, tmp_path / "data")
-    config.write_text("format: csv\nannotations: data/labels.csv\nimages: data/images\n"
-                      "output: out\nsplits: {train: 0.5, test: 0.5}\nnum_shards: 4\n"
-                      "pipeline_options: {direct_num_workers: 1}\n")
+    config.write_text(
+        "format: csv\nannotations: data/labels.csv\nimages: data/images\n"
+        "output: out\nsplits: {train: 0.5, test: 0.5}\nnum_shards: 4\n"
+        "pipeline_options: {direct_num_workers: 1}\n"
+    )
     assert run_create("--config", config, "--num-shards", "1") == 0
     manifest = read_output(tmp_path / "out")["manifest"]
     assert manifest["options"]["num_shards"] == 1
@@ -321,14 +417,44 @@ def test_config_file_with_flag_overrides(tmp_path):
 
 def test_console_command_and_module_entry_point(tmp_path):
     command = os.path.join(os.path.dirname(sys.executable), "odrecords")
-    usage = subprocess.run([command, "create", "--format", "nope", "--annotations", "x",
-                            "--images", "y", "--output", "z"], capture_output=True, text=True)
+    usage = subprocess.run(
+        [
+            command,
+            "create",
+            "--format",
+            "nope",
+            "--annotations",
+            "x",
+            "--images",
+            "y",
+            "--output",
+            "z",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert usage.returncode == 2
-    assert usage.stderr.strip().splitlines()[-1] == \
-        "odrecords create: error: unknown format 'nope'; choose one of voc, csv"
-    done = subprocess.run([sys.executable, "-m", "pipelines.create", "--format", "csv",
-                           "--annotations", f"{SAMPLE}/labels.csv", "--images", f"{SAMPLE}/images",
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    assert (
+        usage.stderr.strip().splitlines()[-1]
+        == "odrecords create: error: unknown format 'nope'; choose one of voc, csv"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.create",
+            "--format",
+            "csv",
+            "--annotations",
+            f"{SAMPLE}/labels.csv",
+            "--images",
+            f"{SAMPLE}/images",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert read_output(tmp_path / "out")["manifest"]["images"]["written"] == 24
     assert os.path.exists(tmp_path / "out" / "train" / "train.tfrecord-00009-of-00010")

@@ -42,9 +42,14 @@ def loader(tmp_path):
 
 
 def test_jpeg_and_png_keep_their_bytes(loader):
-    for name, fmt, mode in [("a.jpg", "JPEG", "RGB"), ("g.jpg", "JPEG", "L"),
-                            ("c.jpg", "JPEG", "CMYK"), ("p.png", "PNG", "P"),
-                            ("a.png", "PNG", "RGBA"), ("s/deep.png", "PNG", "LA")]:
+    for name, fmt, mode in [
+        ("a.jpg", "JPEG", "RGB"),
+        ("g.jpg", "JPEG", "L"),
+        ("c.jpg", "JPEG", "CMYK"),
+        ("p.png", "PNG", "P"),
+        ("a.png", "PNG", "RGBA"),
+        ("s/deep.png", "PNG", "LA"),
+    ]:
         data = encode(noise(mode=mode), fmt)
         loaded = loader(name, data)
         assert loaded.encoded == data, name
@@ -117,9 +122,15 @@ def test_process_turns_a_rejection_into_an_error_record_with_its_objects(loader)
 
     fn = LoadImages(str(loader.root), 1000, 1000)
     fn.setup()
-    annotation = ImageAnnotation("nope.jpg", ("a.xml", "b.xml"), (Box("c", 1, 1, 2, 2, "a.xml"),) * 2)
+    annotation = ImageAnnotation(
+        "nope.jpg", ("a.xml", "b.xml"), (Box("c", 1, 1, 2, 2, "a.xml"),) * 2
+    )
     (output,) = list(fn.process(annotation))
     error = output.value
     assert (output.tag, error.source, error.image, error.stage, error.objects) == (
-        "errors", "a.xml;b.xml", "nope.jpg", "image", 2
+        "errors",
+        "a.xml;b.xml",
+        "nope.jpg",
+        "image",
+        2,
     )

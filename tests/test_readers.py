@@ -3,8 +3,8 @@
 import io
 
 from apache_beam.testing.util import assert_that, equal_to
-
 from conftest import local_pipeline
+
 from transforms.read_annotations import ReadAnnotations
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
 from transforms.tf_csv import parse_tf_csv
@@ -90,8 +90,12 @@ def test_csv_rows_become_mentions_and_bad_rows_errors():
     records = list(parse_tf_csv(io.BytesIO(CSV.encode()), "l.csv"))
     errors = [(r.source, r.image, r.objects) for r in records if isinstance(r, ErrorRecord)]
     mentions = [r for r in records if isinstance(r, ImageAnnotation)]
-    assert errors == [("l.csv:3", "a.jpg", 1), ("l.csv:5", None, 1), ("l.csv:6", None, 0),
-                      ("l.csv:7", "d.jpg", 1)]
+    assert errors == [
+        ("l.csv:3", "a.jpg", 1),
+        ("l.csv:5", None, 1),
+        ("l.csv:6", None, 0),
+        ("l.csv:7", "d.jpg", 1),
+    ]
     assert [(m.image, len(m.boxes), m.sources) for m in mentions] == [
         ("a.jpg", 1, ("l.csv:2",)),
         ("a.jpg", 0, ("l.csv:3",)),

@@ -8,8 +8,8 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
-
 from conftest import local_pipeline
+
 from transforms.boxes import BoxRejected, ValidateBoxes, normalize_box
 from transforms.grouping import GroupByImage
 from transforms.records import Box, EncodedExample, ImageAnnotation, LoadedImage
@@ -31,16 +31,18 @@ def test_group_by_image_merges_mentions_in_source_order():
         merged = pipeline | beam.Create(mentions) | GroupByImage()
         assert_that(
             merged,
-            equal_to([
-                ImageAnnotation(
-                    "a.jpg",
-                    ("f.csv:9", "f.csv:10"),
-                    (box(1, 1, 2, 2, source="f.csv:9"), box(5, 5, 6, 6, source="f.csv:10")),
-                    100,
-                    50,
-                ),
-                ImageAnnotation("b.jpg", ("f.csv:3",), ()),
-            ]),
+            equal_to(
+                [
+                    ImageAnnotation(
+                        "a.jpg",
+                        ("f.csv:9", "f.csv:10"),
+                        (box(1, 1, 2, 2, source="f.csv:9"), box(5, 5, 6, 6, source="f.csv:10")),
+                        100,
+                        50,
+                    ),
+                    ImageAnnotation("b.jpg", ("f.csv:3",), ()),
+                ]
+            ),
         )
 
 
@@ -75,14 +77,22 @@ def test_validate_boxes_keeps_the_good_boxes_of_an_image():
     errors = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
     (example,) = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
     assert [(o.label_id, o.xmin, o.ymax) for o in example.objects] == [(3, 0.1, 0.5)]
-    assert [(e.source, e.stage, e.objects) for e in errors] == [("bad", "box", 1), ("dog", "box", 1)]
+    assert [(e.source, e.stage, e.objects) for e in errors] == [
+        ("bad", "box", 1),
+        ("dog", "box", 1),
+    ]
     assert "not in the label map" in errors[1].reason
 
 
 def test_parse_splits():
     assert parse_splits("train=0.8,valid=0.1,test=0.1") == {"train": 0.8, "valid": 0.1, "test": 0.1}
-    for spec, message in [("train=0.5", "sum to 0.5"), ("a=0.5,a=0.5", "twice"),
-                          ("a b=1", "NAME=FRACTION"), ("a=x", "non-numeric"), ("a=0,b=1", "(0, 1]")]:
+    for spec, message in [
+        ("train=0.5", "sum to 0.5"),
+        ("a=0.5,a=0.5", "twice"),
+        ("a b=1", "NAME=FRACTION"),
+        ("a=x", "non-numeric"),
+        ("a=0,b=1", "(0, 1]"),
+    ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_splits(spec)
 
@@ -104,7 +114,9 @@ def test_split_assignment_is_stable_balanced_and_survives_new_images():
 def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path, shuffle):
     def example(n):
         key = f"k{n}"
-        features = {"image/source_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode()]))}
+        features = {
+            "image/source_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode()]))
+        }
         data = tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
         return EncodedExample("train" if n % 3 else "test", assign_shard(key, 3), data)
 
@@ -117,8 +129,13 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path, shuffle):
         )
         assert_that(
             files,
-            equal_to([f"{s}/{s}.tfrecord-0000{n}-of-00003" for s in ("train", "test", "empty")
-                      for n in range(3)]),
+            equal_to(
+                [
+                    f"{s}/{s}.tfrecord-0000{n}-of-00003"
+                    for s in ("train", "test", "empty")
+                    for n in range(3)
+                ]
+            ),
         )
     assert not os.path.exists(tmp_path / ".parts" / "train-00000-00000-of-00001")
     for split in ("train", "test", "empty"):
@@ -126,13 +143,18 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path, shuffle):
             path = tmp_path / split / f"{split}.tfrecord-0000{shard}-of-00003"
             ids = {
                 tf.train.Example.FromString(record.numpy())
-                .features.feature["image/source_id"].bytes_list.value[0]
+                .features.feature["image/source_id"]
+                .bytes_list.value[0]
                 for record in tf.data.TFRecordDataset([str(path)])
             }
-            expected = {f"k{n}".encode() for n, e in enumerate(examples)
-                        if e.split == split and e.shard == shard}
+            expected = {
+                f"k{n}".encode()
+                for n, e in enumerate(examples)
+                if e.split == split and e.shard == shard
+            }
             assert ids == expected
     assert sorted(glob.glob(str(tmp_path / "*" / "*.tfrecord-*"))) == sorted(
-        str(tmp_path / s / f"{s}.tfrecord-0000{n}-of-00003") for s in ("train", "test", "empty")
+        str(tmp_path / s / f"{s}.tfrecord-0000{n}-of-00003")
+        for s in ("train", "test", "empty")
         for n in range(3)
     )

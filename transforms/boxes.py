@@ -68,11 +68,14 @@ class ValidateBoxes(beam.DoFn):
             try:
                 if box.label not in label_map:
                     raise BoxRejected(f"class {box.label!r} is not in the label map")
-                (xmin, ymin, xmax, ymax), was_clipped = normalize_box(box, image.width, image.height)
+                (xmin, ymin, xmax, ymax), was_clipped = normalize_box(
+                    box, image.width, image.height
+                )
             except BoxRejected as error:
                 self._errors.inc()
                 yield beam.pvalue.TaggedOutput(
-                    ERRORS, ErrorRecord(box.source, image.annotation.image, STAGE_BOX, str(error), 1)
+                    ERRORS,
+                    ErrorRecord(box.source, image.annotation.image, STAGE_BOX, str(error), 1),
                 )
                 continue
             clipped += was_clipped

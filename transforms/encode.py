@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -16,10 +18,13 @@ from apache_beam.metrics import Metrics
 from transforms.records import EncodedExample, ExampleInput
 from transforms.splits import assign_shard, assign_split
 
+if TYPE_CHECKING:
+    import tensorflow
+
 STATS = "stats"
 
 
-def build_example(item: ExampleInput, tf) -> "tf.train.Example":
+def build_example(item: ExampleInput, tf: ModuleType) -> tensorflow.train.Example:
     """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap."""
     image = item.image
     key = image.annotation.image.encode("utf-8")

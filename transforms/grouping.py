@@ -27,7 +27,8 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
     """
     ordered = sorted(mentions, key=lambda mention: natural_key(mention.sources[0]))
     boxes = sorted(
-        (box for mention in ordered for box in mention.boxes), key=lambda box: natural_key(box.source)
+        (box for mention in ordered for box in mention.boxes),
+        key=lambda box: natural_key(box.source),
     )
     sources = tuple(sorted({s for mention in ordered for s in mention.sources}, key=natural_key))
     declared = next(

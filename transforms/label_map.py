@@ -8,9 +8,8 @@ the API itself is not a dependency.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-
 from apache_beam.io.filesystems import FileSystems
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 
 def _build_messages():

@@ -51,7 +51,8 @@ class _ParseFile(beam.DoFn):
         except OSError as error:
             self._errors.inc()
             yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(file.metadata.path, None, STAGE_READ, f"unreadable file: {error}")
+                ERRORS,
+                ErrorRecord(file.metadata.path, None, STAGE_READ, f"unreadable file: {error}"),
             )
 
 

@@ -137,7 +137,9 @@ def dataset_card(manifest: dict, output: str) -> str:
         "| --- | ---: | ---: | ---: |",
     ]
     for name, split in manifest["splits"].items():
-        lines.append(f"| {name} | {split['examples']} | {split['objects']} | {len(split['files'])} |")
+        lines.append(
+            f"| {name} | {split['examples']} | {split['objects']} | {len(split['files'])} |"
+        )
     lines += ["", "| class | id | objects |", "| --- | ---: | ---: |"]
     for name, entry in manifest["classes"].items():
         lines.append(f"| {name} | {entry['id']} | {entry['objects']} |")

@@ -19,7 +19,9 @@ def parse_splits(spec: str) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not _NAME.match(name):
-            raise ValueError(f"split {part!r} is not NAME=FRACTION (NAME of letters, digits, _ or -)")
+            raise ValueError(
+                f"split {part!r} is not NAME=FRACTION (NAME of letters, digits, _ or -)"
+            )
         if name in splits:
             raise ValueError(f"split {name!r} is given twice")
         try:

@@ -31,7 +31,9 @@ def _parse_row(row: dict[str, str], source: str) -> Iterator[ImageAnnotation | E
     try:
         key = image_key(cells.get("filename", ""))
     except UnsafePathError as error:
-        yield ErrorRecord(source, cells.get("filename") or None, STAGE_READ, str(error), int(has_box))
+        yield ErrorRecord(
+            source, cells.get("filename") or None, STAGE_READ, str(error), int(has_box)
+        )
         return
     boxes: tuple[Box, ...] = ()
     if has_box:
@@ -65,7 +67,9 @@ def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | Er
         header = reader.fieldnames or []
         missing = [column for column in REQUIRED_COLUMNS if column not in header]
         if missing:
-            yield ErrorRecord(source, None, STAGE_READ, f"missing CSV columns: {', '.join(missing)}")
+            yield ErrorRecord(
+                source, None, STAGE_READ, f"missing CSV columns: {', '.join(missing)}"
+            )
             return
         for row in reader:
             row_source = f"{source}:{reader.line_num}"

@@ -72,13 +72,17 @@ def parse_voc(data: bytes, source: str) -> Iterator[ImageAnnotation | ErrorRecor
         yield ErrorRecord(source, None, STAGE_READ, f"malformed XML: {error}")
         return
     if root.tag != "annotation":
-        yield ErrorRecord(source, None, STAGE_READ, f"root element is <{root.tag}>, not <annotation>")
+        yield ErrorRecord(
+            source, None, STAGE_READ, f"root element is <{root.tag}>, not <annotation>"
+        )
         return
     objects = root.findall("object")
     try:
         key = image_key(_text(root, "filename"))
     except UnsafePathError as error:
-        yield ErrorRecord(source, _text(root, "filename") or None, STAGE_READ, str(error), len(objects))
+        yield ErrorRecord(
+            source, _text(root, "filename") or None, STAGE_READ, str(error), len(objects)
+        )
         return
     boxes = []
     for index, element in enumerate(objects, start=1):

@@ -1,0 +1,173 @@
+"""Benchmark: `odrecords create` against a single-process TFRecordWriter loop.
+
+Builds datasets of the Raccoon images repeated (hard links, so no disk is spent) to each
+requested size, then runs, each in its own process so peak RSS is its own:
+- `odrecords create` on the local runner (CSV input, 10 shards), and
+- the loop the TF Models scripts use: read each image, build the tf.train.Example, write it
+  with one `tf.io.TFRecordWriter`.
+Prints images/s and peak RSS for both. Usage:
+
+    python tests/benchmarks/bench_create.py [--sizes 2000 10000] [--workdir DIR] [BEAM FLAGS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+RACCOON = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "raccoon")
+
+
+def make_dataset(root: str, size: int) -> tuple[str, str]:
+    """root/images with `size` hard-linked copies of the Raccoon images, and their CSV."""
+    with open(os.path.join(RACCOON, "data", "raccoon_labels.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    names = sorted({row["filename"] for row in rows})
+    images = os.path.join(root, "images")
+    os.makedirs(images)
+    labels = os.path.join(root, "labels.csv")
+    with open(labels, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for number in range(size):
+            source = names[number % len(names)]
+            copy = f"{number:06d}-{source}"
+            os.link(os.path.join(RACCOON, "images", source), os.path.join(images, copy))
+            for row in rows:
+                if row["filename"] == source:
+                    writer.writerow({**row, "filename": copy})
+    return labels, images
+
+
+def baseline(labels: str, images: str, output: str) -> None:
+    """The single-process way: one pass, one writer, everything in one Python loop."""
+    import tensorflow as tf
+    from PIL import Image
+
+    groups: dict[str, list[dict]] = {}
+    with open(labels, newline="") as handle:
+        for row in csv.DictReader(handle):
+            groups.setdefault(row["filename"], []).append(row)
+    classes = {"raccoon": 1}
+
+    def feature(kind, values):
+        if kind == "bytes":
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        if kind == "float":
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    with tf.io.TFRecordWriter(output) as writer:
+        for filename, rows in groups.items():
+            with open(os.path.join(images, filename), "rb") as handle:
+                encoded = handle.read()
+            width, height = Image.open(os.path.join(images, filename)).size
+            features = {
+                "image/encoded": feature("bytes", [encoded]),
+                "image/format": feature("bytes", [b"jpeg"]),
+                "image/filename": feature("bytes", [filename.encode()]),
+                "image/source_id": feature("bytes", [filename.encode()]),
+                "image/key/sha256": feature(
+                    "bytes", [hashlib.sha256(encoded).hexdigest().encode()]
+                ),
+                "image/height": feature("int", [height]),
+                "image/width": feature("int", [width]),
+                "image/object/bbox/xmin": feature(
+                    "float", [float(r["xmin"]) / width for r in rows]
+                ),
+                "image/object/bbox/ymin": feature(
+                    "float", [float(r["ymin"]) / height for r in rows]
+                ),
+                "image/object/bbox/xmax": feature(
+                    "float", [float(r["xmax"]) / width for r in rows]
+                ),
+                "image/object/bbox/ymax": feature(
+                    "float", [float(r["ymax"]) / height for r in rows]
+                ),
+                "image/object/class/text": feature("bytes", [r["class"].encode() for r in rows]),
+                "image/object/class/label": feature("int", [classes[r["class"]] for r in rows]),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=features))
+            writer.write(example.SerializeToString())
+
+
+def measure(command: list[str]) -> tuple[float, float]:
+    """Runs a command; returns (seconds, peak RSS in MB) of that process alone."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--workdir", help="where datasets and outputs go (default: a temp dir)")
+    parser.add_argument(
+        "--baseline", nargs=3, metavar=("LABELS", "IMAGES", "OUTPUT"), help=argparse.SUPPRESS
+    )
+    args, beam_flags = parser.parse_known_args()
+    if args.baseline:
+        baseline(*args.baseline)
+        return
+    if not os.path.isdir(RACCOON):
+        sys.exit("needs ../shared/data/raccoon beside the project")
+    odrecords = os.path.join(os.path.dirname(sys.executable), "odrecords")
+    workdir = args.workdir or tempfile.mkdtemp(prefix="odrecords-bench-")
+    print(f"{'images':>7} {'tool':<28} {'seconds':>8} {'images/s':>9} {'peak RSS MB':>12}")
+    for size in args.sizes:
+        root = os.path.join(workdir, str(size))
+        shutil.rmtree(root, ignore_errors=True)
+        labels, images = make_dataset(root, size)
+        runs = [
+            (
+                "odrecords create " + " ".join(beam_flags),
+                [
+                    odrecords,
+                    "create",
+                    "--format",
+                    "csv",
+                    "--annotations",
+                    labels,
+                    "--images",
+                    images,
+                    "--output",
+                    os.path.join(root, "out"),
+                    *beam_flags,
+                ],
+            ),
+            (
+                "single-process TFRecordWriter",
+                [
+                    sys.executable,
+                    __file__,
+                    "--baseline",
+                    labels,
+                    images,
+                    os.path.join(root, "baseline.tfrecord"),
+                ],
+            ),
+        ]
+        for name, command in runs:
+            seconds, rss = measure(command)
+            print(
+                f"{size:>7} {name:<28} {seconds:>8.1f} {size / seconds:>9.1f} {rss:>12.0f}",
+                flush=True,
+            )
+        shutil.rmtree(root)
+    if not args.workdir:
+        shutil.rmtree(workdir)
+
+
+if __name__ == "__main__":
+    main()
