@@ -14,6 +14,21 @@ commands:
 """
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with stderr closed: its native start-up messages (oneDNN, CUDA
+    probing) bypass every log level setting and would bury the command's own output."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatches to a subcommand; heavy imports wait until one is chosen."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -25,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"odrecords: error: unknown command {command!r}", file=sys.stderr)
         return 2
     # TensorFlow and Beam are chatty at import and start-up; keep the console for results.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    _import_tensorflow_quietly()
     from pipelines import create
 
     return create.main(rest)

@@ -8,6 +8,7 @@ data are never reported here, they become error records.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
@@ -151,6 +153,28 @@ def _previous_files(output: str) -> list[str]:
     return []
 
 
+def _check_beam_flags(flags: list[str]) -> None:
+    """Refuses flags that neither odrecords nor Beam knows: Beam would only log and ignore
+    them, and a mistyped `--num_shards` would silently write the default shard count."""
+    # Runner option classes register their flags when their modules are imported.
+    import apache_beam.runners.portability.flink_runner  # noqa: F401
+    import apache_beam.runners.portability.spark_runner  # noqa: F401
+
+    parsers: list[argparse.ArgumentParser] = []
+    PipelineOptions(flags).get_all_options(add_extra_args_fn=parsers.append)
+    _, unknown = parsers[0].parse_known_args(flags)
+    for flag in unknown:
+        if flag.startswith("-"):
+            name = flag.split("=", 1)[0]
+            known = [
+                o for p in (parsers[0], _parser()) for a in p._actions for o in a.option_strings
+            ]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"unknown option {name}{hint}")
+        raise UsageError(f"unexpected argument {flag!r}")
+
+
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = _parser().parse_known_args(argv)
@@ -203,4 +227,6 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         label_map=label_map,
         previous_files=_previous_files(output),
     )
-    return settings, config_flags + list(beam_args)
+    flags = config_flags + list(beam_args)
+    _check_beam_flags(flags)
+    return settings, flags

@@ -365,6 +365,8 @@ def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
         (["--splits", "train=0.9"], "--splits: split fractions sum to 0.9, not 1"),
         (["--num-shards", "0"], "--num-shards must be at least 1"),
         (["--num-shards", "many"], "invalid int value: 'many'"),
+        (["--num_shards", "4"], "unknown option --num_shards; did you mean --num-shards?"),
+        (["--runer", "FnApiRunner"], "unknown option --runer; did you mean --runner?"),
     ],
 )
 def test_unusable_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):

@@ -158,3 +158,89 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path, shuffle):
         for s in ("train", "test", "empty")
         for n in range(3)
     )
+
+
+def test_load_validate_encode_in_a_pipeline_route_errors_to_their_outputs(tmp_path):
+    from PIL import Image
+
+    from transforms.encode import STATS, EncodeExamples
+    from transforms.images import LoadImages
+
+    Image.new("RGB", (100, 50), (9, 9, 9)).save(tmp_path / "a.png")
+    mentions = [
+        ImageAnnotation("a.png", ("a.xml",), (box(10, 5, 50, 25), box(9, 9, 1, 1, source="bad"))),
+        ImageAnnotation("gone.png", ("g.xml",), (box(1, 1, 2, 2),)),
+    ]
+    with local_pipeline() as pipeline:
+        loaded = (
+            pipeline
+            | beam.Create(mentions)
+            | beam.ParDo(LoadImages(str(tmp_path), 10_000, 10_000)).with_outputs(
+                "errors", main="images"
+            )
+        )
+        labels = pipeline | "Labels" >> beam.Create([{"cat": 1}])
+        checked = loaded.images | beam.ParDo(
+            ValidateBoxes(), beam.pvalue.AsSingleton(labels)
+        ).with_outputs("errors", main="examples")
+        encoded = checked.examples | beam.ParDo(EncodeExamples({"train": 1.0}, 2)).with_outputs(
+            STATS, main="examples"
+        )
+        assert_that(
+            loaded.errors | "ImageErrors" >> beam.Map(lambda e: (e.image, e.stage, e.objects)),
+            equal_to([("gone.png", "image", 1)]),
+            label="image errors",
+        )
+        assert_that(
+            checked.errors | "BoxErrors" >> beam.Map(lambda e: (e.source, e.stage)),
+            equal_to([("bad", "box")]),
+            label="box errors",
+        )
+        assert_that(
+            encoded.examples
+            | "Parsed"
+            >> beam.Map(
+                lambda e: (
+                    e.split,
+                    e.shard == assign_shard("a.png", 2),
+                    list(
+                        tf.train.Example.FromString(e.data)
+                        .features.feature["image/object/bbox/xmax"]
+                        .float_list.value
+                    ),
+                )
+            ),
+            equal_to([("train", True, [0.5])]),
+            label="examples",
+        )
+        assert_that(
+            encoded[STATS],
+            equal_to(
+                [
+                    {
+                        "splits": {"train": {"examples": 1, "objects": 1}},
+                        "classes": {"cat": 1},
+                        "converted": {},
+                        "clipped": 0,
+                        "size_mismatch": 0,
+                    }
+                ]
+            ),
+            label="stats",
+        )
+
+
+def test_assemble_concatenates_the_parts_of_one_shard(tmp_path):
+    from transforms.tfrecord_sink import _AssembleShard
+
+    parts = []
+    for number in range(2):
+        path = str(tmp_path / f"part-{number}")
+        with tf.io.TFRecordWriter(path) as writer:
+            writer.write(f"record-{number}".encode())
+        parts.append(path)
+    (relative,) = _AssembleShard(str(tmp_path), 4).process((("test", 3), reversed(parts)))
+    assert relative == "test/test.tfrecord-00003-of-00004"
+    records = list(tf.data.TFRecordDataset(str(tmp_path / relative)).as_numpy_iterator())
+    assert records == [b"record-0", b"record-1"]
+    assert not any(os.path.exists(part) for part in parts)
