@@ -22,7 +22,8 @@ from transforms.encode import STATS, EncodeExamples
 from transforms.grouping import GroupByImage
 from transforms.images import LoadImages
 from transforms.label_map import derive_label_map
-from transforms.read_annotations import ReadAnnotations
+from transforms.read_annotations import COUNTS, ReadAnnotations
+from transforms.reading import ANNOTATIONS, CLASSES
 from transforms.records import ERRORS
 from transforms.report import (
     ERRORS_FILE,
@@ -32,6 +33,7 @@ from transforms.report import (
     error_counts,
     write_errors,
 )
+from transforms.splits import RequireSourceSplit
 from transforms.tfrecord_sink import WriteShardedTFRecords
 
 VERSION = "0.1.0"
@@ -54,8 +56,12 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "label_map": settings.label_map_path,
         },
         "options": {
-            "splits": settings.splits,
+            "splits": settings.splits or "source",
+            "split_names": settings.split_names,
             "num_shards": settings.num_shards,
+            "include_masks": settings.reader.include_masks,
+            "include_keypoints": settings.reader.include_keypoints,
+            "class_map": settings.class_map,
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
         },
@@ -67,46 +73,96 @@ def _manifest_settings(settings: CreateSettings) -> dict:
     }
 
 
+def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
+    """The label map and {class: source id} of renumbered classes, as singletons.
+
+    Derived from the mentions before grouping: a side input computed from the grouped images
+    would split the stage that reads images from the one that writes them, and the local
+    runner would hold every image in memory in between.
+    """
+    if settings.label_map is not None:
+        given = pipeline | "GivenLabelMap" >> beam.Create([(settings.label_map, {})])
+        return given | "LabelMap" >> beam.Map(lambda r: r[0]), given | "Ids" >> beam.Map(
+            lambda r: r[1]
+        )
+    used = (
+        read[ANNOTATIONS]
+        | "ClassNames" >> beam.FlatMap(lambda mention: {box.label for box in mention.boxes})
+        | "DistinctClasses" >> beam.Distinct()
+        | "UsedClasses" >> beam.combiners.ToList()
+    )
+    declared = read[CLASSES] | "DeclaredClasses" >> beam.combiners.ToList()
+    derived = (
+        pipeline
+        | "Derive" >> beam.Create([None])
+        | "DeriveLabelMap"
+        >> beam.Map(
+            lambda _, used, declared, keep: derive_label_map(used, declared, keep),
+            beam.pvalue.AsSingleton(used),
+            beam.pvalue.AsSingleton(declared),
+            settings.keep_empty_classes,
+        )
+    )
+    return (
+        derived | "LabelMap" >> beam.Map(lambda result: result[0]),
+        derived | "Renumbered" >> beam.Map(lambda result: result[1]),
+    )
+
+
 def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings, shuffle: bool) -> None:
     """Adds the create graph to `pipeline`. `shuffle` chooses the sink's mode (see
     `transforms/tfrecord_sink.py`): False on the in-process runner, True on distributed ones."""
-    read = pipeline | "ReadAnnotations" >> ReadAnnotations(settings.format, settings.pattern)
-    images = read.annotations | "GroupByImage" >> GroupByImage()
-
-    if settings.label_map is not None:
-        label_map = pipeline | "GivenLabelMap" >> beam.Create([settings.label_map])
-    else:
-        # Derived from the mentions, before grouping: a side input computed from the grouped
-        # images would split the stage that reads images from the one that writes them, and
-        # the local runner would hold every image in memory in between.
-        label_map = (
-            read.annotations
-            | "ClassNames" >> beam.FlatMap(lambda mention: {box.label for box in mention.boxes})
-            | "DistinctClasses" >> beam.Distinct()
-            | "AllClasses" >> beam.combiners.ToList()
-            | "DeriveLabelMap" >> beam.Map(derive_label_map)
+    read = pipeline | "ReadAnnotations" >> ReadAnnotations(
+        settings.format,
+        settings.pattern,
+        settings.reader,
+        settings.yolo_dataset,
+        settings.voc_split_files,
+        settings.class_map,
+    )
+    images = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage()
+    label_map, renumbered = _label_map(pipeline, read, settings)
+    step_errors = [read[ERRORS]]
+    if settings.splits is None:
+        checked = images | "RequireSourceSplit" >> beam.ParDo(RequireSourceSplit()).with_outputs(
+            ERRORS, main="images"
         )
+        images_to_load = checked.images
+        step_errors.append(checked[ERRORS])
+    else:
+        images_to_load = images
 
-    loaded = images | "LoadImages" >> beam.ParDo(
+    loaded = images_to_load | "LoadImages" >> beam.ParDo(
         LoadImages(settings.images, settings.max_image_bytes, settings.max_image_pixels)
     ).with_outputs(ERRORS, main="images")
     validated = loaded.images | "ValidateBoxes" >> beam.ParDo(
         ValidateBoxes(), beam.pvalue.AsSingleton(label_map)
     ).with_outputs(ERRORS, main="examples")
     encoded = validated.examples | "Encode" >> beam.ParDo(
-        EncodeExamples(settings.splits, settings.num_shards)
+        EncodeExamples(
+            settings.splits,
+            settings.num_shards,
+            settings.reader.include_masks,
+            settings.reader.include_keypoints,
+        )
     ).with_outputs(STATS, main="examples")
     shard_files = encoded.examples | "WriteShards" >> WriteShardedTFRecords(
-        settings.output, list(settings.splits), settings.num_shards, shuffle
+        settings.output, settings.split_names, settings.num_shards, shuffle
     )
 
-    errors = (read[ERRORS], loaded[ERRORS], validated[ERRORS]) | "AllErrors" >> beam.Flatten()
+    step_errors += [loaded[ERRORS], validated[ERRORS]]
+    errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, settings.output)
     read_counts = images | "CountRead" >> beam.Map(
         lambda image: {"read": {"images": 1, "objects": len(image.boxes)}}
     )
     counts = (
-        (read_counts, encoded[STATS], errors | "CountErrors" >> beam.Map(error_counts))
+        (
+            read_counts,
+            read[COUNTS],
+            encoded[STATS],
+            errors | "CountErrors" >> beam.Map(error_counts),
+        )
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombineGlobally(SumCounts())
     )
@@ -119,6 +175,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings, shuffle: b
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shard_files),
             beam.pvalue.AsSingleton(label_map),
+            beam.pvalue.AsSingleton(renumbered),
             beam.pvalue.AsList(error_files),
         )
     )

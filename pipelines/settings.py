@@ -11,6 +11,8 @@ import argparse
 import difflib
 import json
 import os
+import posixpath
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,18 +20,23 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.class_map import load_class_map
+from transforms.coco import split_name
+from transforms.detect import detect_format
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
-from transforms.read_annotations import FORMATS
+from transforms.read_annotations import FOLDER_GLOBS
+from transforms.reading import ReaderOptions
 from transforms.report import MANIFEST
 from transforms.splits import parse_splits
+from transforms.yolo import YoloDataset, load_dataset, read_names
 
 # Ten shards per split: enough files for the TF OD API's parallel, interleaved reads and
 # file-level shuffling, few enough that a small dataset is not scattered over many files.
 # For large datasets aim at 100-200 MB per shard.
 DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
-_PATH_KEYS = ("annotations", "images", "output", "label_map")
+_PATH_KEYS = ("annotations", "images", "output", "label_map", "classes", "class_map")
 
 
 class UsageError(Exception):
@@ -49,17 +56,30 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", help="YAML file with these settings; flags override it")
-    parser.add_argument("--format", help=f"annotation format: {', '.join(FORMATS)}")
+    parser.add_argument("--format", help=f"annotation format: {', '.join(FOLDER_GLOBS)} or auto")
     parser.add_argument("--annotations", help="annotation file, folder or glob")
-    parser.add_argument("--images", help="root folder that image names resolve against")
+    parser.add_argument(
+        "--images",
+        help="root folder that image names resolve against (default: the annotations' folder)",
+    )
     parser.add_argument("--output", help="output folder")
     parser.add_argument("--label-map", dest="label_map", help="existing label_map.pbtxt")
-    parser.add_argument("--splits", help=f"NAME=FRACTION,... (default {DEFAULT_SPLITS})")
+    parser.add_argument(
+        "--splits", help=f"NAME=FRACTION,... or 'source' (default {DEFAULT_SPLITS})"
+    )
     parser.add_argument(
         "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
     )
     parser.add_argument("--max-image-bytes", dest="max_image_bytes", type=int)
     parser.add_argument("--max-image-pixels", dest="max_image_pixels", type=int)
+    parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
+    parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
+    for flag, text in [
+        ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
+        ("--include-keypoints", "write COCO keypoints"),
+        ("--keep-empty-classes", "keep declared classes without objects in the label map"),
+    ]:
+        parser.add_argument(flag, action="store_true", default=None, help=text)
     return parser
 
 
@@ -70,15 +90,24 @@ class CreateSettings:
     format: str
     annotations: str
     pattern: str
-    images: str
     output: str
-    splits: dict[str, float]
+    splits: dict[str, float] | None  # None: the source's own splits, named in split_names.
+    split_names: list[str]
     num_shards: int
+    reader: ReaderOptions
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     label_map_path: str | None = None
     label_map: dict[str, int] | None = None
+    keep_empty_classes: bool = False
+    class_map: dict[str, str | None] | None = None
+    yolo_dataset: YoloDataset | None = None
+    voc_split_files: tuple[tuple[str, str], ...] = ()
     previous_files: list[str] = field(default_factory=list)
+
+    @property
+    def images(self) -> str:
+        return self.reader.images
 
     def clear_previous_manifest(self) -> None:
         """Removes an earlier run's manifest first: while the new output is being written, the
@@ -126,12 +155,52 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
     return config, flags
 
 
+def _is_folder(path: str) -> bool:
+    return (_is_local(path) and os.path.isdir(path)) or path.endswith("/")
+
+
 def _pattern(fmt: str, annotations: str) -> str:
-    """A folder means every file of the format's extension directly inside it."""
-    extension = FORMATS[fmt][1]
-    if (_is_local(annotations) and os.path.isdir(annotations)) or annotations.endswith("/"):
-        return FileSystems.join(annotations, f"*.{extension}")
+    """A folder means every file of the format directly inside it."""
+    glob = FOLDER_GLOBS[fmt]
+    if glob and _is_folder(annotations):
+        return FileSystems.join(annotations, glob)
     return annotations
+
+
+def _default_images(annotations: str, yolo: YoloDataset | None) -> str:
+    """Without --images, image names resolve against the folder the annotations are in."""
+    if yolo is not None:
+        return yolo.root
+    if _is_folder(annotations):
+        return annotations.rstrip("/") or "/"
+    folder = posixpath.dirname(annotations.split("*", 1)[0])
+    return folder or "."
+
+
+def _voc_split_files(annotations: str) -> tuple[tuple[str, str], ...]:
+    """VOC's `ImageSets/Main/{train,val,test}.txt` beside the annotations folder."""
+    base = posixpath.dirname(annotations.rstrip("/").split("*", 1)[0].rstrip("/"))
+    main = FileSystems.join(base, "ImageSets", "Main")
+    files = tuple(
+        (split, FileSystems.join(main, f"{split}.txt"))
+        for split in ("train", "val", "test")
+        if FileSystems.exists(FileSystems.join(main, f"{split}.txt"))
+    )
+    if not files:
+        raise UsageError(f"--splits source: no train.txt, val.txt or test.txt in {main}")
+    return files
+
+
+def _source_split_names(fmt: str, pattern: str, yolo: YoloDataset | None, voc_files) -> list[str]:
+    if fmt == "coco":
+        return sorted({split_name(m.path) for m in FileSystems.match([pattern])[0].metadata_list})
+    if fmt == "yolo" and yolo is not None and all(split for split, _ in yolo.sources):
+        return list(dict.fromkeys(split for split, _ in yolo.sources))
+    if fmt == "voc":
+        return [split for split, _ in voc_files]
+    raise UsageError(
+        f"--splits source: these {fmt} annotations carry no splits; give fractions instead"
+    )
 
 
 def _previous_files(output: str) -> list[str]:
@@ -175,6 +244,16 @@ def _check_beam_flags(flags: list[str]) -> None:
         raise UsageError(f"unexpected argument {flag!r}")
 
 
+def _read_option_file(values: dict, key: str, read):
+    path = values.get(key)
+    if not path:
+        return None
+    try:
+        return read(path)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--{key.replace('_', '-')} {path}: {error}") from None
+
+
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = _parser().parse_known_args(argv)
@@ -182,27 +261,52 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     for key, value in vars(args).items():
         if value is not None and key != "config":
             values[key] = value
-    for key in ("format", "annotations", "images", "output"):
+    for key in ("format", "annotations", "output"):
         if not values.get(key):
             raise UsageError(f"--{key} is required (as a flag or in the config)")
-    fmt = values["format"]
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    annotations, images, output = values["annotations"], values["images"], values["output"]
+    fmt, annotations, output = values["format"], values["annotations"], values["output"]
+    if fmt == "auto":
+        try:
+            fmt = detect_format(annotations)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--format auto: {error}") from None
+        print(f"odrecords create: detected format {fmt}", file=sys.stderr)
+    if fmt not in FOLDER_GLOBS:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FOLDER_GLOBS)}, auto")
+    class_names = _read_option_file(values, "classes", read_names) or ()
+    yolo = None
+    if fmt == "yolo":
+        try:
+            yolo = load_dataset(annotations.rstrip("/"), values.get("classes"))
+        except (OSError, ValueError) as error:
+            raise UsageError(f"YOLO dataset {annotations}: {error}") from None
+    if fmt == "yolo-keras" and not class_names:
+        raise UsageError("--format yolo-keras needs --classes FILE (keras-yolo3's classes file)")
     pattern = _pattern(fmt, annotations)
-    try:
-        if not FileSystems.match([pattern])[0].metadata_list:
-            raise UsageError(f"no annotation files match {pattern}")
-    except UsageError:
-        raise
-    except Exception as error:
-        raise UsageError(f"cannot list annotations {pattern}: {error}") from None
+    if fmt != "yolo":
+        try:
+            if not FileSystems.match([pattern])[0].metadata_list:
+                raise UsageError(f"no annotation files match {pattern}")
+        except UsageError:
+            raise
+        except Exception as error:
+            raise UsageError(f"cannot list annotations {pattern}: {error}") from None
+    images = values.get("images") or _default_images(annotations, yolo)
     if _is_local(images) and not os.path.isdir(images):
         raise UsageError(f"images folder {images} does not exist")
-    try:
-        splits = parse_splits(str(values.get("splits") or DEFAULT_SPLITS))
-    except ValueError as error:
-        raise UsageError(f"--splits: {error}") from None
+    split_spec = str(values.get("splits") or DEFAULT_SPLITS)
+    voc_files: tuple[tuple[str, str], ...] = ()
+    if split_spec == "source":
+        if fmt == "voc":
+            voc_files = _voc_split_files(annotations)
+        splits = None
+        split_names = _source_split_names(fmt, pattern, yolo, voc_files)
+    else:
+        try:
+            splits = parse_splits(split_spec)
+        except ValueError as error:
+            raise UsageError(f"--splits: {error}") from None
+        split_names = list(splits)
     num_shards = int(values.get("num_shards", DEFAULT_NUM_SHARDS))
     if num_shards < 1:
         raise UsageError("--num-shards must be at least 1")
@@ -217,14 +321,25 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         format=fmt,
         annotations=annotations,
         pattern=pattern,
-        images=images,
         output=output,
         splits=splits,
+        split_names=split_names,
         num_shards=num_shards,
+        reader=ReaderOptions(
+            images=images,
+            include_masks=bool(values.get("include_masks")),
+            include_keypoints=bool(values.get("include_keypoints")),
+            source_splits=splits is None,
+            class_names=tuple(yolo.names if yolo else class_names),
+        ),
         max_image_bytes=int(values.get("max_image_bytes") or DEFAULT_MAX_IMAGE_BYTES),
         max_image_pixels=int(values.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS),
         label_map_path=label_map_path,
         label_map=label_map,
+        keep_empty_classes=bool(values.get("keep_empty_classes")),
+        class_map=_read_option_file(values, "class_map", load_class_map),
+        yolo_dataset=yolo,
+        voc_split_files=voc_files,
         previous_files=_previous_files(output),
     )
     flags = config_flags + list(beam_args)

@@ -121,6 +121,8 @@ def test_sample_manifest_counts_and_shards(sample_outputs):
         "read": total_objects,
         "written": total_objects,
         "rejected": 0,
+        "dropped": 0,
+        "dropped_by_class": {},
         "clipped": 0,
     }
     assert manifest["images"]["referenced"] == manifest["images"]["written"] == 24
@@ -327,7 +329,14 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
         "size_differs_from_annotation": 0,
     }
     # good: 6 boxes, truncated/empty/text/bomb/escape: 1 each, missing: 2, scan: 1.
-    assert objects == {"read": 14, "written": 4, "rejected": 10, "clipped": 1}
+    assert objects == {
+        "read": 14,
+        "written": 4,
+        "rejected": 10,
+        "dropped": 0,
+        "dropped_by_class": {},
+        "clipped": 1,
+    }
     assert manifest["errors"]["count"] == len(broken_dataset["errors"]) == 10
     assert sum(e["objects"] for e in broken_dataset["errors"]) == 10
     assert all(manifest["accounting"].values())
@@ -438,7 +447,8 @@ def test_console_command_and_module_entry_point(tmp_path):
     assert usage.returncode == 2
     assert (
         usage.stderr.strip().splitlines()[-1]
-        == "odrecords create: error: unknown format 'nope'; choose one of voc, csv"
+        == "odrecords create: error: unknown format 'nope'; choose one of "
+        "voc, csv, coco, yolo, yolo-keras, labelbox, createml, labelme, auto"
     )
     done = subprocess.run(
         [

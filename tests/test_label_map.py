@@ -10,6 +10,7 @@ from transforms.label_map import (
     format_label_map,
     parse_label_map,
 )
+from transforms.records import ClassDeclaration
 
 
 def test_accepts_all_label_map_util_syntaxes():
@@ -47,7 +48,41 @@ def test_rejects_label_maps_the_api_would_misread(text, message):
 
 
 def test_derived_ids_are_sorted_names_from_one():
-    assert derive_label_map(["zebra", "ant", "zebra", "Émeu"]) == {"ant": 1, "zebra": 2, "Émeu": 3}
+    assert derive_label_map(["zebra", "ant", "zebra", "Émeu"]) == (
+        {"ant": 1, "zebra": 2, "Émeu": 3},
+        {},
+    )
+
+
+def declare(*pairs):
+    return [ClassDeclaration(name, number, "src") for name, number in pairs]
+
+
+def test_declared_ids_are_kept_with_their_gaps():
+    declared = declare(("person", 1), ("car", 3), ("dog", 18), ("unused", 90))
+    assert derive_label_map(["dog", "person", "car"], declared) == (
+        {"person": 1, "car": 3, "dog": 18},
+        {},
+    )
+    assert derive_label_map(["dog"], declared, keep_unused=True)[0] == {
+        "person": 1,
+        "car": 3,
+        "dog": 18,
+        "unused": 90,
+    }
+
+
+def test_invalid_declared_ids_are_renumbered_from_one_and_reported():
+    declared = declare(("dataset", 0), ("cat", 1), ("dog", 2))
+    assert derive_label_map(["cat", "dog", "dataset"], declared) == (
+        {"dataset": 1, "cat": 2, "dog": 3},
+        {"dataset": 0, "cat": 1, "dog": 2},
+    )
+
+
+def test_merged_classes_keep_the_lowest_declared_id():
+    declared = declare(("vehicle", 3), ("vehicle", 8), ("person", 1))
+    assert derive_label_map(["vehicle", "person"], declared) == ({"vehicle": 3, "person": 1}, {})
 
 
 def test_written_label_map_parses_back_as_protobuf_text():

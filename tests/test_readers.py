@@ -6,6 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import local_pipeline
 
 from transforms.read_annotations import ReadAnnotations
+from transforms.reading import ReaderOptions
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
 from transforms.tf_csv import parse_tf_csv
 from transforms.voc import parse_voc
@@ -136,9 +137,11 @@ def test_read_annotations_transform_routes_errors(tmp_path):
     (tmp_path / "a.xml").write_bytes(VOC)
     (tmp_path / "b.xml").write_bytes(b"not xml at all")
     with local_pipeline() as pipeline:
-        result = pipeline | ReadAnnotations("voc", str(tmp_path / "*.xml"))
-        images = result.annotations | "Images" >> __import__("apache_beam").Map(lambda a: a.image)
-        stages = result.errors | "Sources" >> __import__("apache_beam").Map(
+        result = pipeline | ReadAnnotations("voc", str(tmp_path / "*.xml"), ReaderOptions())
+        images = result["annotations"] | "Images" >> __import__("apache_beam").Map(
+            lambda a: a.image
+        )
+        stages = result["errors"] | "Sources" >> __import__("apache_beam").Map(
             lambda e: e.source.rsplit("/", 1)[-1]
         )
         assert_that(images, equal_to(["dir/a.jpg"]), label="images")

@@ -1,8 +1,9 @@
 """Checking boxes against the measured image and the label map, and normalizing them.
 
 A box reaching past the image is clipped and counted; an inverted, empty or non-finite box,
-one wholly outside the image, or one whose class the label map lacks is rejected on its own:
-the image keeps its other boxes.
+one wholly outside the image, one whose class the label map lacks, or one whose mask does not
+fit the image is rejected on its own: the image keeps its other boxes. Masks are rendered here,
+where the measured image size is known.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from transforms.masks import mask_pixels, mask_png
 from transforms.records import (
     ERRORS,
     STAGE_BOX,
@@ -38,15 +40,22 @@ def normalize_box(box: Box, width: int, height: int) -> tuple[tuple[float, ...],
         raise BoxRejected(f"box {corners} is inverted (min corner past max corner)")
     if box.xmin == box.xmax or box.ymin == box.ymax:
         raise BoxRejected(f"box {corners} is empty (zero width or height)")
+    # Normalized sources (YOLO) already give fractions of the image size.
+    scale_x, scale_y = (1.0, 1.0) if box.normalized else (float(width), float(height))
     clipped = (
-        min(max(box.xmin, 0.0), width),
-        min(max(box.ymin, 0.0), height),
-        min(max(box.xmax, 0.0), width),
-        min(max(box.ymax, 0.0), height),
+        min(max(box.xmin, 0.0), scale_x),
+        min(max(box.ymin, 0.0), scale_y),
+        min(max(box.xmax, 0.0), scale_x),
+        min(max(box.ymax, 0.0), scale_y),
     )
     if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
         raise BoxRejected(f"box {corners} lies outside the {width}x{height} image")
-    normalized = (clipped[0] / width, clipped[1] / height, clipped[2] / width, clipped[3] / height)
+    normalized = (
+        clipped[0] / scale_x,
+        clipped[1] / scale_y,
+        clipped[2] / scale_x,
+        clipped[3] / scale_y,
+    )
     return normalized, clipped != corners
 
 
@@ -71,6 +80,12 @@ class ValidateBoxes(beam.DoFn):
                 (xmin, ymin, xmax, ymax), was_clipped = normalize_box(
                     box, image.width, image.height
                 )
+                mask = None
+                if box.mask is not None:
+                    try:
+                        mask = mask_png(mask_pixels(box.mask, image.width, image.height))
+                    except ValueError as error:
+                        raise BoxRejected(f"unusable mask: {error}") from None
             except BoxRejected as error:
                 self._errors.inc()
                 yield beam.pvalue.TaggedOutput(
@@ -87,9 +102,8 @@ class ValidateBoxes(beam.DoFn):
                     ymin=ymin,
                     xmax=xmax,
                     ymax=ymax,
-                    difficult=box.difficult,
-                    truncated=box.truncated,
-                    view=box.view,
+                    box=box,
+                    mask_png=mask,
                 )
             )
         self._clipped.inc(clipped)

@@ -13,8 +13,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 
+from transforms.masks import mask_png
 from transforms.records import EncodedExample, ExampleInput
 from transforms.splits import assign_shard, assign_split
 
@@ -24,8 +26,14 @@ if TYPE_CHECKING:
 STATS = "stats"
 
 
-def build_example(item: ExampleInput, tf: ModuleType) -> tensorflow.train.Example:
-    """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap."""
+def build_example(
+    item: ExampleInput, tf: ModuleType, include_masks: bool = False, include_keypoints: bool = False
+) -> tensorflow.train.Example:
+    """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap.
+
+    COCO's `is_crowd` and `area` are written when the source gives them. With masks or
+    keypoints on, every object gets an entry (an empty mask, no keypoints) so the lists stay
+    aligned with the boxes."""
     image = item.image
     key = image.annotation.image.encode("utf-8")
 
@@ -53,19 +61,53 @@ def build_example(item: ExampleInput, tf: ModuleType) -> tensorflow.train.Exampl
         "image/object/bbox/ymax": floats(o.ymax for o in objects),
         "image/object/class/text": strings(o.label.encode("utf-8") for o in objects),
         "image/object/class/label": ints(o.label_id for o in objects),
-        "image/object/difficult": ints(int(o.difficult) for o in objects),
-        "image/object/truncated": ints(int(o.truncated) for o in objects),
-        "image/object/view": strings(o.view.encode("utf-8") for o in objects),
+        "image/object/difficult": ints(int(o.box.difficult) for o in objects),
+        "image/object/truncated": ints(int(o.box.truncated) for o in objects),
+        "image/object/view": strings(o.box.view.encode("utf-8") for o in objects),
     }
+    if any(o.box.is_crowd is not None for o in objects):
+        feature["image/object/is_crowd"] = ints(int(bool(o.box.is_crowd)) for o in objects)
+    if any(o.box.area is not None for o in objects):
+        pixels = image.width * image.height
+        feature["image/object/area"] = floats(
+            o.box.area if o.box.area is not None else (o.xmax - o.xmin) * (o.ymax - o.ymin) * pixels
+            for o in objects
+        )
+    if include_masks:
+        empty = None
+        masks = []
+        for o in objects:
+            if o.mask_png is None and empty is None:
+                empty = mask_png(np.zeros((image.height, image.width), dtype=np.uint8))
+            masks.append(o.mask_png if o.mask_png is not None else empty)
+        feature["image/object/mask"] = strings(masks)
+    if include_keypoints:
+        points = [point for o in objects for point in o.box.keypoints]
+        feature["image/object/keypoint/x"] = floats(p.x / image.width for p in points)
+        feature["image/object/keypoint/y"] = floats(p.y / image.height for p in points)
+        feature["image/object/keypoint/visibility"] = ints(p.visibility for p in points)
+        feature["image/object/keypoint/text"] = strings(p.name.encode("utf-8") for p in points)
+        feature["image/object/keypoint/num"] = ints(
+            sum(p.visibility > 0 for p in o.box.keypoints) for o in objects
+        )
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 class EncodeExamples(beam.DoFn):
     """ExampleInput → EncodedExample with its split and shard, plus its stats (tag `stats`)."""
 
-    def __init__(self, splits: dict[str, float], num_shards: int):
+    def __init__(
+        self,
+        splits: dict[str, float] | None,
+        num_shards: int,
+        include_masks: bool = False,
+        include_keypoints: bool = False,
+    ):
+        """`splits` None means the source's own splits (`--splits source`)."""
         self._splits = splits
         self._num_shards = num_shards
+        self._include_masks = include_masks
+        self._include_keypoints = include_keypoints
         self._examples = Metrics.counter("odrecords", "examples")
         self._bytes = Metrics.counter("odrecords", "example_bytes")
 
@@ -76,8 +118,13 @@ class EncodeExamples(beam.DoFn):
 
     def process(self, item: ExampleInput) -> Iterator:
         key = item.image.annotation.image
-        split = assign_split(key, self._splits)
-        data = build_example(item, self._tf).SerializeToString()
+        if self._splits is None:
+            split = item.image.annotation.split
+        else:
+            split = assign_split(key, self._splits)
+        data = build_example(
+            item, self._tf, self._include_masks, self._include_keypoints
+        ).SerializeToString()
         self._examples.inc()
         self._bytes.inc(len(data))
         Metrics.counter("odrecords", f"examples_{split}").inc()

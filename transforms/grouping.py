@@ -35,8 +35,16 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
         ((m.width, m.height) for m in ordered if m.width is not None and m.height is not None),
         (None, None),
     )
+    # Mentions that disagree on the source split keep all names, so the image can be rejected
+    # instead of leaking between splits.
+    splits = sorted({m.split for m in ordered if m.split is not None})
     return ImageAnnotation(
-        image=image, sources=sources, boxes=tuple(boxes), width=declared[0], height=declared[1]
+        image=image,
+        sources=sources,
+        boxes=tuple(boxes),
+        width=declared[0],
+        height=declared[1],
+        split="|".join(splits) if splits else None,
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from transforms.records import ClassDeclaration
+
 
 def _build_messages():
     proto = descriptor_pb2.FileDescriptorProto(
@@ -119,9 +121,34 @@ def read_label_map(path: str) -> dict[str, int]:
     return parse_label_map(text)
 
 
-def derive_label_map(names: list[str]) -> dict[str, int]:
-    """Ids from 1 in sorted name order, so the same classes always get the same ids."""
-    return {name: number for number, name in enumerate(sorted(set(names)), start=1)}
+def derive_label_map(
+    used: list[str], declared: list[ClassDeclaration] = (), keep_unused: bool = False
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The label map of a dataset without a given one, and {name: source id} of the declared
+    classes whose id had to change.
+
+    Without declarations (VOC, CSV, ...) ids follow sorted names from 1, so the same classes
+    always get the same ids. Declared ids (COCO category ids, YOLO index + 1) are kept when all
+    are >= 1 and distinct, so predictions map back to the source's ids; otherwise all classes
+    are renumbered from 1 in declared-id order. A declared class without objects is kept only
+    with `keep_unused`.
+    """
+    used_names = set(used)
+    if not declared:
+        return {name: number for number, name in enumerate(sorted(used_names), start=1)}, {}
+    source_ids: dict[str, int] = {}
+    for declaration in declared:  # Merged classes (class map) keep the lowest id.
+        previous = source_ids.get(declaration.name, declaration.source_id)
+        source_ids[declaration.name] = min(previous, declaration.source_id)
+    names = [name for name in source_ids if keep_unused or name in used_names]
+    undeclared = sorted(used_names - set(source_ids))
+    ids = [source_ids[name] for name in names]
+    if not undeclared and all(i >= 1 for i in ids) and len(set(ids)) == len(ids):
+        return {name: source_ids[name] for name in names}, {}
+    ordered = sorted(names, key=lambda name: (source_ids[name], name)) + undeclared
+    label_map = {name: number for number, name in enumerate(ordered, start=1)}
+    renumbered = {n: source_ids[n] for n in names if source_ids[n] != label_map[n]}
+    return label_map, renumbered
 
 
 def format_label_map(classes: dict[str, int]) -> str:

@@ -46,3 +46,33 @@ def resolve_image(root: str, key: str) -> str:
         if os.path.commonpath([real_root, real_path]) != real_root:
             raise UnsafePathError(f"image {key!r} is a link that leads outside the images root")
     return path
+
+
+def _inside(path: str, root: str) -> str | None:
+    """`path` relative to `root` when it lies inside it (lexically), else None."""
+    if FileSystems.get_scheme(root) is None and FileSystems.get_scheme(path) is None:
+        path, root = os.path.abspath(path), os.path.abspath(root)
+        return (
+            os.path.relpath(path, root).replace(os.sep, "/")
+            if (os.path.commonpath([path, root]) == root)
+            else None
+        )
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else None
+
+
+def image_key_under(name: str, root: str, base: str | None = None) -> str:
+    """The key of an image named by a path that may be absolute or relative to `base` (the
+    annotation file's folder), as LabelMe and keras-yolo3 write them. Such a path is accepted
+    only if it lies inside the images root; any other name is taken relative to the root."""
+    cleaned = name.strip().replace("\\", "/")
+    if _ABSOLUTE.match(cleaned):
+        relative = _inside(cleaned, root)
+        if relative is None:
+            raise UnsafePathError(f"image path {name!r} lies outside the images root")
+        return image_key(relative)
+    if base is not None:
+        relative = _inside(FileSystems.join(base, *cleaned.split("/")), root)
+        if relative is not None:
+            return image_key(relative)
+    return image_key(cleaned)

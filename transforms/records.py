@@ -19,8 +19,33 @@ ERRORS = "errors"
 
 
 @dataclass(frozen=True)
+class Mask:
+    """An instance mask as the source gives it: polygons (flat x, y pixel lists) or a COCO
+    run-length encoding (`rle_counts` as a list of runs or COCO's compressed string)."""
+
+    polygons: tuple[tuple[float, ...], ...] = ()
+    rle_size: tuple[int, int] | None = None
+    rle_counts: tuple[int, ...] | str | None = None
+
+
+@dataclass(frozen=True)
+class Keypoint:
+    """A named keypoint in pixels; visibility as COCO defines it (0 unlabeled, 1, 2)."""
+
+    name: str
+    x: float
+    y: float
+    visibility: int
+
+
+@dataclass(frozen=True)
 class Box:
-    """One object: a class name and pixel corners as the annotation gives them."""
+    """One object: a class name and corners as the annotation gives them.
+
+    Corners are pixels, or fractions of the image size when `normalized` (YOLO): such
+    sources do not know the pixel size, and converting them with a guessed size would lose
+    precision.
+    """
 
     label: str
     xmin: float
@@ -31,6 +56,24 @@ class Box:
     difficult: bool = False
     truncated: bool = False
     view: str = ""
+    normalized: bool = False
+    is_crowd: bool | None = None
+    area: float | None = None
+    mask: Mask | None = None
+    keypoints: tuple[Keypoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClassDeclaration:
+    """A class a source declares, with the id it gives it (COCO category id, YOLO index + 1).
+
+    Declared ids are kept in the label map when they are valid, so predictions map back to
+    the source's own ids.
+    """
+
+    name: str
+    source_id: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -38,7 +81,8 @@ class ImageAnnotation:
     """An image, named relative to the images root, with the boxes drawn on it.
 
     `width` and `height` are what the annotation claims; the pipeline measures the pixels
-    itself and only reports a disagreement.
+    itself and only reports a disagreement. `split` is the split the source puts the image
+    in, if it has one (used with `--splits source`).
     """
 
     image: str
@@ -46,6 +90,7 @@ class ImageAnnotation:
     boxes: tuple[Box, ...] = ()
     width: int | None = None
     height: int | None = None
+    split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +107,8 @@ class LoadedImage:
 
 @dataclass(frozen=True)
 class LabeledObject:
-    """A validated object: normalized corners in [0, 1] and its label map id."""
+    """A validated object: normalized corners in [0, 1], its label map id, and the source's
+    optional extras (crowd flag, area, mask, keypoints) carried to the encoder."""
 
     label: str
     label_id: int
@@ -70,9 +116,8 @@ class LabeledObject:
     ymin: float
     xmax: float
     ymax: float
-    difficult: bool
-    truncated: bool
-    view: str
+    box: Box
+    mask_png: bytes | None = None
 
 
 @dataclass(frozen=True)

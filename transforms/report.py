@@ -71,7 +71,11 @@ def error_counts(error: ErrorRecord) -> dict:
 
 
 def build_manifest(
-    counts: dict, shard_files: list[str], label_map: dict[str, int], settings: dict
+    counts: dict,
+    shard_files: list[str],
+    label_map: dict[str, int],
+    renumbered: dict[str, int],
+    settings: dict,
 ) -> dict:
     """The manifest: what was written where, and the accounting that proves nothing was lost."""
     errors = counts.get("errors", {})
@@ -82,7 +86,7 @@ def build_manifest(
             "objects": counts.get("splits", {}).get(name, {}).get("objects", 0),
             "files": sorted(f for f in shard_files if f.startswith(f"{name}/")),
         }
-        for name in settings["options"]["splits"]
+        for name in settings["options"]["split_names"]
     }
     written_examples = sum(split["examples"] for split in splits.values())
     written_objects = sum(split["objects"] for split in splits.values())
@@ -94,10 +98,15 @@ def build_manifest(
         "converted": counts.get("converted", {}),
         "size_differs_from_annotation": counts.get("size_mismatch", 0),
     }
+    dropped = counts.get("dropped", {})
     objects = {
-        "read": read.get("objects", 0) + by_stage.get(STAGE_READ, {}).get("objects", 0),
+        "read": read.get("objects", 0)
+        + by_stage.get(STAGE_READ, {}).get("objects", 0)
+        + sum(dropped.values()),
         "written": written_objects,
         "rejected": errors.get("objects", 0),
+        "dropped": sum(dropped.values()),
+        "dropped_by_class": dict(sorted(dropped.items())),
         "clipped": counts.get("clipped", 0),
     }
     return {
@@ -106,6 +115,10 @@ def build_manifest(
         "classes": {
             name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
             for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
+        },
+        "renumbered_classes": {
+            name: {"source_id": source_id, "id": label_map[name]}
+            for name, source_id in sorted(renumbered.items())
         },
         "errors": {
             "count": errors.get("count", 0),
@@ -118,7 +131,8 @@ def build_manifest(
         "objects": objects,
         "accounting": {
             "images_balanced": images["referenced"] == images["written"] + images["rejected"],
-            "objects_balanced": objects["read"] == objects["written"] + objects["rejected"],
+            "objects_balanced": objects["read"]
+            == objects["written"] + objects["rejected"] + objects["dropped"],
         },
         **settings,
     }
@@ -152,7 +166,8 @@ def dataset_card(manifest: dict, output: str) -> str:
         "",
         f"Images: {images['referenced']} referenced = {images['written']} written + "
         f"{images['rejected']} rejected. Objects: {objects['read']} read = {objects['written']} "
-        f"written + {objects['rejected']} rejected ({objects['clipped']} clipped to the image).",
+        f"written + {objects['rejected']} rejected + {objects['dropped']} dropped by the class "
+        f"map ({objects['clipped']} clipped to the image).",
         "",
         "## Use with the TF Object Detection API",
         "",
@@ -191,10 +206,11 @@ class WriteReport(beam.DoFn):
         counts: dict,
         shard_files: list[str],
         label_map: dict[str, int],
+        renumbered: dict[str, int],
         error_files: list[str],
     ) -> Iterator[dict]:
         """`error_files` is unused but makes this step wait until the errors are written."""
-        manifest = build_manifest(counts, shard_files, label_map, self._settings)
+        manifest = build_manifest(counts, shard_files, label_map, renumbered, self._settings)
         join = lambda relative: FileSystems.join(self._output, *relative.split("/"))  # noqa: E731
         _write_text(join(LABEL_MAP), format_label_map(label_map))
         _write_text(join(CARD), dataset_card(manifest, self._output))

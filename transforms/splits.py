@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+
+import apache_beam as beam
+
+from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -56,3 +61,24 @@ def assign_split(key: str, splits: dict[str, float]) -> str:
 def assign_shard(key: str, num_shards: int) -> int:
     """A shard index independent of the split hash, so shards are balanced within a split."""
     return int(_unit_hash(key, "shard") * num_shards)
+
+
+class RequireSourceSplit(beam.DoFn):
+    """With `--splits source`: rejects images the source puts in no split, or in several
+    (which would leak them between training and evaluation)."""
+
+    def process(self, image: ImageAnnotation) -> Iterator:
+        if image.split and "|" not in image.split:
+            yield image
+            return
+        reason = (
+            f"the source puts the image in several splits: {image.split.replace('|', ', ')}"
+            if image.split
+            else "the source puts the image in no split"
+        )
+        yield beam.pvalue.TaggedOutput(
+            ERRORS,
+            ErrorRecord(
+                ";".join(image.sources), image.image, STAGE_IMAGE, reason, len(image.boxes)
+            ),
+        )

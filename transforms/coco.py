@@ -1,0 +1,317 @@
+"""COCO JSON: `images`, `annotations` and `categories`, at COCO scale.
+
+Each file is streamed (see `json_stream.py`): images, annotations and categories leave the
+parser one by one, and annotations are joined to their images in the graph by a CoGroupByKey
+on (file, image id), so no process ever holds a whole annotation file. Several files (one per
+split, as COCO and Roboflow ship them) can be read at once; ids are scoped to their file.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+
+from transforms.json_stream import iter_arrays
+from transforms.paths import UnsafePathError, image_key
+from transforms.reading import ANNOTATIONS, CLASSES, ReaderOptions
+from transforms.records import (
+    ERRORS,
+    STAGE_READ,
+    Box,
+    ClassDeclaration,
+    ErrorRecord,
+    ImageAnnotation,
+    Keypoint,
+    Mask,
+)
+
+IMAGES = "coco_images"
+OBJECTS = "coco_annotations"
+CATEGORIES = "coco_categories"
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    image: str
+    source: str
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True)
+class CocoCategory:
+    name: str
+    keypoints: tuple[str, ...]
+
+
+def split_name(path: str) -> str:
+    """The split a COCO file stands for: `instances_val2017.json` → `val2017`,
+    Roboflow's `train/_annotations.coco.json` → `train`."""
+    stem = posixpath.basename(path.replace("\\", "/"))
+    stem = re.sub(r"\.json$", "", stem)
+    stem = re.sub(r"\.coco$", "", stem)
+    stem = re.sub(r"^(instances|person_keypoints)_", "", stem)
+    if stem in ("_annotations", "annotations", ""):
+        stem = posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem) or "source"
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _mask(segmentation: Any) -> Mask | None:
+    """Polygons (list of flat x, y lists) or RLE ({"counts", "size": [h, w]})."""
+    if segmentation in (None, [], {}):
+        return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_optional_int(s) for s in size)):
+            raise ValueError("RLE segmentation has no valid size [height, width]")
+        if isinstance(counts, list) and all(_optional_int(c) is not None for c in counts):
+            return Mask(rle_size=(size[0], size[1]), rle_counts=tuple(counts))
+        if isinstance(counts, str):
+            return Mask(rle_size=(size[0], size[1]), rle_counts=counts)
+        raise ValueError("RLE segmentation has no valid counts")
+    if isinstance(segmentation, list) and all(isinstance(p, list) for p in segmentation):
+        return Mask(polygons=tuple(tuple(_number(v) for v in polygon) for polygon in segmentation))
+    raise ValueError("segmentation is neither polygons nor RLE")
+
+
+def _keypoints(values: Any, names: tuple[str, ...]) -> tuple[Keypoint, ...]:
+    if values in (None, []):
+        return ()
+    if not isinstance(values, list) or len(values) != 3 * len(names):
+        raise ValueError(f"keypoints must hold 3 numbers for each of the category's {len(names)}")
+    numbers = [_number(v) for v in values]
+    return tuple(
+        Keypoint(name, numbers[3 * i], numbers[3 * i + 1], int(numbers[3 * i + 2]))
+        for i, name in enumerate(names)
+    )
+
+
+def annotation_box(
+    annotation: dict, category: CocoCategory, source: str, options: ReaderOptions
+) -> Box:
+    """One COCO annotation as a Box; raises ValueError naming what is wrong with it."""
+    bbox = annotation.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
+    x, y, width, height = (_number(v) for v in bbox)
+    area = annotation.get("area")
+    return Box(
+        label=category.name,
+        xmin=x,
+        ymin=y,
+        xmax=x + width,
+        ymax=y + height,
+        source=source,
+        is_crowd=bool(annotation.get("iscrowd", 0)),
+        area=_number(area) if area is not None else None,
+        mask=_mask(annotation.get("segmentation")) if options.include_masks else None,
+        keypoints=(
+            _keypoints(annotation.get("keypoints"), category.keypoints)
+            if options.include_keypoints
+            else ()
+        ),
+    )
+
+
+class _StreamCocoFile(beam.DoFn):
+    """One COCO file → keyed images, annotations and categories, streaming.
+
+    Duplicate image ids and file names are found here, where one process sees the whole
+    images array; a set of ids and names is all it keeps."""
+
+    def __init__(self, options: ReaderOptions):
+        self._options = options
+        self._files = Metrics.counter("odrecords", "annotation_files")
+
+    def _image(self, element: Any, path: str, ids: set, names: set) -> Iterator:
+        if not isinstance(element, dict) or _optional_int(element.get("id")) is None:
+            raise ValueError("image without an integer id")
+        image_id, name = element["id"], element.get("file_name")
+        source = f"{path}#image[{image_id}]"
+        if not isinstance(name, str):
+            raise ValueError(f"image {image_id} has no file_name")
+        try:
+            key = image_key(name)
+        except UnsafePathError as error:
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, ErrorRecord(source, name, STAGE_READ, str(error))
+            )
+            return
+        duplicate = (
+            f"duplicate image id {image_id}"
+            if image_id in ids
+            else f"duplicate file_name {name!r}"
+            if key in names
+            else None
+        )
+        if duplicate:
+            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(source, key, STAGE_READ, duplicate))
+            return
+        ids.add(image_id)
+        names.add(key)
+        width, height = _optional_int(element.get("width")), _optional_int(element.get("height"))
+        yield beam.pvalue.TaggedOutput(
+            IMAGES, ((path, image_id), CocoImage(key, source, width, height))
+        )
+
+    def _annotation(self, element: Any, path: str) -> Iterator:
+        if not isinstance(element, dict):
+            raise ValueError("annotation is not an object")
+        source = f"{path}#annotation[{element.get('id')}]"
+        image_id = element.get("image_id")
+        if _optional_int(image_id) is None:
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, ErrorRecord(source, None, STAGE_READ, "annotation has no image_id", 1)
+            )
+            return
+        keep = {"id", "category_id", "bbox", "iscrowd", "area"}
+        if self._options.include_masks:
+            keep.add("segmentation")
+        if self._options.include_keypoints:
+            keep.add("keypoints")
+        trimmed = {k: v for k, v in element.items() if k in keep}
+        yield beam.pvalue.TaggedOutput(OBJECTS, ((path, image_id), trimmed))
+
+    def _category(self, element: Any, path: str) -> Iterator:
+        if not isinstance(element, dict) or _optional_int(element.get("id")) is None:
+            raise ValueError("category without an integer id")
+        name = element.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"category {element['id']} has no name")
+        keypoints = element.get("keypoints") or []
+        category = CocoCategory(name, tuple(str(k) for k in keypoints))
+        yield beam.pvalue.TaggedOutput(CATEGORIES, ((path, element["id"]), category))
+        yield beam.pvalue.TaggedOutput(
+            CLASSES, ClassDeclaration(name, element["id"], f"{path}#category[{element['id']}]")
+        )
+
+    def process(self, file: fileio.ReadableFile) -> Iterator:
+        path = file.metadata.path
+        self._files.inc()
+        ids: set = set()
+        names: set = set()
+        index = {"images": 0, "annotations": 0, "categories": 0}
+        handlers = {
+            "images": lambda element: self._image(element, path, ids, names),
+            "annotations": lambda element: self._annotation(element, path),
+            "categories": lambda element: self._category(element, path),
+        }
+        try:
+            with file.open() as stream:
+                for key, element in iter_arrays(stream, set(handlers)):
+                    index[key] += 1
+                    try:
+                        yield from handlers[key](element)
+                    except ValueError as error:
+                        source = f"{path}#{key}[{index[key] - 1}]"
+                        objects = int(key == "annotations")
+                        yield beam.pvalue.TaggedOutput(
+                            ERRORS, ErrorRecord(source, None, STAGE_READ, str(error), objects)
+                        )
+        except (ValueError, OSError) as error:
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                ErrorRecord(path, None, STAGE_READ, f"unreadable JSON, rest skipped: {error}"),
+            )
+
+
+class _JoinImage(beam.DoFn):
+    """((file, image id), {images, annotations}) → ImageAnnotation, or errors for
+    annotations whose image or category is unknown."""
+
+    def __init__(self, options: ReaderOptions):
+        self._options = options
+
+    def process(
+        self,
+        element: tuple[tuple[str, int], dict[str, Iterable]],
+        categories: dict[tuple[str, int], CocoCategory],
+    ) -> Iterator:
+        (path, image_id), grouped = element
+        images = list(grouped["images"])
+        annotations = sorted(grouped["annotations"], key=lambda a: str(a.get("id")))
+        if not images:
+            for annotation in annotations:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS,
+                    ErrorRecord(
+                        f"{path}#annotation[{annotation.get('id')}]",
+                        None,
+                        STAGE_READ,
+                        f"annotation names unknown image id {image_id}",
+                        1,
+                    ),
+                )
+            return
+        (image,) = images  # The streaming parser lets one image per id through.
+        boxes = []
+        for annotation in annotations:
+            source = f"{path}#annotation[{annotation.get('id')}]"
+            category = categories.get((path, annotation.get("category_id")))
+            try:
+                if category is None:
+                    raise ValueError(
+                        f"annotation names unknown category id {annotation.get('category_id')!r}"
+                    )
+                boxes.append(annotation_box(annotation, category, source, self._options))
+            except ValueError as error:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord(source, image.image, STAGE_READ, str(error), 1)
+                )
+        yield ImageAnnotation(
+            image=image.image,
+            sources=(image.source,),
+            boxes=tuple(boxes),
+            width=image.width,
+            height=image.height,
+            split=split_name(path) if self._options.source_splits else None,
+        )
+
+
+class ReadCoco(beam.PTransform):
+    """COCO files matching a pattern → `annotations`, `errors` and `classes` outputs."""
+
+    def __init__(self, pattern: str, options: ReaderOptions):
+        super().__init__()
+        self._pattern = pattern
+        self._options = options
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        parsed = (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self._pattern)
+            | "Open" >> fileio.ReadMatches()
+            | "Stream"
+            >> beam.ParDo(_StreamCocoFile(self._options)).with_outputs(
+                IMAGES, OBJECTS, CATEGORIES, CLASSES, ERRORS
+            )
+        )
+        joined = (
+            {"images": parsed[IMAGES], "annotations": parsed[OBJECTS]}
+            | "JoinByImageId" >> beam.CoGroupByKey()
+            | "ToAnnotations"
+            >> beam.ParDo(
+                _JoinImage(self._options),
+                beam.pvalue.AsDict(parsed[CATEGORIES]),
+            ).with_outputs(ERRORS, main=ANNOTATIONS)
+        )
+        errors = (parsed[ERRORS], joined[ERRORS]) | "Errors" >> beam.Flatten()
+        return {ANNOTATIONS: joined[ANNOTATIONS], ERRORS: errors, CLASSES: parsed[CLASSES]}

@@ -1,0 +1,66 @@
+"""Instance masks: COCO polygons and run-length encodings → PNG masks of 0/1 pixels.
+
+The PNG layout is the one TF Models' `create_coco_tf_record.py` writes to
+`image/object/mask`: one single-channel PNG per object, the full image size.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from transforms.records import Mask
+
+
+def rle_counts_from_string(text: str) -> list[int]:
+    """Decodes COCO's compressed RLE string (pycocotools' `rleFrString`) into run lengths."""
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(text):
+                raise ValueError("compressed RLE ends inside a number")
+            code = ord(text[position]) - 48
+            value |= (code & 0x1F) << (5 * shift)
+            more = bool(code & 0x20)
+            position += 1
+            shift += 1
+            if not more and code & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
+    """The mask as a height x width uint8 array of 0 and 1; raises ValueError when the mask
+    does not fit the image."""
+    if mask.rle_counts is not None:
+        if mask.rle_size != (height, width):
+            raise ValueError(
+                f"mask size {mask.rle_size} differs from the image's {(height, width)}"
+            )
+        counts = mask.rle_counts
+        runs = rle_counts_from_string(counts) if isinstance(counts, str) else list(counts)
+        if any(run < 0 for run in runs) or sum(runs) != width * height:
+            raise ValueError("mask run lengths do not cover the image")
+        flat = np.repeat(np.arange(len(runs)) % 2, runs).astype(np.uint8)
+        return flat.reshape((width, height)).T.copy()  # COCO runs are column-major.
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for polygon in mask.polygons:
+        if len(polygon) < 6 or len(polygon) % 2:
+            raise ValueError("a mask polygon needs at least three x, y points")
+        draw.polygon(list(zip(polygon[::2], polygon[1::2], strict=True)), fill=1, outline=1)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def mask_png(pixels: np.ndarray) -> bytes:
+    """A 0/1 mask array as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, "PNG")
+    return buffer.getvalue()
