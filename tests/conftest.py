@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -78,6 +79,7 @@ def read_output(output) -> dict:
         for name, split in manifest["splits"].items()
     }
     return {
+        "dir": Path(output),
         "manifest": manifest,
         "label_map": {item.name: item.id for item in label_map.item},
         "errors": errors,

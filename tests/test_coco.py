@@ -1,0 +1,261 @@
+"""COCO: streaming, the image join, every malformed case, crowd RLE and polygon masks,
+keypoints, category renumbering and per-file source splits."""
+
+import io
+import json
+
+import numpy as np
+import pycocotools.mask as coco_mask
+import pytest
+import tensorflow as tf
+from conftest import read_output, run_create
+from PIL import Image
+
+from transforms import json_stream
+from transforms.coco import split_name
+from transforms.json_stream import iter_arrays
+from transforms.masks import mask_pixels, rle_counts_from_string
+from transforms.records import Mask
+
+
+def test_streaming_reader_yields_elements_across_chunk_boundaries(monkeypatch):
+    monkeypatch.setattr(json_stream, "_CHUNK", 5)
+    document = {
+        "info": {"nested": [1, {"x": "ü"}]},
+        "images": [{"id": n, "file_name": f"ä{n}.jpg"} for n in range(4)],
+        "annotations": [],
+        "categories": [{"id": 123456789, "name": "long id"}],
+    }
+    data = json.dumps(document, ensure_ascii=False, indent=1).encode()
+    got = list(iter_arrays(io.BytesIO(data), {"images", "annotations", "categories"}))
+    assert got == [("images", image) for image in document["images"]] + [
+        ("categories", {"id": 123456789, "name": "long id"})
+    ]
+
+
+def test_streaming_reader_reports_malformed_json_after_what_came_before():
+    data = b'{"images": [{"id": 1}, {"id": 2,, }]}'
+    seen = []
+    with pytest.raises(ValueError, match="character"):
+        for element in iter_arrays(io.BytesIO(data), {"images"}):
+            seen.append(element)
+    assert seen == [("images", {"id": 1})]
+
+
+def test_compressed_and_uncompressed_rle_decode_like_pycocotools():
+    rng = np.random.default_rng(3)
+    mask = np.asfortranarray((rng.random((13, 17)) > 0.6).astype(np.uint8))
+    encoded = coco_mask.encode(mask)
+    counts = encoded["counts"].decode()
+    rle = Mask(rle_size=(13, 17), rle_counts=counts)
+    assert np.array_equal(mask_pixels(rle, 17, 13), mask)
+    runs = rle_counts_from_string(counts)
+    assert np.array_equal(
+        mask_pixels(Mask(rle_size=(13, 17), rle_counts=tuple(runs)), 17, 13), mask
+    )
+    with pytest.raises(ValueError, match="differs"):
+        mask_pixels(rle, 13, 17)
+
+
+def test_split_names_of_coco_and_roboflow_files():
+    assert split_name("/d/annotations/instances_val2017.json") == "val2017"
+    assert split_name("/d/train/_annotations.coco.json") == "train"
+    assert split_name("gs://b/person_keypoints_train2017.json") == "train2017"
+
+
+def jpeg(path, size=(40, 30)):
+    Image.new("RGB", size, (90, 120, 150)).save(path, "JPEG")
+
+
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory):
+    """One file with every COCO case, converted with masks and keypoints."""
+    root = tmp_path_factory.mktemp("coco")
+    for name in ("a.jpg", "b.jpg", "neg.jpg", "dup.jpg"):
+        jpeg(root / name)
+    crowd = np.zeros((30, 40), dtype=np.uint8)
+    crowd[5:10, 20:30] = 1
+    crowd_rle = coco_mask.encode(np.asfortranarray(crowd))
+    document = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 40, "height": 30},
+            {"id": 2, "file_name": "b.jpg", "width": 40, "height": 30},
+            {"id": 3, "file_name": "neg.jpg", "width": 40, "height": 30},
+            {"id": 1, "file_name": "dup.jpg"},
+            {"id": 4, "file_name": "a.jpg"},
+            {"id": 5, "file_name": "../evil.jpg"},
+        ],
+        "annotations": [
+            {
+                "id": 10,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [2, 3, 10, 8],
+                "area": 61.5,
+                "iscrowd": 0,
+                "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]],
+                "keypoints": [4, 5, 2, 0, 0, 0],
+            },
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 2,
+                "bbox": [20, 5, 10, 5],
+                "area": 50,
+                "iscrowd": 1,
+                "segmentation": {"size": [30, 40], "counts": crowd_rle["counts"].decode()},
+            },
+            {"id": 12, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5]},
+            {"id": 13, "image_id": 2, "category_id": 99, "bbox": [1, 1, 5, 5]},
+            {"id": 14, "image_id": 77, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 15, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0},
+            {"id": 16, "category_id": 1, "bbox": [1, 1, 5, 5]},
+        ],
+        "categories": [
+            {"id": 1, "name": "person", "keypoints": ["nose", "left_eye"]},
+            {"id": 2, "name": "crowd thing"},
+            {"id": 7, "name": "never used"},
+        ],
+    }
+    (root / "instances_train.json").write_text(json.dumps(document))
+    out = root / "out"
+    assert (
+        run_create(
+            "--format",
+            "coco",
+            "--annotations",
+            root / "instances_train.json",
+            "--output",
+            out,
+            "--include-masks",
+            "--include-keypoints",
+            "--num-shards",
+            "1",
+        )
+        == 0
+    )
+    return read_output(out), crowd
+
+
+def errors_about(output, text):
+    return [e for e in output["errors"] if text in e["reason"]]
+
+
+@pytest.mark.parametrize(
+    "text, source_end, objects",
+    [
+        ("duplicate image id 1", "#image[1]", 0),
+        ("duplicate file_name 'a.jpg'", "#image[4]", 0),
+        ("outside the images root", "#image[5]", 0),
+        ("is not [x, y, width, height]", "#annotation[12]", 1),
+        ("unknown category id 99", "#annotation[13]", 1),
+        ("unknown image id 77", "#annotation[14]", 1),
+        ("annotation has no image_id", "#annotation[16]", 1),
+    ],
+)
+def test_malformed_coco_parts_are_error_records(coco_run, text, source_end, objects):
+    output, _ = coco_run
+    (error,) = errors_about(output, text)
+    assert error["source"].endswith(source_end)
+    assert error["objects"] == objects
+    assert error["stage"] == "read"
+
+
+def test_coco_examples_with_crowd_area_masks_and_keypoints(coco_run):
+    output, crowd = coco_run
+    examples = {e["image/source_id"]: e for e in output["splits"]["train"]}
+    assert sorted(examples) == [b"a.jpg", b"b.jpg", b"neg.jpg"]
+    assert output["label_map"] == {"person": 1, "crowd thing": 2}  # Unused 'never used' left out.
+    a = examples[b"a.jpg"]
+    assert a["image/object/class/label"] == [1, 2]
+    assert np.allclose(a["image/object/bbox/xmin"], [2 / 40, 20 / 40])
+    assert np.allclose(a["image/object/bbox/ymax"], [11 / 30, 10 / 30])
+    raw = raw_examples(output)[b"a.jpg"]
+    assert list(raw["image/object/is_crowd"].int64_list.value) == [0, 1]
+    assert list(raw["image/object/area"].float_list.value) == [61.5, 50.0]
+    masks = [
+        tf.io.decode_png(png).numpy()[:, :, 0] for png in raw["image/object/mask"].bytes_list.value
+    ]
+    assert [m.shape for m in masks] == [(30, 40), (30, 40)]
+    assert set(np.unique(masks[0])) == {0, 1}
+    assert masks[0][3:12, 2:13].all() and masks[0].sum() == 9 * 11
+    assert np.array_equal(masks[1], crowd)
+    assert np.allclose(raw["image/object/keypoint/x"].float_list.value, [4 / 40, 0])
+    assert np.allclose(raw["image/object/keypoint/y"].float_list.value, [5 / 30, 0])
+    assert list(raw["image/object/keypoint/visibility"].int64_list.value) == [2, 0]
+    assert list(raw["image/object/keypoint/text"].bytes_list.value) == [b"nose", b"left_eye"]
+    assert list(raw["image/object/keypoint/num"].int64_list.value) == [1, 0]
+    neg = raw_examples(output)[b"neg.jpg"]
+    assert len(neg["image/object/bbox/xmin"].float_list.value) == 0
+    b = raw_examples(output)[b"b.jpg"]
+    empty = tf.io.decode_png(b["image/object/mask"].bytes_list.value[0]).numpy()
+    assert empty.shape == (30, 40, 1) and not empty.any()  # No segmentation: an empty mask.
+    assert all(output["manifest"]["accounting"].values())
+
+
+def raw_examples(output):
+    """{source_id: feature map} straight from the protos, for keys outside the OD spec."""
+    records = tf.data.TFRecordDataset([str(p) for p in sorted((output["dir"] / "train").iterdir())])
+    result = {}
+    for record in records.as_numpy_iterator():
+        feature = tf.train.Example.FromString(record).features.feature
+        result[feature["image/source_id"].bytes_list.value[0]] = feature
+    return result
+
+
+def test_category_zero_is_renumbered_and_recorded(tmp_path):
+    jpeg(tmp_path / "a.jpg")
+    document = {
+        "images": [{"id": 0, "file_name": "a.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 0, "category_id": 0, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5]},
+        ],
+        "categories": [{"id": 0, "name": "animals"}, {"id": 1, "name": "cat"}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(document))
+    assert (
+        run_create(
+            "--format", "coco", "--annotations", tmp_path / "a.json", "--output", tmp_path / "o"
+        )
+        == 0
+    )
+    output = read_output(tmp_path / "o")
+    assert output["label_map"] == {"animals": 1, "cat": 2}
+    assert output["manifest"]["renumbered_classes"] == {
+        "animals": {"source_id": 0, "id": 1},
+        "cat": {"source_id": 1, "id": 2},
+    }
+    assert output["splits"]["train"][0]["image/object/class/label"] == [1, 2]
+
+
+def test_one_file_per_split_and_an_image_in_two_splits_is_rejected(tmp_path):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        jpeg(tmp_path / name)
+    category = [{"id": 1, "name": "cat"}]
+    for split, names in (("train", ["a.jpg", "c.jpg"]), ("valid", ["b.jpg", "c.jpg"])):
+        (tmp_path / split).mkdir()
+        images = [{"id": n, "file_name": name} for n, name in enumerate(names)]
+        annotations = [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 9, 9]}]
+        (tmp_path / split / "_annotations.coco.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": category})
+        )
+    code = run_create(
+        "--format",
+        "coco",
+        "--annotations",
+        f"{tmp_path}/*/_annotations.coco.json",
+        "--images",
+        tmp_path,
+        "--splits",
+        "source",
+        "--output",
+        tmp_path / "o",
+    )
+    assert code == 0
+    output = read_output(tmp_path / "o")
+    assert set(output["splits"]) == {"train", "valid"}
+    assert [e["image/source_id"] for e in output["splits"]["train"]] == [b"a.jpg"]
+    assert [e["image/source_id"] for e in output["splits"]["valid"]] == [b"b.jpg"]
+    (error,) = [e for e in output["errors"] if e["stage"] == "image"]
+    assert "several splits" in error["reason"]
