@@ -17,10 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.settings import CreateSettings, UsageError, parse_create_args
-from transforms.boxes import ValidateBoxes
-from transforms.encode import STATS, EncodeExamples
 from transforms.grouping import GroupByImage
-from transforms.images import LoadImages
+from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.read_annotations import COUNTS, ReadAnnotations
 from transforms.reading import ANNOTATIONS, CLASSES
@@ -34,7 +32,7 @@ from transforms.report import (
     write_errors,
 )
 from transforms.splits import RequireSourceSplit
-from transforms.tfrecord_sink import WriteShardedTFRecords
+from transforms.tfrecord_sink import STATS, WriteShardedTFRecords
 
 VERSION = "0.1.0"
 # The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
@@ -74,12 +72,8 @@ def _manifest_settings(settings: CreateSettings) -> dict:
 
 
 def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
-    """The label map and {class: source id} of renumbered classes, as singletons.
-
-    Derived from the mentions before grouping: a side input computed from the grouped images
-    would split the stage that reads images from the one that writes them, and the local
-    runner would hold every image in memory in between.
-    """
+    """The label map and {class: source id} of renumbered classes, as singletons: the given
+    one, or one derived from the classes the annotations use and the sources declare."""
     if settings.label_map is not None:
         given = pipeline | "GivenLabelMap" >> beam.Create([(settings.label_map, {})])
         return given | "LabelMap" >> beam.Map(lambda r: r[0]), given | "Ids" >> beam.Map(
@@ -109,9 +103,8 @@ def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings, shuffle: bool) -> None:
-    """Adds the create graph to `pipeline`. `shuffle` chooses the sink's mode (see
-    `transforms/tfrecord_sink.py`): False on the in-process runner, True on distributed ones."""
+def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings) -> None:
+    """Adds the create graph to `pipeline`; the same graph serves every runner."""
     read = pipeline | "ReadAnnotations" >> ReadAnnotations(
         settings.format,
         settings.pattern,
@@ -120,47 +113,39 @@ def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings, shuffle: b
         settings.voc_split_files,
         settings.class_map,
     )
-    images = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage()
+    grouped = images = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage()
     label_map, renumbered = _label_map(pipeline, read, settings)
     step_errors = [read[ERRORS]]
     if settings.splits is None:
-        checked = images | "RequireSourceSplit" >> beam.ParDo(RequireSourceSplit()).with_outputs(
+        checked = grouped | "RequireSourceSplit" >> beam.ParDo(RequireSourceSplit()).with_outputs(
             ERRORS, main="images"
         )
-        images_to_load = checked.images
         step_errors.append(checked[ERRORS])
-    else:
-        images_to_load = images
+        images = checked.images
 
-    loaded = images_to_load | "LoadImages" >> beam.ParDo(
-        LoadImages(settings.images, settings.max_image_bytes, settings.max_image_pixels)
-    ).with_outputs(ERRORS, main="images")
-    validated = loaded.images | "ValidateBoxes" >> beam.ParDo(
-        ValidateBoxes(), beam.pvalue.AsSingleton(label_map)
-    ).with_outputs(ERRORS, main="examples")
-    encoded = validated.examples | "Encode" >> beam.ParDo(
-        EncodeExamples(
-            settings.splits,
-            settings.num_shards,
-            settings.reader.include_masks,
-            settings.reader.include_keypoints,
-        )
-    ).with_outputs(STATS, main="examples")
-    shard_files = encoded.examples | "WriteShards" >> WriteShardedTFRecords(
-        settings.output, settings.split_names, settings.num_shards, shuffle
+    shards = images | "WriteShards" >> WriteShardedTFRecords(
+        settings.output,
+        settings.split_names,
+        settings.splits,
+        settings.num_shards,
+        ImageLoader(settings.images, settings.max_image_bytes, settings.max_image_pixels),
+        beam.pvalue.AsSingleton(label_map),
+        settings.reader.include_masks,
+        settings.reader.include_keypoints,
     )
+    shard_files = shards.files
 
-    step_errors += [loaded[ERRORS], validated[ERRORS]]
+    step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, settings.output)
-    read_counts = images | "CountRead" >> beam.Map(
+    read_counts = grouped | "CountRead" >> beam.Map(
         lambda image: {"read": {"images": 1, "objects": len(image.boxes)}}
     )
     counts = (
         (
             read_counts,
             read[COUNTS],
-            encoded[STATS],
+            shards[STATS],
             errors | "CountErrors" >> beam.Map(error_counts),
         )
         | "AllCounts" >> beam.Flatten()
@@ -215,10 +200,9 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     standard.runner = standard.runner or DEFAULT_RUNNER
-    shuffle = standard.runner.split(".")[-1] not in StandardOptions.LOCAL_RUNNERS
     settings.clear_previous_manifest()
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, settings, shuffle)
+    build_pipeline(pipeline, settings)
     pipeline.run().wait_until_finish()
     _print_summary(settings.output)
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from transforms.images import ImageRejected, LoadImages
+from transforms.images import ImageLoader, ImageRejected
 from transforms.records import ImageAnnotation
 
 
@@ -27,7 +27,7 @@ def noise(width=40, height=30, mode="RGB") -> Image.Image:
 def loader(tmp_path):
     root = tmp_path / "images"
     root.mkdir()
-    fn = LoadImages(str(root), max_bytes=1_000_000, max_pixels=1_000_000)
+    fn = ImageLoader(str(root), max_bytes=1_000_000, max_pixels=1_000_000)
     fn.setup()
 
     def load(name: str, data: bytes | None = None):
@@ -115,22 +115,3 @@ def test_symlink_leading_out_of_the_root_is_refused(loader, tmp_path):
     os.symlink(outside, loader.root / "link.jpg")
     with pytest.raises(ImageRejected, match="leads outside the images root"):
         loader("link.jpg")
-
-
-def test_process_turns_a_rejection_into_an_error_record_with_its_objects(loader):
-    from transforms.records import Box
-
-    fn = LoadImages(str(loader.root), 1000, 1000)
-    fn.setup()
-    annotation = ImageAnnotation(
-        "nope.jpg", ("a.xml", "b.xml"), (Box("c", 1, 1, 2, 2, "a.xml"),) * 2
-    )
-    (output,) = list(fn.process(annotation))
-    error = output.value
-    assert (output.tag, error.source, error.image, error.stage, error.objects) == (
-        "errors",
-        "a.xml;b.xml",
-        "nope.jpg",
-        "image",
-        2,
-    )

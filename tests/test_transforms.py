@@ -1,7 +1,5 @@
 """Grouping, box validation, split assignment and the sharded sink, each on its own."""
 
-import glob
-import os
 import re
 
 import apache_beam as beam
@@ -10,9 +8,9 @@ import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import local_pipeline
 
-from transforms.boxes import BoxRejected, ValidateBoxes, normalize_box
+from transforms.boxes import BoxRejected, check_boxes, normalize_box
 from transforms.grouping import GroupByImage
-from transforms.records import Box, EncodedExample, ImageAnnotation, LoadedImage
+from transforms.records import Box, ImageAnnotation, LoadedImage
 from transforms.splits import assign_shard, assign_split, parse_splits
 from transforms.tfrecord_sink import WriteShardedTFRecords
 
@@ -66,16 +64,14 @@ def test_normalize_box_rejects_what_clipping_cannot_repair(corners, reason):
         normalize_box(box(*corners), 100, 50)
 
 
-def test_validate_boxes_keeps_the_good_boxes_of_an_image():
+def test_check_boxes_keeps_the_good_boxes_of_an_image():
     annotation = ImageAnnotation(
         "a.jpg",
         ("a.xml",),
         (box(10, 5, 50, 25), box(50, 5, 10, 25, source="bad"), box(1, 1, 2, 2, "dog", "dog")),
     )
     image = LoadedImage(annotation, b"", "jpeg", 100, 50)
-    outputs = list(ValidateBoxes().process(image, {"cat": 3}))
-    errors = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
-    (example,) = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
+    example, errors = check_boxes(image, {"cat": 3})
     assert [(o.label_id, o.xmin, o.ymax) for o in example.objects] == [(3, 0.1, 0.5)]
     assert [(e.source, e.stage, e.objects) for e in errors] == [
         ("bad", "box", 1),
@@ -110,25 +106,46 @@ def test_split_assignment_is_stable_balanced_and_survives_new_images():
     assert min(shards.count(n) for n in range(4)) > 1150
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path, shuffle):
-    def example(n):
-        key = f"k{n}"
-        features = {
-            "image/source_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[key.encode()]))
-        }
-        data = tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-        return EncodedExample("train" if n % 3 else "test", assign_shard(key, 3), data)
+def test_tfrecord_framing_reads_back_with_tensorflow(tmp_path):
+    from transforms.tfrecord_sink import tfrecord
 
-    examples = [example(n) for n in range(40)]
+    records = [b"", b"x", bytes(range(256)) * 300]
+    (tmp_path / "f").write_bytes(b"".join(tfrecord(r) for r in records))
+    dataset = tf.data.TFRecordDataset(str(tmp_path / "f"))
+    assert list(dataset.as_numpy_iterator()) == records
+
+
+def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path):
+    from PIL import Image
+
+    from transforms.images import ImageLoader
+    from transforms.tfrecord_sink import STATS
+
+    images = tmp_path / "images"
+    images.mkdir()
+    annotations = []
+    for n in range(12):
+        Image.new("RGB", (20, 10), (n, n, n)).save(images / f"k{n}.png")
+        boxes = (box(1, 1, 5, 5),) if n != 3 else (box(5, 1, 1, 5, source="bad"),)
+        annotations.append(ImageAnnotation(f"k{n}.png", (f"a{n}",), boxes))
+    annotations.append(ImageAnnotation("missing.png", ("m",), (box(1, 1, 2, 2),)))
+    splits = {"train": 0.5, "test": 0.5}
     with local_pipeline() as pipeline:
-        files = (
+        labels = pipeline | "Labels" >> beam.Create([{"cat": 1}])
+        written = (
             pipeline
-            | beam.Create(examples)
-            | WriteShardedTFRecords(str(tmp_path), ["train", "test", "empty"], 3, shuffle)
+            | beam.Create(annotations)
+            | WriteShardedTFRecords(
+                str(tmp_path / "out"),
+                ["train", "test", "empty"],
+                splits,
+                3,
+                ImageLoader(str(images), 10_000, 10_000),
+                beam.pvalue.AsSingleton(labels),
+            )
         )
         assert_that(
-            files,
+            written.files,
             equal_to(
                 [
                     f"{s}/{s}.tfrecord-0000{n}-of-00003"
@@ -136,111 +153,32 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path, shuffle):
                     for n in range(3)
                 ]
             ),
+            label="files",
         )
-    assert not os.path.exists(tmp_path / ".parts" / "train-00000-00000-of-00001")
+        assert_that(
+            written.errors | beam.Map(lambda e: (e.source, e.stage)),
+            equal_to([("bad", "box"), ("m", "image")]),
+            label="errors",
+        )
+        assert_that(
+            written[STATS] | beam.Map(lambda c: sum(s["examples"] for s in c["splits"].values())),
+            equal_to([1] * 12),
+            label="stats",
+        )
     for split in ("train", "test", "empty"):
         for shard in range(3):
-            path = tmp_path / split / f"{split}.tfrecord-0000{shard}-of-00003"
-            ids = {
+            path = tmp_path / "out" / split / f"{split}.tfrecord-0000{shard}-of-00003"
+            ids = [
                 tf.train.Example.FromString(record.numpy())
                 .features.feature["image/source_id"]
                 .bytes_list.value[0]
+                .decode()
                 for record in tf.data.TFRecordDataset([str(path)])
-            }
-            expected = {
-                f"k{n}".encode()
-                for n, e in enumerate(examples)
-                if e.split == split and e.shard == shard
-            }
-            assert ids == expected
-    assert sorted(glob.glob(str(tmp_path / "*" / "*.tfrecord-*"))) == sorted(
-        str(tmp_path / s / f"{s}.tfrecord-0000{n}-of-00003")
-        for s in ("train", "test", "empty")
-        for n in range(3)
-    )
-
-
-def test_load_validate_encode_in_a_pipeline_route_errors_to_their_outputs(tmp_path):
-    from PIL import Image
-
-    from transforms.encode import STATS, EncodeExamples
-    from transforms.images import LoadImages
-
-    Image.new("RGB", (100, 50), (9, 9, 9)).save(tmp_path / "a.png")
-    mentions = [
-        ImageAnnotation("a.png", ("a.xml",), (box(10, 5, 50, 25), box(9, 9, 1, 1, source="bad"))),
-        ImageAnnotation("gone.png", ("g.xml",), (box(1, 1, 2, 2),)),
-    ]
-    with local_pipeline() as pipeline:
-        loaded = (
-            pipeline
-            | beam.Create(mentions)
-            | beam.ParDo(LoadImages(str(tmp_path), 10_000, 10_000)).with_outputs(
-                "errors", main="images"
+            ]
+            expected = sorted(
+                a.image
+                for a in annotations[:12]
+                if assign_split(a.image, splits) == split and assign_shard(a.image, 3) == shard
             )
-        )
-        labels = pipeline | "Labels" >> beam.Create([{"cat": 1}])
-        checked = loaded.images | beam.ParDo(
-            ValidateBoxes(), beam.pvalue.AsSingleton(labels)
-        ).with_outputs("errors", main="examples")
-        encoded = checked.examples | beam.ParDo(EncodeExamples({"train": 1.0}, 2)).with_outputs(
-            STATS, main="examples"
-        )
-        assert_that(
-            loaded.errors | "ImageErrors" >> beam.Map(lambda e: (e.image, e.stage, e.objects)),
-            equal_to([("gone.png", "image", 1)]),
-            label="image errors",
-        )
-        assert_that(
-            checked.errors | "BoxErrors" >> beam.Map(lambda e: (e.source, e.stage)),
-            equal_to([("bad", "box")]),
-            label="box errors",
-        )
-        assert_that(
-            encoded.examples
-            | "Parsed"
-            >> beam.Map(
-                lambda e: (
-                    e.split,
-                    e.shard == assign_shard("a.png", 2),
-                    list(
-                        tf.train.Example.FromString(e.data)
-                        .features.feature["image/object/bbox/xmax"]
-                        .float_list.value
-                    ),
-                )
-            ),
-            equal_to([("train", True, [0.5])]),
-            label="examples",
-        )
-        assert_that(
-            encoded[STATS],
-            equal_to(
-                [
-                    {
-                        "splits": {"train": {"examples": 1, "objects": 1}},
-                        "classes": {"cat": 1},
-                        "converted": {},
-                        "clipped": 0,
-                        "size_mismatch": 0,
-                    }
-                ]
-            ),
-            label="stats",
-        )
-
-
-def test_assemble_concatenates_the_parts_of_one_shard(tmp_path):
-    from transforms.tfrecord_sink import _AssembleShard
-
-    parts = []
-    for number in range(2):
-        path = str(tmp_path / f"part-{number}")
-        with tf.io.TFRecordWriter(path) as writer:
-            writer.write(f"record-{number}".encode())
-        parts.append(path)
-    (relative,) = _AssembleShard(str(tmp_path), 4).process((("test", 3), reversed(parts)))
-    assert relative == "test/test.tfrecord-00003-of-00004"
-    records = list(tf.data.TFRecordDataset(str(tmp_path / relative)).as_numpy_iterator())
-    assert records == [b"record-0", b"record-1"]
-    assert not any(os.path.exists(part) for part in parts)
+            assert ids == expected  # In key order, so reruns write identical bytes.
+    assert not list((tmp_path / "out" / ".parts").iterdir())

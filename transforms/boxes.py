@@ -9,14 +9,9 @@ where the measured image size is known.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-
-import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from transforms.masks import mask_pixels, mask_png
 from transforms.records import (
-    ERRORS,
     STAGE_BOX,
     Box,
     ErrorRecord,
@@ -59,52 +54,36 @@ def normalize_box(box: Box, width: int, height: int) -> tuple[tuple[float, ...],
     return normalized, clipped != corners
 
 
-class ValidateBoxes(beam.DoFn):
-    """LoadedImage → ExampleInput with the boxes that pass; an error record per rejected box.
-
-    The label map arrives as a side input because, when it is derived from the data, it is
-    only known once every annotation has been read.
-    """
-
-    def __init__(self) -> None:
-        self._clipped = Metrics.counter("odrecords", "boxes_clipped")
-        self._errors = Metrics.counter("odrecords", "errors_box")
-
-    def process(self, image: LoadedImage, label_map: dict[str, int]) -> Iterator:
-        objects = []
-        clipped = 0
-        for box in image.annotation.boxes:
-            try:
-                if box.label not in label_map:
-                    raise BoxRejected(f"class {box.label!r} is not in the label map")
-                (xmin, ymin, xmax, ymax), was_clipped = normalize_box(
-                    box, image.width, image.height
-                )
-                mask = None
-                if box.mask is not None:
-                    try:
-                        mask = mask_png(mask_pixels(box.mask, image.width, image.height))
-                    except ValueError as error:
-                        raise BoxRejected(f"unusable mask: {error}") from None
-            except BoxRejected as error:
-                self._errors.inc()
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS,
-                    ErrorRecord(box.source, image.annotation.image, STAGE_BOX, str(error), 1),
-                )
-                continue
-            clipped += was_clipped
-            objects.append(
-                LabeledObject(
-                    label=box.label,
-                    label_id=label_map[box.label],
-                    xmin=xmin,
-                    ymin=ymin,
-                    xmax=xmax,
-                    ymax=ymax,
-                    box=box,
-                    mask_png=mask,
-                )
+def check_boxes(
+    image: LoadedImage, label_map: dict[str, int]
+) -> tuple[ExampleInput, list[ErrorRecord]]:
+    """The image with the boxes that pass, and an error record per rejected box."""
+    objects, errors, clipped = [], [], 0
+    for box in image.annotation.boxes:
+        try:
+            if box.label not in label_map:
+                raise BoxRejected(f"class {box.label!r} is not in the label map")
+            (xmin, ymin, xmax, ymax), was_clipped = normalize_box(box, image.width, image.height)
+            mask = None
+            if box.mask is not None:
+                try:
+                    mask = mask_png(mask_pixels(box.mask, image.width, image.height))
+                except ValueError as error:
+                    raise BoxRejected(f"unusable mask: {error}") from None
+        except BoxRejected as error:
+            errors.append(ErrorRecord(box.source, image.annotation.image, STAGE_BOX, str(error), 1))
+            continue
+        clipped += was_clipped
+        objects.append(
+            LabeledObject(
+                label=box.label,
+                label_id=label_map[box.label],
+                xmin=xmin,
+                ymin=ymin,
+                xmax=xmax,
+                ymax=ymax,
+                box=box,
+                mask_png=mask,
             )
-        self._clipped.inc(clipped)
-        yield ExampleInput(image=image, objects=tuple(objects), clipped=clipped)
+        )
+    return ExampleInput(image=image, objects=tuple(objects), clipped=clipped), errors

@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 
 from transforms.masks import mask_png
-from transforms.records import EncodedExample, ExampleInput
-from transforms.splits import assign_shard, assign_split
+from transforms.records import ExampleInput
 
 if TYPE_CHECKING:
     import tensorflow
-
-STATS = "stats"
 
 
 def build_example(
@@ -91,45 +85,6 @@ def build_example(
             sum(p.visibility > 0 for p in o.box.keypoints) for o in objects
         )
     return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-class EncodeExamples(beam.DoFn):
-    """ExampleInput → EncodedExample with its split and shard, plus its stats (tag `stats`)."""
-
-    def __init__(
-        self,
-        splits: dict[str, float] | None,
-        num_shards: int,
-        include_masks: bool = False,
-        include_keypoints: bool = False,
-    ):
-        """`splits` None means the source's own splits (`--splits source`)."""
-        self._splits = splits
-        self._num_shards = num_shards
-        self._include_masks = include_masks
-        self._include_keypoints = include_keypoints
-        self._examples = Metrics.counter("odrecords", "examples")
-        self._bytes = Metrics.counter("odrecords", "example_bytes")
-
-    def setup(self) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
-
-    def process(self, item: ExampleInput) -> Iterator:
-        key = item.image.annotation.image
-        if self._splits is None:
-            split = item.image.annotation.split
-        else:
-            split = assign_split(key, self._splits)
-        data = build_example(
-            item, self._tf, self._include_masks, self._include_keypoints
-        ).SerializeToString()
-        self._examples.inc()
-        self._bytes.inc(len(data))
-        Metrics.counter("odrecords", f"examples_{split}").inc()
-        yield EncodedExample(split=split, shard=assign_shard(key, self._num_shards), data=data)
-        yield beam.pvalue.TaggedOutput(STATS, example_counts(item, split))
 
 
 def example_counts(item: ExampleInput, split: str) -> dict:

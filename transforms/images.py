@@ -9,15 +9,12 @@ Object Detection API's decoder expects `image/format` to be jpeg or png.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
-import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
-from apache_beam.metrics import Metrics
 from PIL import Image, UnidentifiedImageError
 
 from transforms.paths import UnsafePathError, resolve_image
-from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation, LoadedImage
+from transforms.records import ImageAnnotation, LoadedImage
 
 DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
@@ -54,20 +51,18 @@ def _to_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-class LoadImages(beam.DoFn):
-    """ImageAnnotation → LoadedImage (bytes, format, measured size), or an error record.
+class ImageLoader:
+    """ImageAnnotation → LoadedImage (bytes, format, measured size), or ImageRejected.
 
     The pixel limit is checked from the header before anything is decoded, so a
-    decompression bomb costs a few bytes of parsing, never gigabytes of memory.
+    decompression bomb costs a few bytes of parsing, never gigabytes of memory. Call `setup`
+    once per worker (from a DoFn's setup): it imports TensorFlow.
     """
 
     def __init__(self, images_root: str, max_bytes: int, max_pixels: int):
         self._root = images_root
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
-        self._loaded = Metrics.counter("odrecords", "images_loaded")
-        self._converted = Metrics.counter("odrecords", "images_converted")
-        self._errors = Metrics.counter("odrecords", "errors_image")
 
     def setup(self) -> None:
         import tensorflow as tf
@@ -112,24 +107,3 @@ class LoadImages(beam.DoFn):
             converted_from, fmt = (image.format or "unknown").lower(), "png"
         width, height = self._decode_size(data)
         return LoadedImage(annotation, data, fmt, width, height, converted_from)
-
-    def process(self, annotation: ImageAnnotation) -> Iterator:
-        try:
-            loaded = self.load(annotation)
-        except ImageRejected as error:
-            self._errors.inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                ErrorRecord(
-                    source=";".join(annotation.sources),
-                    image=annotation.image,
-                    stage=STAGE_IMAGE,
-                    reason=str(error),
-                    objects=len(annotation.boxes),
-                ),
-            )
-            return
-        self._loaded.inc()
-        if loaded.converted_from:
-            self._converted.inc()
-        yield loaded

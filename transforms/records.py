@@ -130,15 +130,6 @@ class ExampleInput:
 
 
 @dataclass(frozen=True)
-class EncodedExample:
-    """A serialized tf.train.Example and the split and shard it belongs to."""
-
-    split: str
-    shard: int
-    data: bytes
-
-
-@dataclass(frozen=True)
 class ErrorRecord:
     """One rejected input: where it came from, how far it got, why, and what it took along.
 
