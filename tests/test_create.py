@@ -148,30 +148,14 @@ def test_voc_and_csv_give_the_same_examples_in_the_same_splits(sample_outputs):
             assert example_boxes(voc[split][key]) == example_boxes(csv_[split][key])
 
 
-def test_same_input_gives_identical_shards_on_rerun_and_with_more_workers(sample_outputs, tmp_path):
+def test_same_input_gives_identical_shards_with_one_worker_or_several(sample_outputs, tmp_path):
+    """The sample runs use a worker thread per core; one worker must write the same bytes."""
+    args = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", *SAMPLE_ARGS]
+    assert run_create(*args, "--output", tmp_path, "--direct_num_workers=1") == 0
     first = sample_outputs["voc"]["dir"]
-    assert (
-        run_create(
-            "--format",
-            "voc",
-            "--annotations",
-            f"{SAMPLE}/annotations",
-            "--output",
-            tmp_path,
-            *SAMPLE_ARGS,
-            "--direct_num_workers=2",
-            "--direct_running_mode=multi_threading",
-        )
-        == 0
-    )
-    for split, entry in sample_outputs["voc"]["manifest"]["splits"].items():
+    for entry in sample_outputs["voc"]["manifest"]["splits"].values():
         for relative in entry["files"]:
-            again = read_output(tmp_path)
-            ids = lambda examples: sorted(e["image/source_id"] for e in examples)  # noqa: E731
-            assert ids(again["splits"][split]) == ids(sample_outputs["voc"]["splits"][split])
-            assert sorted(
-                tf.data.TFRecordDataset(str(first / relative)).as_numpy_iterator()
-            ) == sorted(tf.data.TFRecordDataset(str(tmp_path / relative)).as_numpy_iterator())
+            assert (first / relative).read_bytes() == (tmp_path / relative).read_bytes()
 
 
 def jpeg(width=64, height=48, color=(200, 30, 30)) -> bytes:
