@@ -224,3 +224,63 @@ def test_class_map_renames_merges_and_drops(tmp_path):
     assert objects["read"] == objects["written"] + objects["rejected"] + objects["dropped"]
     assert output["label_map"] == {"square": 7, "triangle": 11}  # COCO ids survive the drop.
     assert all(output["manifest"]["accounting"].values())
+
+
+def test_voc_image_sets_give_source_splits_and_unlisted_images_are_rejected(tmp_path):
+    import shutil
+
+    shutil.copytree(f"{SAMPLE}/annotations", tmp_path / "Annotations")
+    stems = sorted(p.stem for p in (tmp_path / "Annotations").iterdir())
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "train.txt").write_text("\n".join(stems[:16]) + "\n")
+    (tmp_path / "ImageSets" / "Main" / "val.txt").write_text("\n".join(stems[16:23]) + "\n")
+    output = create(
+        tmp_path,
+        "--format",
+        "voc",
+        "--annotations",
+        tmp_path / "Annotations",
+        "--images",
+        IMAGES,
+        "--splits",
+        "source",
+    )
+    ids = {name: sorted(e["image/source_id"].decode() for e in examples)
+           for name, examples in output["splits"].items()}  # fmt: skip
+    names = {stem: next(n for n in sample_boxes() if n.startswith(stem)) for stem in stems}
+    assert ids == {
+        "train": sorted(names[s] for s in stems[:16]),
+        "val": sorted(names[s] for s in stems[16:23]),
+    }
+    (error,) = output["errors"]
+    assert (error["image"], error["stage"]) == (names[stems[23]], "image")
+    assert "no split" in error["reason"]
+    assert all(output["manifest"]["accounting"].values())
+
+
+def test_splits_source_needs_a_source_that_has_splits(tmp_path, capsys):
+    assert (
+        run_create(
+            "--format",
+            "csv",
+            "--annotations",
+            f"{SAMPLE}/labels.csv",
+            "--images",
+            IMAGES,
+            "--splits",
+            "source",
+            "--output",
+            tmp_path / "o",
+        )  # fmt: skip
+        == 2
+    )
+    assert "carry no splits" in capsys.readouterr().err
+
+
+def test_keep_empty_classes_keeps_declared_classes_without_objects(tmp_path):
+    write_yolo(tmp_path / "ds", sample_boxes(), dict.fromkeys(sample_boxes(), "train"))
+    data = tmp_path / "ds" / "data.yaml"
+    data.write_text(data.read_text().replace("2: triangle", "2: triangle\n  3: hexagon"))
+    output = create(tmp_path, "--format", "yolo", "--annotations", data, "--keep-empty-classes")
+    assert output["label_map"] == {"circle": 1, "square": 2, "triangle": 3, "hexagon": 4}
+    assert output["manifest"]["classes"]["hexagon"] == {"id": 4, "objects": 0}
