@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.settings import CreateSettings, UsageError, parse_create_args
 from transforms.grouping import GroupByImage
@@ -199,14 +199,7 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
     """Builds and runs the pipeline, then prints the summary."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        standard.runner = DEFAULT_RUNNER
-        direct = options.view_as(DirectOptions)
-        if not any(flag.startswith("--direct_") for flag in beam_args):
-            # One worker thread per core: shards are written in parallel, and the image
-            # decoding that dominates the work releases the GIL.
-            direct.direct_num_workers = 0
-            direct.direct_running_mode = "multi_threading"
+    standard.runner = standard.runner or DEFAULT_RUNNER
     settings.clear_previous_manifest()
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, settings)

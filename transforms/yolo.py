@@ -171,10 +171,8 @@ def parse_yolo_labels(
 
 
 class _ListImages(beam.DoFn):
-    """(split, folder or list file) → (split, image path) for every image in it."""
-
-    def __init__(self, root: str):
-        self._root = root
+    """(split, folder or list file) → (split, image path) for every image in it; paths in
+    list files are taken as written (relative ones resolve against the dataset root)."""
 
     def process(self, element: tuple[str | None, str]) -> Iterator[tuple[str | None, str]]:
         split, source = element
@@ -233,7 +231,7 @@ class ReadYolo(beam.PTransform):
         read = (
             pbegin
             | "Sources" >> beam.Create(self._dataset.sources)
-            | "ListImages" >> beam.ParDo(_ListImages(self._dataset.root))
+            | "ListImages" >> beam.ParDo(_ListImages())
             | "Spread" >> beam.Reshuffle()
             | "ReadLabels"
             >> beam.ParDo(_ReadLabels(self._dataset, self._options)).with_outputs(

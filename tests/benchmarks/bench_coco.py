@@ -49,8 +49,8 @@ def write_coco(root: str, images: int, annotations: int) -> str:
             x, y = rng.uniform(0, width / 2), rng.uniform(0, height / 2)
             w, h = rng.uniform(4, width / 2), rng.uniform(4, height / 2)
             polygon = []
-            for step in range(12):  # A 12-point outline, like COCO's typical polygons.
-                polygon += [round(x + w * (step % 4) / 3, 2), round(y + h * (step // 4) / 2, 2)]
+            for step in range(24):  # 24 points: the size of COCO's typical polygons.
+                polygon += [round(x + w * (step % 6) / 5, 2), round(y + h * (step // 6) / 3, 2)]
             record = {
                 "id": number,
                 "image_id": image_id,
