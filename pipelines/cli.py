@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
+COMMANDS = {"create": "create", "export": "export", "inspect": "inspect_records"}
 USAGE = """usage: odrecords COMMAND [options]
 
 commands:
   create   convert annotations and images into sharded TFRecords (odrecords create --help)
+  export   turn TFRecords back into COCO, VOC, CSV or YOLO with images (odrecords export --help)
+  inspect  summarize and check TFRecords (odrecords inspect --help)
 """
 
 
@@ -36,16 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, end="")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command != "create":
+    if command not in COMMANDS:
         print(f"odrecords: error: unknown command {command!r}", file=sys.stderr)
         return 2
     # TensorFlow and Beam are chatty at import and start-up; keep the console for results.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     _import_tensorflow_quietly()
-    from pipelines import create
-
-    return create.main(rest)
+    module = importlib.import_module(f"pipelines.{COMMANDS[command]}")
+    return module.main(rest)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.settings import CreateSettings, UsageError, parse_create_args
+from pipelines.settings import CreateSettings, UsageError, parse_create_args, pipeline_options
 from transforms.grouping import GroupByImage
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
@@ -35,9 +34,6 @@ from transforms.splits import RequireSourceSplit
 from transforms.tfrecord_sink import STATS, WriteShardedTFRecords
 
 VERSION = "0.1.0"
-# The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
-# first tries to download and start the Prism runner, which needs the network.
-DEFAULT_RUNNER = "FnApiRunner"
 
 
 def _manifest_settings(settings: CreateSettings) -> dict:
@@ -197,11 +193,8 @@ def _print_summary(output: str) -> None:
 
 def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
     """Builds and runs the pipeline, then prints the summary."""
-    options = PipelineOptions(list(beam_args))
-    standard = options.view_as(StandardOptions)
-    standard.runner = standard.runner or DEFAULT_RUNNER
     settings.clear_previous_manifest()
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     build_pipeline(pipeline, settings)
     pipeline.run().wait_until_finish()
     _print_summary(settings.output)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.class_map import load_class_map
 from transforms.coco import split_name
@@ -43,13 +43,28 @@ class UsageError(Exception):
     """Arguments the job cannot run with; the message is printed as one line."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are UsageErrors (one line, exit code 2)."""
+
     def error(self, message: str):
         raise UsageError(message)
 
 
+# The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
+# first tries to download and start the Prism runner, which needs the network.
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam options from the flags odrecords does not use, with the local default runner."""
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    standard.runner = standard.runner or DEFAULT_RUNNER
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="odrecords create",
         description="Convert an object-detection dataset into sharded TFRecords. Flags not "
         "listed here are Beam pipeline options (--runner, --temp_location, ...).",
@@ -222,7 +237,7 @@ def _previous_files(output: str) -> list[str]:
     return []
 
 
-def _check_beam_flags(flags: list[str]) -> None:
+def check_beam_flags(flags: list[str]) -> None:
     """Refuses flags that neither odrecords nor Beam knows: Beam would only log and ignore
     them, and a mistyped `--num_shards` would silently write the default shard count."""
     # Runner option classes register their flags when their modules are imported.
@@ -343,5 +358,5 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         previous_files=_previous_files(output),
     )
     flags = config_flags + list(beam_args)
-    _check_beam_flags(flags)
+    check_beam_flags(flags)
     return settings, flags

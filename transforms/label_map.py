@@ -79,17 +79,22 @@ class LabelMapError(ValueError):
     """A label map that cannot be parsed or that the TF OD API would reject."""
 
 
+def _parse(text: str):
+    message = StringIntLabelMap()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise LabelMapError(f"not a valid label map: {error}") from None
+    return message
+
+
 def parse_label_map(text: str) -> dict[str, int]:
     """Returns {class name: id} from label map text, keyed by `name` as the API does.
 
     Ids must be >= 1 (0 is the API's implicit background and may only name 'background'),
     and neither names nor ids may repeat: a repeated id would silently merge two classes.
     """
-    message = StringIntLabelMap()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as error:
-        raise LabelMapError(f"not a valid label map: {error}") from None
+    message = _parse(text)
     classes: dict[str, int] = {}
     seen_ids: set[int] = set()
     for item in message.item:
@@ -110,15 +115,57 @@ def parse_label_map(text: str) -> dict[str, int]:
     return classes
 
 
-def read_label_map(path: str) -> dict[str, int]:
-    """Reads and parses a label map from any Beam filesystem path."""
+def _read_text(path: str) -> str:
     with FileSystems.open(path) as handle:
         data = handle.read()
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise LabelMapError("the label map is not UTF-8 text") from None
-    return parse_label_map(text)
+
+
+def read_label_map(path: str) -> dict[str, int]:
+    """Reads and parses a label map from any Beam filesystem path."""
+    return parse_label_map(_read_text(path))
+
+
+def read_label_names(path: str) -> tuple[dict[int, str], dict[str, int]]:
+    """A label map for reading records back: {id: readable name} (`display_name` where it
+    has one, as label maps whose `name`s are codes such as '/m/01g317' do, else `name`) and
+    {name or display name: id}, to find the id of a record's class text."""
+    text = _read_text(path)
+    parse_label_map(text)  # The same checks as on the create side.
+    items = [item for item in _parse(text).item if item.id >= 1]
+    names = {item.id: item.display_name or item.name for item in items}
+    ids = {item.name: item.id for item in items}
+    ids.update({item.display_name: item.id for item in items if item.display_name})
+    return names, ids
+
+
+def categories_from_counts(counts: list[tuple[tuple[str, int | None], int]]) -> dict[str, int]:
+    """{class name: id} from how often each (class text, label) pair occurs in records read
+    without a label map.
+
+    Each name keeps the id it carries most often; names without a usable id (no label, or an
+    id another, more frequent name holds) get new ids after the largest, in name order."""
+    by_name: dict[str, dict[int, int]] = {}
+    for (name, number), count in counts:
+        ids = by_name.setdefault(name, {})
+        if number is not None and number >= 1:
+            ids[number] = ids.get(number, 0) + count
+    chosen: dict[str, int] = {}
+    taken: set[int] = set()
+    for name in sorted(by_name, key=lambda n: (-sum(by_name[n].values()), n)):
+        for number, _ in sorted(by_name[name].items(), key=lambda pair: (-pair[1], pair[0])):
+            if number not in taken:
+                chosen[name] = number
+                taken.add(number)
+                break
+    next_id = max(taken, default=0) + 1
+    for name in sorted(set(by_name) - set(chosen)):
+        chosen[name] = next_id
+        next_id += 1
+    return dict(sorted(chosen.items(), key=lambda pair: pair[1]))
 
 
 def derive_label_map(

@@ -59,6 +59,39 @@ def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
+def rle_counts_to_string(counts: list[int]) -> str:
+    """Encodes run lengths as COCO's compressed RLE string (pycocotools' `rleToString`)."""
+    characters = []
+    for index, count in enumerate(counts):
+        value = count - counts[index - 2] if index > 2 else count
+        more = True
+        while more:
+            code = value & 0x1F
+            value >>= 5
+            more = value != -1 if code & 0x10 else value != 0
+            if more:
+                code |= 0x20
+            characters.append(chr(code + 48))
+    return "".join(characters)
+
+
+def pixels_to_rle(pixels: np.ndarray) -> dict:
+    """A 0/1 mask as COCO's compressed RLE: {"size": [h, w], "counts": str}, column-major."""
+    flat = (pixels.T.reshape(-1) > 0).astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate(([0], changes, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    if flat.size and flat[0] == 1:
+        runs = [0] + runs  # COCO runs start with a run of zeros.
+    height, width = pixels.shape
+    return {"size": [height, width], "counts": rle_counts_to_string(runs)}
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    """A PNG mask as a 0/1 uint8 array."""
+    return (np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0).astype(np.uint8)
+
+
 def mask_png(pixels: np.ndarray) -> bytes:
     """A 0/1 mask array as PNG bytes."""
     buffer = io.BytesIO()

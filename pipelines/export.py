@@ -1,0 +1,325 @@
+"""`odrecords export`: TFRecords → COCO JSON, Pascal VOC, TF OD CSV or YOLO, with the images.
+
+Run as `odrecords export ...` or `python -m pipelines.export ...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipelines.settings import Parser, UsageError, check_beam_flags, pipeline_options
+from transforms.decode import DecodedRecord, RecordRejected, decode_example
+from transforms.export_writers import IMAGES_DIR, NamedRecord, WriteExport
+from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
+from transforms.paths import UnsafePathError, image_key
+from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
+from transforms.report import ERRORS_FILE, SumCounts, write_errors
+from transforms.tfrecord_reader import iter_records, open_records
+from transforms.tfrecord_sink import PARTS_DIR, ensure_dir
+
+FORMATS = ("coco", "voc", "csv", "yolo")
+SUMMARY = "export.json"
+STAGE_RECORD = "record"
+_EXTENSIONS = {"jpeg": ".jpg", "png": ".png"}
+
+
+@dataclass
+class ExportSettings:
+    inputs: list[tuple[str, str]]  # (split, file)
+    format: str
+    output: str
+    label_names: dict[int, str]
+    label_ids: dict[str, int]
+    label_map_path: str | None
+
+
+def _split_of(path: str) -> str:
+    """A split name from a shard's file name: `train.tfrecord-00000-of-00010` → `train`."""
+    name = posixpath.basename(path)
+    name = re.sub(r"-\d{5}-of-\d{5}$", "", name)
+    name = re.sub(r"(\.(tfrecords?|records?|tfrec|gz))+$", "", name)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "all"
+
+
+def _expand_input(argument: str) -> list[tuple[str | None, str]]:
+    """One --input: NAME=GLOB, an odrecords output folder (its manifest's splits), or a glob."""
+    name, sep, pattern = argument.partition("=")
+    if not sep or "/" in name or "*" in name:
+        name, pattern = None, argument
+    manifest = FileSystems.join(pattern, "manifest.json")
+    if FileSystems.exists(manifest):
+        with FileSystems.open(manifest) as handle:
+            splits = json.load(handle)["splits"]
+        return [
+            (split, FileSystems.join(pattern, *f.split("/")))
+            for split, entry in splits.items()
+            for f in entry["files"]
+        ]
+    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    if not matches:
+        raise UsageError(f"no TFRecord files match {pattern}")
+    return [(name, path) for path in matches]
+
+
+def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
+    """Returns the checked settings and the remaining flags, which are Beam options."""
+    parser = Parser(
+        prog="odrecords export",
+        description="Turn TFRecords back into COCO, VOC, CSV or YOLO annotations and images. "
+        "Flags not listed here are Beam pipeline options.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--input", action="append", required=True, help="GLOB, NAME=GLOB or DIR")
+    parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--label-map", dest="label_map")
+    args, beam_args = parser.parse_known_args(argv)
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown format {args.format!r}; choose one of {', '.join(FORMATS)}")
+    inputs = []
+    for argument in args.input:
+        for split, path in _expand_input(argument):
+            inputs.append((split or _split_of(path), path))
+    names, ids = {}, {}
+    if args.label_map:
+        try:
+            names, ids = read_label_names(args.label_map)
+        except (OSError, LabelMapError) as error:
+            raise UsageError(f"label map {args.label_map}: {error}") from None
+    output = args.output
+    if FileSystems.get_scheme(output) is None and os.path.isdir(output) and os.listdir(output):
+        if not os.path.exists(os.path.join(output, SUMMARY)):
+            raise UsageError(f"output folder {output} is not empty; choose an empty or new folder")
+    check_beam_flags(list(beam_args))
+    return ExportSettings(inputs, args.format, output, names, ids, args.label_map), beam_args
+
+
+class _ReadAndDecode(beam.DoFn):
+    """(split, TFRecord file) → records as canonical records without their image bytes,
+    which go straight to a temporary file under OUT/.parts/ (never through a shuffle)."""
+
+    def __init__(self, output: str, names: dict[int, str], ids: dict[str, int]):
+        self._output = output
+        self._names = names
+        self._ids = ids
+        self._records = Metrics.counter("odrecords", "records_read")
+
+    def setup(self) -> None:
+        import tensorflow as tf
+
+        self._example = tf.train.Example
+
+    def process(self, element: tuple[str, str]) -> Iterator:
+        split, path = element
+        parts = FileSystems.join(self._output, PARTS_DIR)
+        ensure_dir(parts)
+        try:
+            stream = open_records(path)
+        except OSError as error:
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, ErrorRecord(path, None, STAGE_RECORD, f"unreadable: {error}")
+            )
+            return
+        with stream:
+            for index, data, problem in iter_records(stream):
+                source = f"{path}#record[{index}]"
+                self._records.inc()
+                try:
+                    if problem:
+                        raise RecordRejected(problem)
+                    try:
+                        example = self._example.FromString(data)
+                    except Exception:
+                        raise RecordRejected("record is not a tf.train.Example") from None
+                    record = decode_example(example, source, split, self._names, self._ids)
+                except RecordRejected as error:
+                    yield beam.pvalue.TaggedOutput(
+                        ERRORS, ErrorRecord(source, None, STAGE_RECORD, str(error))
+                    )
+                    continue
+                image_name = record.image.annotation.image or None
+                for object_source, reason in record.object_errors:
+                    yield beam.pvalue.TaggedOutput(
+                        ERRORS, ErrorRecord(object_source, image_name, STAGE_BOX, reason, 1)
+                    )
+                temporary = None
+                if record.image.encoded:
+                    digest = hashlib.sha256(source.encode()).hexdigest()[:32]
+                    temporary = FileSystems.join(parts, digest)
+                    with FileSystems.create(temporary) as handle:
+                        handle.write(record.image.encoded)
+                stripped = replace(record, image=replace(record.image, encoded=b""))
+                yield _candidate_name(stripped), (temporary, stripped)
+
+
+def _candidate_name(record: DecodedRecord) -> str:
+    """image/filename when it is a safe relative name, else source_id, else the sha256."""
+    extension = _EXTENSIONS.get(record.image.format, "")
+    for name in (record.image.annotation.image, record.source_id):
+        try:
+            key = image_key(name)
+        except UnsafePathError:
+            continue
+        return key if posixpath.splitext(key)[1] else key + extension
+    digest = (
+        record.sha256 or hashlib.sha256(record.image.annotation.sources[0].encode()).hexdigest()
+    )
+    return digest[:16] + extension
+
+
+class _PlaceImages(beam.DoFn):
+    """(candidate name, records) → NamedRecords, moving each image to DIR/images/<name>.
+
+    Names must be unique: records that share a candidate name get names from their sha256
+    (and, for identical images, their order), deterministically."""
+
+    def __init__(self, output: str):
+        self._output = output
+        self._without_images = Metrics.counter("odrecords", "records_without_image")
+
+    def process(self, element: tuple[str, Iterable[tuple[str | None, DecodedRecord]]]) -> Iterator:
+        candidate, items = element
+        items = sorted(items, key=lambda item: item[1].image.annotation.sources[0])
+        stem, extension = posixpath.splitext(candidate)
+        for number, (temporary, record) in enumerate(items):
+            name = candidate
+            if len(items) > 1:
+                digest = record.sha256[:16] or f"{number}"
+                name = f"{stem}-{digest}{extension}"
+                if sum(other.sha256[:16] == record.sha256[:16] for _, other in items) > 1:
+                    name = f"{stem}-{digest}-{number}{extension}"
+            if temporary is None:
+                self._without_images.inc()
+            else:
+                final = FileSystems.join(self._output, IMAGES_DIR, *name.split("/"))
+                ensure_dir(FileSystems.split(final)[0])
+                FileSystems.rename([temporary], [final])
+            yield NamedRecord(name, record)
+
+
+def _counts(named: NamedRecord) -> dict:
+    has_image = int(bool(named.record.image.format))
+    return {
+        "images": {named.split: 1},
+        "objects": len(named.record.image.annotation.boxes),
+        "without_image_bytes": 0 if has_image else 1,
+    }
+
+
+def _write_summary(_, counts: dict, files: list[str], categories: dict, output: str, fmt: str):
+    summary = {
+        "format": fmt,
+        "images": counts.get("images", {}),
+        "objects": counts.get("objects", 0),
+        "records_without_image_bytes": counts.get("without_image_bytes", 0),
+        "errors": counts.get("errors", {}).get("count", 0),
+        "categories": categories,
+        "files": sorted(files),
+    }
+    parts = FileSystems.join(output, PARTS_DIR)
+    if FileSystems.exists(parts):
+        FileSystems.delete([parts])
+    with FileSystems.create(FileSystems.join(output, SUMMARY)) as handle:
+        handle.write((json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
+    yield summary
+
+
+def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
+    decoded = (
+        pipeline
+        | "Files" >> beam.Create(settings.inputs)
+        | "Spread" >> beam.Reshuffle()
+        | "ReadAndDecode"
+        >> beam.ParDo(
+            _ReadAndDecode(settings.output, settings.label_names, settings.label_ids)
+        ).with_outputs(ERRORS, main="records")
+    )
+    named = (
+        decoded.records
+        | "GroupByName" >> beam.GroupByKey()
+        | "PlaceImages" >> beam.ParDo(_PlaceImages(settings.output))
+    )
+    if settings.label_names:
+        by_id = {number: name for number, name in settings.label_names.items()}
+        categories = pipeline | "GivenCategories" >> beam.Create(
+            [{name: number for number, name in sorted(by_id.items())}]
+        )
+    else:
+        categories = (
+            named
+            | "ClassIds" >> beam.FlatMap(lambda n: n.record.class_ids)
+            | "CountPairs" >> beam.combiners.Count.PerElement()
+            | "AllPairs" >> beam.combiners.ToList()
+            | "Categories" >> beam.Map(categories_from_counts)
+        )
+    files = named | "Write" >> WriteExport(
+        settings.output, settings.format, beam.pvalue.AsSingleton(categories)
+    )
+    errors = decoded[ERRORS]
+    error_files = write_errors(errors, settings.output)
+    counts = (
+        (
+            named | "CountRecords" >> beam.Map(_counts),
+            errors | "CountErrors" >> beam.Map(lambda e: {"errors": {"count": 1}}),
+        )
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombineGlobally(SumCounts())
+    )
+    _ = (
+        pipeline
+        | "Once" >> beam.Create([None])
+        | "Summary"
+        >> beam.FlatMap(
+            _write_summary,
+            beam.pvalue.AsSingleton(counts),
+            beam.pvalue.AsList((files, error_files) | "Written" >> beam.Flatten()),
+            beam.pvalue.AsSingleton(categories),
+            settings.output,
+            settings.format,
+        )
+    )
+
+
+def _print_summary(output: str) -> None:
+    with FileSystems.open(FileSystems.join(output, SUMMARY)) as handle:
+        summary = json.load(handle)
+    for split, count in sorted(summary["images"].items()):
+        print(f"{split}: {count} images")
+    print(f"objects: {summary['objects']}; categories: {len(summary['categories'])}")
+    if summary["records_without_image_bytes"]:
+        print(
+            f"warning: {summary['records_without_image_bytes']} records carry no image bytes; "
+            "their annotations were written without images",
+            file=sys.stderr,
+        )
+    if summary["errors"]:
+        print(f"{summary['errors']} errors, all in {FileSystems.join(output, ERRORS_FILE)}")
+    print(f"wrote {FileSystems.join(output, SUMMARY)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings, beam_args = parse_export_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as error:
+        print(f"odrecords export: error: {error}", file=sys.stderr)
+        return 2
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    build_pipeline(pipeline, settings)
+    pipeline.run().wait_until_finish()
+    _print_summary(settings.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

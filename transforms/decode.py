@@ -1,0 +1,207 @@
+"""tf.train.Example → canonical records: the way back from TFRecords.
+
+Records come from odrecords and from other tools, each with its habits: TF Models' COCO
+script (no `class/label`), Dat Tran's TF1 script (`format` `jpg`, no sha256), exports without
+`source_id`, an empty `class/text` beside a label, label maps whose readable names sit in
+`display_name`, negative images. All of them decode to the same `LoadedImage`, whose boxes
+are in pixels like every reader's, so the export writers are the create side's record model
+run backwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from PIL import Image
+
+from transforms.masks import pixels_to_rle, png_pixels
+from transforms.records import Box, ImageAnnotation, Keypoint, LoadedImage, Mask
+
+# Coordinates a little past 1 are clipped (some tools overshoot); beyond this they are errors.
+MAX_COORDINATE = 1.1
+FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+
+
+class RecordRejected(ValueError):
+    """A record that cannot be read back as an image with boxes; the message says why."""
+
+
+@dataclass(frozen=True)
+class DecodedRecord:
+    """A record as canonical records: the image with its boxes, its id in the source, the
+    (class name, label) pair of each box, and the objects rejected on their own (source,
+    reason)."""
+
+    image: LoadedImage
+    source_id: str
+    sha256: str
+    class_ids: tuple[tuple[str, int | None], ...] = ()
+    object_errors: tuple[tuple[str, str], ...] = ()
+
+
+def _values(features, key: str) -> list:
+    feature = features.get(key)
+    if feature is None:
+        return []
+    kind = feature.WhichOneof("kind")
+    return list(getattr(feature, kind).value) if kind else []
+
+
+def _text(features, key: str) -> str:
+    values = _values(features, key)
+    return values[0].decode("utf-8", errors="replace") if values else ""
+
+
+def _size(features, encoded: bytes) -> tuple[int, int]:
+    width, height = _values(features, "image/width"), _values(features, "image/height")
+    if width and height and width[0] > 0 and height[0] > 0:
+        return int(width[0]), int(height[0])
+    if encoded:
+        try:
+            return Image.open(io.BytesIO(encoded)).size
+        except Exception as error:
+            raise RecordRejected(
+                f"no image/width and height, and the image is unreadable: {error}"
+            ) from None
+    raise RecordRejected("no image/width and image/height and no image to measure")
+
+
+def class_name(text: str, label: int | None, names: dict[int, str], ids: dict[str, int]) -> str:
+    """An object's class name. With a label map (`names`: id → readable name, `ids`: name or
+    display name → id) the label map's readable name for the label, or for the text; without
+    one the text, else the label itself. Raises RecordRejected for an object with neither."""
+    if label is not None and label in names:
+        return names[label]
+    if text:
+        return names.get(ids.get(text, -1), text)
+    if label is None or label < 1:
+        raise RecordRejected(
+            f"object has no class text and label {label}, which names no class "
+            "(0 is the Object Detection API's background)"
+        )
+    return str(label)
+
+
+def decode_example(
+    example, source: str, split: str, names: dict[int, str], ids: dict[str, int]
+) -> DecodedRecord:
+    """Reads one parsed tf.train.Example; `names` and `ids` come from the label map, if any
+    (see `class_name`). Raises RecordRejected when the record as a whole is unusable (object
+    lists of different lengths, no size)."""
+    features = example.features.feature
+    encoded = (_values(features, "image/encoded") or [b""])[0]
+    fmt = FORMATS.get(_text(features, "image/format").lower(), "")
+    if encoded and not fmt:
+        fmt = {"JPEG": "jpeg", "PNG": "png"}.get(_detect_format(encoded), "")
+    width, height = _size(features, encoded)
+    corners = [
+        _values(features, f"image/object/bbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")
+    ]
+    texts = [
+        t.decode("utf-8", errors="replace") for t in _values(features, "image/object/class/text")
+    ]
+    labels = _values(features, "image/object/class/label")
+    count = len(corners[0])
+    lists = {"bbox/ymin": corners[1], "bbox/xmax": corners[2], "bbox/ymax": corners[3]}
+    if texts:
+        lists["class/text"] = texts
+    if labels:
+        lists["class/label"] = labels
+    for key in ("is_crowd", "area", "difficult", "truncated", "view", "mask"):
+        values = _values(features, f"image/object/{key}")
+        if values:
+            lists[key] = values
+    unequal = {key: len(values) for key, values in lists.items() if len(values) != count}
+    if unequal:
+        raise RecordRejected(
+            f"object lists differ in length: bbox/xmin has {count}, "
+            + ", ".join(f"{key} has {n}" for key, n in unequal.items())
+        )
+    if count and not texts and not labels:
+        raise RecordRejected("objects have neither class/text nor class/label")
+    keypoints = _keypoints(features, count)
+    boxes, errors, class_ids = [], [], []
+    for i in range(count):
+        object_source = f"{source}#object[{i + 1}]"
+        try:
+            box = [corners[k][i] for k in range(4)]
+            if not all(-0.0 <= v <= MAX_COORDINATE for v in box):
+                raise RecordRejected(f"box {box} has a coordinate outside [0, {MAX_COORDINATE}]")
+            label = int(labels[i]) if labels else None
+            name = class_name(texts[i] if texts else "", label, names, ids)
+            mask = lists.get("mask")
+            rle = pixels_to_rle(png_pixels(mask[i])) if mask else None
+        except (RecordRejected, OSError, ValueError) as error:
+            errors.append((object_source, str(error)))
+            continue
+        xmin, ymin, xmax, ymax = (min(v, 1.0) for v in box)
+        class_ids.append((name, label))
+        boxes.append(
+            Box(
+                label=name,
+                xmin=xmin * width,
+                ymin=ymin * height,
+                xmax=xmax * width,
+                ymax=ymax * height,
+                source=object_source,
+                difficult=bool(lists["difficult"][i]) if "difficult" in lists else False,
+                truncated=bool(lists["truncated"][i]) if "truncated" in lists else False,
+                view=lists["view"][i].decode("utf-8", errors="replace") if "view" in lists else "",
+                is_crowd=bool(lists["is_crowd"][i]) if "is_crowd" in lists else None,
+                area=float(lists["area"][i]) if "area" in lists else None,
+                mask=Mask(rle_size=tuple(rle["size"]), rle_counts=rle["counts"]) if rle else None,
+                keypoints=tuple(
+                    Keypoint(k.name, k.x * width, k.y * height, k.visibility) for k in keypoints[i]
+                )
+                if keypoints
+                else (),
+            )
+        )
+    source_id = _text(features, "image/source_id")
+    annotation = ImageAnnotation(
+        image=_text(features, "image/filename"),
+        sources=(source,),
+        boxes=tuple(boxes),
+        width=width,
+        height=height,
+        split=split,
+    )
+    sha256 = _text(features, "image/key/sha256") or (
+        hashlib.sha256(encoded).hexdigest() if encoded else ""
+    )
+    return DecodedRecord(
+        LoadedImage(annotation, encoded, fmt, width, height),
+        source_id,
+        sha256,
+        tuple(class_ids),
+        tuple(errors),
+    )
+
+
+def _detect_format(encoded: bytes) -> str:
+    try:
+        return Image.open(io.BytesIO(encoded)).format or ""
+    except Exception:
+        return ""
+
+
+def _keypoints(features, count: int) -> list[list[Keypoint]]:
+    """Keypoints per object (normalized), split evenly as the OD API stores them."""
+    xs = _values(features, "image/object/keypoint/x")
+    if not xs or not count or len(xs) % count:
+        return []
+    ys = _values(features, "image/object/keypoint/y")
+    visibility = _values(features, "image/object/keypoint/visibility") or [2] * len(xs)
+    texts = _values(features, "image/object/keypoint/text") or [b""] * len(xs)
+    if not (len(ys) == len(visibility) == len(texts) == len(xs)):
+        return []
+    per = len(xs) // count
+    return [
+        [
+            Keypoint(texts[j].decode("utf-8", errors="replace"), xs[j], ys[j], int(visibility[j]))
+            for j in range(i * per, (i + 1) * per)
+        ]
+        for i in range(count)
+    ]

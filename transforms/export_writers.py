@@ -1,0 +1,269 @@
+"""Writers of the way back: canonical records → COCO JSON, Pascal VOC XML, TF OD CSV, YOLO.
+
+Every writer starts from `NamedRecord`s (a decoded record and the name its image got under
+`DIR/images/`) and the categories ({class name: id}), never from a TFRecord, so each format is
+written once whatever the records came from. Outputs are deterministic: records are sorted
+by image name and ids are assigned in that order, so the same input gives byte-identical
+files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import posixpath
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+import apache_beam as beam
+import yaml
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.decode import DecodedRecord
+
+IMAGES_DIR = "images"
+
+
+@dataclass(frozen=True)
+class NamedRecord:
+    """A decoded record (without its image bytes) and its image's name under DIR/images/."""
+
+    name: str
+    record: DecodedRecord
+
+    @property
+    def split(self) -> str:
+        return self.record.image.annotation.split or "all"
+
+
+def pixel(value: float) -> int | float:
+    """A pixel coordinate as written to VOC and CSV: an integer when the value is one within
+    float32 precision (so VOC → TFRecord → VOC gives back the same corners), else 3 decimals."""
+    nearest = round(value)
+    return nearest if abs(value - nearest) < 1e-3 else round(value, 3)
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def _join(output: str, relative: str) -> str:
+    return FileSystems.join(output, *relative.split("/"))
+
+
+def _sorted(records: Iterable[NamedRecord]) -> list[NamedRecord]:
+    return sorted(records, key=lambda record: record.name)
+
+
+def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Iterator[str]:
+    """The COCO JSON of one split, as text chunks (images, then annotations, streamed)."""
+    keypoint_names: dict[str, list[str]] = {}
+    for named in records:
+        for box in named.record.image.annotation.boxes:
+            if box.keypoints and box.label not in keypoint_names:
+                keypoint_names[box.label] = [k.name for k in box.keypoints]
+    coco_categories = []
+    for name, number in sorted(categories.items(), key=lambda pair: pair[1]):
+        category = {"id": number, "name": name, "supercategory": ""}
+        if name in keypoint_names:
+            category["keypoints"] = keypoint_names[name]
+        coco_categories.append(category)
+    yield '{"info": {"description": "exported by odrecords"}, "licenses": [],\n"images": ['
+    for number, named in enumerate(records, start=1):
+        image = named.record.image
+        entry = {
+            "id": number,
+            "file_name": named.name,
+            "width": image.width,
+            "height": image.height,
+        }
+        yield ("," if number > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False)
+    yield '],\n"annotations": ['
+    annotation_id = 0
+    for number, named in enumerate(records, start=1):
+        for box in named.record.image.annotation.boxes:
+            annotation_id += 1
+            width, height = box.xmax - box.xmin, box.ymax - box.ymin
+            entry = {
+                "id": annotation_id,
+                "image_id": number,
+                "category_id": categories[box.label],
+                "bbox": [box.xmin, box.ymin, width, height],
+                "area": box.area if box.area is not None else width * height,
+                "iscrowd": int(bool(box.is_crowd)),
+                "segmentation": (
+                    {"size": list(box.mask.rle_size), "counts": box.mask.rle_counts}
+                    if box.mask is not None
+                    else []
+                ),
+            }
+            if box.keypoints:
+                entry["keypoints"] = [v for k in box.keypoints for v in (k.x, k.y, k.visibility)]
+                entry["num_keypoints"] = sum(k.visibility > 0 for k in box.keypoints)
+            yield ("," if annotation_id > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False)
+    yield '],\n"categories": ' + json.dumps(coco_categories, ensure_ascii=False) + "}\n"
+
+
+def voc_xml(named: NamedRecord) -> str:
+    """Pascal VOC XML of one image, as LabelImg writes it."""
+    image = named.record.image
+    lines = [
+        "<annotation>",
+        f"  <folder>{IMAGES_DIR}</folder>",
+        f"  <filename>{escape(named.name)}</filename>",
+        f"  <size><width>{image.width}</width><height>{image.height}</height>"
+        "<depth>3</depth></size>",
+    ]
+    for box in image.annotation.boxes:
+        lines += [
+            "  <object>",
+            f"    <name>{escape(box.label)}</name>",
+            f"    <pose>{escape(box.view or 'Unspecified')}</pose>",
+            f"    <truncated>{int(box.truncated)}</truncated>",
+            f"    <difficult>{int(box.difficult)}</difficult>",
+            f"    <bndbox><xmin>{pixel(box.xmin)}</xmin><ymin>{pixel(box.ymin)}</ymin>"
+            f"<xmax>{pixel(box.xmax)}</xmax><ymax>{pixel(box.ymax)}</ymax></bndbox>",
+            "  </object>",
+        ]
+    return "\n".join(lines + ["</annotation>"]) + "\n"
+
+
+def csv_text(records: list[NamedRecord]) -> str:
+    """TF OD CSV rows of one split; an image without objects gets a row with empty class."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
+    for named in records:
+        image = named.record.image
+        for box in image.annotation.boxes:
+            corners = [pixel(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax)]
+            writer.writerow([named.name, image.width, image.height, box.label, *corners])
+        if not image.annotation.boxes:
+            writer.writerow([named.name, image.width, image.height, "", "", "", "", ""])
+    return buffer.getvalue()
+
+
+def yolo_labels(named: NamedRecord, categories: dict[str, int]) -> str:
+    """`class x_center y_center width height` lines, normalized; classes in id order."""
+    order = {name: index for index, name in enumerate(sorted(categories, key=categories.get))}
+    image = named.record.image
+    lines = []
+    for box in image.annotation.boxes:
+        cx = (box.xmin + box.xmax) / 2 / image.width
+        cy = (box.ymin + box.ymax) / 2 / image.height
+        w = (box.xmax - box.xmin) / image.width
+        h = (box.ymax - box.ymin) / image.height
+        lines.append(f"{order[box.label]} {cx:.10g} {cy:.10g} {w:.10g} {h:.10g}")
+    return "".join(line + "\n" for line in lines)
+
+
+def yolo_split_key(split: str) -> str:
+    """The data.yaml key Ultralytics knows for a split name."""
+    lowered = split.lower()
+    if lowered.startswith("val"):
+        return "val"
+    if lowered.startswith("test"):
+        return "test"
+    return "train" if lowered.startswith("train") else split
+
+
+def _stem(name: str) -> str:
+    return posixpath.splitext(name)[0]
+
+
+class _WriteSplitFiles(beam.DoFn):
+    """(split, records) → the split's file(s) of one format; yields their relative paths."""
+
+    def __init__(self, output: str, fmt: str):
+        self._output = output
+        self._format = fmt
+
+    def process(self, element, categories: dict[str, int]) -> Iterator[str]:
+        split, records = element
+        records = _sorted(records)
+        if self._format == "coco":
+            relative = f"annotations/instances_{split}.json"
+            with FileSystems.create(_join(self._output, relative)) as handle:
+                for chunk in coco_document(records, categories):
+                    handle.write(chunk.encode("utf-8"))
+        elif self._format == "csv":
+            relative = f"{split}_labels.csv"
+            write_text(_join(self._output, relative), csv_text(records))
+        elif self._format == "voc":
+            relative = f"ImageSets/Main/{split}.txt"
+            write_text(
+                _join(self._output, relative), "".join(_stem(r.name) + "\n" for r in records)
+            )
+        else:  # yolo
+            relative = f"{split}.txt"
+            lines = "".join(f"{IMAGES_DIR}/{r.name}\n" for r in records)
+            write_text(_join(self._output, relative), lines)
+        yield relative
+
+
+class _WriteImageFiles(beam.DoFn):
+    """One annotation file per image (VOC XML, YOLO labels)."""
+
+    def __init__(self, output: str, fmt: str):
+        self._output = output
+        self._format = fmt
+
+    def process(self, named: NamedRecord, categories: dict[str, int]) -> Iterator[str]:
+        if self._format == "voc":
+            relative = f"annotations/{_stem(named.name)}.xml"
+            write_text(_join(self._output, relative), voc_xml(named))
+        else:
+            relative = f"labels/{_stem(named.name)}.txt"
+            write_text(_join(self._output, relative), yolo_labels(named, categories))
+        yield relative
+
+
+def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) -> str:
+    config = {
+        "path": ".",
+        "names": sorted(categories, key=categories.get),
+        **{yolo_split_key(split): f"{split}.txt" for split in sorted(splits)},
+    }
+    write_text(
+        _join(output, "data.yaml"), yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
+    )
+    return "data.yaml"
+
+
+class WriteExport(beam.PTransform):
+    """NamedRecords → the annotation files of `fmt` under `output`; outputs their paths."""
+
+    def __init__(self, output: str, fmt: str, categories: beam.pvalue.AsSingleton):
+        super().__init__()
+        self._output = output
+        self._format = fmt
+        self._categories = categories
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        by_split = (
+            records
+            | "BySplit" >> beam.Map(lambda named: (named.split, named))
+            | "GroupSplit" >> beam.GroupByKey()
+        )
+        files = [
+            by_split
+            | "SplitFiles"
+            >> beam.ParDo(_WriteSplitFiles(self._output, self._format), self._categories)
+        ]
+        if self._format in ("voc", "yolo"):
+            files.append(
+                records
+                | "ImageFiles"
+                >> beam.ParDo(_WriteImageFiles(self._output, self._format), self._categories)
+            )
+        if self._format == "yolo":
+            files.append(
+                by_split
+                | "SplitNames" >> beam.Map(lambda element: element[0])
+                | "AllSplits" >> beam.combiners.ToList()
+                | "DataYaml" >> beam.Map(_yolo_data_yaml, self._output, self._categories)
+            )
+        return files | "AllFiles" >> beam.Flatten()
