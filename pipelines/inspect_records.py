@@ -1,0 +1,306 @@
+"""`odrecords inspect`: what is inside TFRecord files, and what is wrong with them.
+
+Prints a summary a person can read at a glance (or JSON), checks every record against what
+the TF Object Detection API's decoder expects, and exits 1 when any problem is found, so it
+can guard a scheduled pipeline. `--render` draws examples with their boxes, because people
+would rather look than read.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.settings import Parser, UsageError
+from transforms.label_map import LabelMapError, read_label_names
+from transforms.render import class_histogram, contact_sheets
+from transforms.tfrecord_reader import iter_records, open_records
+
+# Keys the OD API decoder reads, with the kind of list it expects.
+EXPECTED = {
+    "image/encoded": "bytes_list",
+    "image/format": "bytes_list",
+    "image/height": "int64_list",
+    "image/width": "int64_list",
+    "image/source_id": "bytes_list",
+    "image/object/bbox/xmin": "float_list",
+    "image/object/bbox/ymin": "float_list",
+    "image/object/bbox/xmax": "float_list",
+    "image/object/bbox/ymax": "float_list",
+    "image/object/class/label": "int64_list",
+}
+OPTIONAL = {
+    "image/filename": "bytes_list",
+    "image/key/sha256": "bytes_list",
+    "image/object/class/text": "bytes_list",
+    "image/object/difficult": "int64_list",
+    "image/object/truncated": "int64_list",
+    "image/object/view": "bytes_list",
+    "image/object/is_crowd": "int64_list",
+    "image/object/area": "float_list",
+    "image/object/mask": "bytes_list",
+}
+OBJECT_LISTS = [k for k in {**EXPECTED, **OPTIONAL} if k.startswith("image/object/")]
+# COCO's size buckets, in pixels of box area.
+SMALL, MEDIUM = 32**2, 96**2
+
+
+@dataclass
+class Report:
+    files: list[str] = field(default_factory=list)
+    examples: int = 0
+    objects: int = 0
+    classes: Counter = field(default_factory=Counter)
+    negatives: int = 0
+    formats: Counter = field(default_factory=Counter)
+    widths: list[int] = field(default_factory=list)
+    heights: list[int] = field(default_factory=list)
+    box_sizes: Counter = field(default_factory=Counter)
+    keys: dict[str, Counter] = field(default_factory=dict)
+    problems: list[dict] = field(default_factory=list)
+
+    def problem(self, path: str, index: int | None, message: str) -> None:
+        self.problems.append({"file": path, "record": index, "problem": message})
+
+    def as_json(self) -> dict:
+        def spread(values: list[int]) -> dict:
+            if not values:
+                return {}
+            return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+        return {
+            "files": self.files,
+            "examples": self.examples,
+            "objects": self.objects,
+            "classes": dict(self.classes.most_common()),
+            "images_without_objects": self.negatives,
+            "image_formats": dict(self.formats.most_common()),
+            "image_width": spread(self.widths),
+            "image_height": spread(self.heights),
+            "box_sizes": {k: self.box_sizes.get(k, 0) for k in ("small", "medium", "large")},
+            "keys": {key: dict(kinds) for key, kinds in sorted(self.keys.items())},
+            "problems": self.problems,
+        }
+
+
+def _kind(feature) -> str:
+    return feature.WhichOneof("kind") or "empty"
+
+
+def _values(feature) -> list:
+    kind = feature.WhichOneof("kind")
+    return list(getattr(feature, kind).value) if kind else []
+
+
+class Inspector:
+    """Checks records one by one and gathers the summary."""
+
+    def __init__(self, names: dict[int, str], ids: dict[str, int]):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._names = names
+        self._ids = ids
+        self._source_ids: dict[str, tuple[str, int]] = {}
+        self.report = Report()
+
+    def _check_keys(self, features, report_problem) -> bool:
+        for key in features:
+            self.report.keys.setdefault(key, Counter())[_kind(features[key])] += 1
+        ok = True
+        for key in EXPECTED:
+            if key not in features:
+                report_problem(f"missing key {key}")
+                ok = False
+        for key, kind in {**EXPECTED, **OPTIONAL}.items():
+            if key in features and _kind(features[key]) not in (kind, "empty"):
+                report_problem(f"{key} is a {_kind(features[key])}, expected {kind}")
+                ok = False
+        return ok
+
+    def _check_image(self, features, report_problem) -> tuple[int, int] | None:
+        encoded = _values(features["image/encoded"])
+        fmt = _values(features["image/format"])
+        self.report.formats[fmt[0].decode(errors="replace") if fmt else "?"] += 1
+        try:
+            shape = self._tf.io.decode_image(encoded[0], channels=3, expand_animations=False).shape
+        except (self._tf.errors.OpError, IndexError) as error:
+            message = getattr(error, "message", str(error)).splitlines()[0]
+            report_problem(f"image does not decode: {message}")
+            return None
+        height, width = int(shape[0]), int(shape[1])
+        recorded = (
+            (_values(features["image/width"]) or [0])[0],
+            (_values(features["image/height"]) or [0])[0],
+        )
+        if recorded != (width, height):
+            report_problem(
+                f"image/width and height say {recorded}, the pixels are {(width, height)}"
+            )
+        self.report.widths.append(width)
+        self.report.heights.append(height)
+        return width, height
+
+    def _check_objects(self, features, size, report_problem) -> list[tuple]:
+        lists = {key: _values(features[key]) for key in OBJECT_LISTS if key in features}
+        count = len(lists.get("image/object/bbox/xmin", []))
+        unequal = {k: len(v) for k, v in lists.items() if len(v) != count}
+        if unequal:
+            report_problem(
+                f"object lists differ in length: bbox/xmin has {count}, "
+                + ", ".join(f"{k.split('image/object/')[1]} has {n}" for k, n in unequal.items())
+            )
+            return []
+        self.report.objects += count
+        if not count:
+            self.report.negatives += 1
+        texts = [t.decode(errors="replace") for t in lists.get("image/object/class/text", [])]
+        labels = lists.get("image/object/class/label", [])
+        drawn = []
+        for i in range(count):
+            corners = [lists[f"image/object/bbox/{k}"][i] for k in ("xmin", "ymin", "xmax", "ymax")]
+            where = f"object {i + 1}"
+            if not all(0 <= c <= 1 for c in corners):
+                report_problem(f"{where}: box {corners} has coordinates outside [0, 1]")
+            if corners[0] >= corners[2] or corners[1] >= corners[3]:
+                report_problem(f"{where}: box {corners} is inverted or empty")
+            label = labels[i] if labels else None
+            text = texts[i] if texts else ""
+            if label is not None and label < 1:
+                report_problem(f"{where}: label {label} is below 1")
+            if self._names and label is not None and label >= 1 and label not in self._names:
+                report_problem(f"{where}: label {label} is not in the label map")
+            if self._names and text and label is not None and self._ids.get(text, label) != label:
+                report_problem(
+                    f"{where}: class text {text!r} is id {self._ids[text]} in the label map, "
+                    f"but the label is {label}"
+                )
+            name = self._names.get(label) if label in self._names else (text or str(label))
+            self.report.classes[name] += 1
+            if size:
+                area = (corners[2] - corners[0]) * size[0] * (corners[3] - corners[1]) * size[1]
+                bucket = "small" if area < SMALL else "medium" if area < MEDIUM else "large"
+                self.report.box_sizes[bucket] += 1
+            drawn.append((name, corners))
+        return drawn
+
+    def inspect(self, path: str) -> Iterator[tuple[bytes, list[tuple]]]:
+        """Checks one file; yields (image bytes, [(class, corners)]) of readable examples."""
+        self.report.files.append(path)
+        try:
+            stream = open_records(path)
+        except OSError as error:
+            self.report.problem(path, None, f"unreadable: {error}")
+            return
+        with stream:
+            for index, data, problem in iter_records(stream):
+                report_problem = lambda message, i=index: self.report.problem(path, i, message)  # noqa: E731
+                if problem:
+                    report_problem(problem)
+                    continue
+                try:
+                    example = self._tf.train.Example.FromString(data)
+                except Exception:
+                    report_problem("record is not a tf.train.Example")
+                    continue
+                self.report.examples += 1
+                features = example.features.feature
+                if not self._check_keys(features, report_problem):
+                    continue
+                source_id = (_values(features["image/source_id"]) or [b""])[0].decode(
+                    errors="replace"
+                )
+                if not source_id:
+                    report_problem("image/source_id is empty")
+                elif source_id in self._source_ids:
+                    first = self._source_ids[source_id]
+                    report_problem(
+                        f"duplicate image/source_id {source_id!r} "
+                        f"(first in {first[0]} record {first[1]})"
+                    )
+                else:
+                    self._source_ids[source_id] = (path, index)
+                size = self._check_image(features, report_problem)
+                drawn = self._check_objects(features, size, report_problem)
+                if size:
+                    yield _values(features["image/encoded"])[0], drawn
+
+
+def print_report(report: Report, label_map: bool) -> None:
+    data = report.as_json()
+    print(f"files: {len(report.files)}")
+    print(f"examples: {report.examples}   objects: {report.objects}   "
+          f"images without objects: {report.negatives}")  # fmt: skip
+    source = "label map" if label_map else "records"
+    print(f"classes (names from the {source}):")
+    for name, count in report.classes.most_common():
+        print(f"  {count:>8}  {name}")
+    print("image formats: " + ", ".join(f"{k} {v}" for k, v in report.formats.most_common()))
+    if report.widths:
+        w, h = data["image_width"], data["image_height"]
+        print(f"image size: width {w['min']}-{w['max']} (median {w['median']}), "
+              f"height {h['min']}-{h['max']} (median {h['median']})")  # fmt: skip
+    sizes = data["box_sizes"]
+    print(f"boxes: {sizes['small']} small (< 32x32 px), {sizes['medium']} medium, "
+          f"{sizes['large']} large (>= 96x96 px)")  # fmt: skip
+    print("keys:")
+    for key, kinds in data["keys"].items():
+        print(f"  {key}: " + ", ".join(f"{kind} in {n}" for kind, n in kinds.items()))
+    if report.problems:
+        print(f"{len(report.problems)} problems:")
+        for problem in report.problems:
+            where = problem["file"] + (
+                f" record {problem['record']}" if problem["record"] is not None else ""
+            )
+            print(f"  {where}: {problem['problem']}")
+    else:
+        print("no problems found")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 when the records are sound, 1 when problems were found, 2 for bad use."""
+    parser = Parser(prog="odrecords inspect", description=__doc__.splitlines()[0])
+    parser.add_argument("pattern", nargs="+", help="TFRecord files or globs")
+    parser.add_argument("--label-map", dest="label_map")
+    parser.add_argument("--render", help="folder for contact sheets and a class histogram")
+    parser.add_argument("--limit", type=int, default=16, help="examples to render (16)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        paths = []
+        for pattern in args.pattern:
+            matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+            if not matches:
+                raise UsageError(f"no files match {pattern}")
+            paths += matches
+        names, ids = read_label_names(args.label_map) if args.label_map else ({}, {})
+    except (UsageError, OSError, LabelMapError) as error:
+        print(f"odrecords inspect: error: {error}", file=sys.stderr)
+        return 2
+    inspector = Inspector(names, ids)
+    samples = []
+    for path in paths:
+        for sample in inspector.inspect(path):
+            if args.render and len(samples) < args.limit:
+                samples.append(sample)
+    report = inspector.report
+    if args.render:
+        written = contact_sheets(samples, args.render) + [
+            class_histogram(report.classes, args.render)
+        ]
+        print(f"rendered {len(samples)} examples: {', '.join(written)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print_report(report, bool(names))
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Pictures of a dataset: contact sheets of examples with their boxes, and a class histogram."""
+
+from __future__ import annotations
+
+import colorsys
+import io
+import zlib
+from collections import Counter
+
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image, ImageDraw, ImageFont
+
+TILE = 256
+GRID = 4
+_FONT = ImageFont.load_default()
+
+
+def _color(name: str) -> tuple[int, int, int]:
+    """A stable, saturated colour per class name."""
+    hue = (zlib.crc32(name.encode()) % 360) / 360
+    return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
+
+
+def _save(image: Image.Image, folder: str, name: str) -> str:
+    path = FileSystems.join(folder, name)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    with FileSystems.create(path) as handle:
+        handle.write(buffer.getvalue())
+    return path
+
+
+def _tile(encoded: bytes, objects: list[tuple[str, list[float]]]) -> Image.Image:
+    image = Image.open(io.BytesIO(encoded)).convert("RGB")
+    image.thumbnail((TILE, TILE))
+    tile = Image.new("RGB", (TILE, TILE), (32, 32, 32))
+    left, top = (TILE - image.width) // 2, (TILE - image.height) // 2
+    tile.paste(image, (left, top))
+    draw = ImageDraw.Draw(tile)
+    for name, (xmin, ymin, xmax, ymax) in objects:
+        box = [
+            left + xmin * image.width,
+            top + ymin * image.height,
+            left + xmax * image.width,
+            top + ymax * image.height,
+        ]
+        draw.rectangle(box, outline=_color(name), width=2)
+        text_box = draw.textbbox((box[0] + 2, box[1] + 1), name, font=_FONT)
+        draw.rectangle(text_box, fill=_color(name))
+        draw.text((box[0] + 2, box[1] + 1), name, fill=(0, 0, 0), font=_FONT)
+    return tile
+
+
+def contact_sheets(samples: list[tuple[bytes, list]], folder: str) -> list[str]:
+    """Draws (image bytes, [(class, normalized corners)]) in sheets of 4 x 4; returns paths."""
+    paths = []
+    per_sheet = GRID * GRID
+    for number, start in enumerate(range(0, len(samples), per_sheet), start=1):
+        sheet = Image.new("RGB", (GRID * TILE, GRID * TILE), (0, 0, 0))
+        for position, (encoded, objects) in enumerate(samples[start : start + per_sheet]):
+            row, column = divmod(position, GRID)
+            sheet.paste(_tile(encoded, objects), (column * TILE, row * TILE))
+        paths.append(_save(sheet, folder, f"examples-{number:03d}.png"))
+    return paths
+
+
+def class_histogram(classes: Counter, folder: str) -> str:
+    """Horizontal bars of objects per class, most frequent first."""
+    rows = classes.most_common() or [("(no objects)", 0)]
+    label_width, bar_width, row_height = 220, 500, 22
+    image = Image.new("RGB", (label_width + bar_width + 80, 30 + row_height * len(rows)), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), "objects per class", fill="black", font=_FONT)
+    largest = max(count for _, count in rows) or 1
+    for index, (name, count) in enumerate(rows):
+        y = 30 + index * row_height
+        draw.text((10, y + 4), name[:32], fill="black", font=_FONT)
+        length = int(bar_width * count / largest)
+        draw.rectangle(
+            [label_width, y + 3, label_width + length, y + row_height - 3], fill=_color(name)
+        )
+        draw.text((label_width + length + 6, y + 4), str(count), fill="black", font=_FONT)
+    return _save(image, folder, "classes.png")
