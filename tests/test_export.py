@@ -1,0 +1,279 @@
+"""`odrecords export`: TFRecords back to COCO (checked with pycocotools), VOC, CSV and YOLO,
+from odrecords output and from records other tools wrote."""
+
+import csv
+import gzip
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import RACCOON, SAMPLE, read_output, run_create
+from format_writers import sample_boxes
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from pipelines import export
+from transforms.tfrecord_sink import tfrecord
+
+
+def run_export(*args) -> int:
+    return export.main([str(arg) for arg in args])
+
+
+def feature(values):
+    if not isinstance(values, list):
+        values = [values]
+    if values and isinstance(values[0], bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    if values and isinstance(values[0], float):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def example(**features) -> bytes:
+    """A serialized tf.train.Example; keys use '__' for '/' (image__object__bbox__xmin)."""
+    mapped = {key.replace("__", "/"): feature(value) for key, value in features.items()}
+    return tf.train.Example(features=tf.train.Features(feature=mapped)).SerializeToString()
+
+
+def jpeg_bytes(width=40, height=30) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sample_records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("records")
+    code = run_create(
+        "--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
+        f"{SAMPLE}/images", "--output", out, "--splits", "train=0.75,val=0.25", "--num-shards", "2",
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_coco_export_of_odrecords_output_round_trips_and_passes_cocoeval(sample_records, tmp_path):
+    assert (
+        run_export("--input", sample_records, "--format", "coco", "--output", tmp_path / "c") == 0
+    )
+    expected = sample_boxes()
+    seen = {}
+    for split in ("train", "val"):
+        path = tmp_path / "c" / "annotations" / f"instances_{split}.json"
+        coco = COCO(str(path))
+        names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+        assert names == {1: "circle", 2: "square", 3: "triangle"}
+        for image in coco.loadImgs(coco.getImgIds()):
+            boxes = sorted(
+                (names[a["category_id"]], a["bbox"][0], a["bbox"][1],
+                 a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
+                for a in coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+            )  # fmt: skip
+            want = sorted(expected[image["file_name"]]["boxes"])
+            assert [b[0] for b in boxes] == [w[0] for w in want]
+            assert np.allclose([b[1:] for b in boxes], [w[1:] for w in want], atol=0.01)
+            with open(os.path.join(SAMPLE, "images", image["file_name"]), "rb") as handle:
+                original = handle.read()
+            written = (tmp_path / "c" / "images" / image["file_name"]).read_bytes()
+            assert written == original  # The original bytes, not re-encoded.
+            seen[image["file_name"]] = split
+        detections = [
+            {**a, "score": 1.0} for a in coco.loadAnns(coco.getAnnIds()) if a["category_id"]
+        ]
+        if detections:
+            evaluation = COCOeval(coco, coco.loadRes(detections), "bbox")
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            assert evaluation.stats[0] == pytest.approx(1.0)
+    assert sorted(seen) == sorted(expected)
+
+
+def test_export_is_byte_identical_on_rerun(sample_records, tmp_path):
+    for name in ("a", "b"):
+        assert (
+            run_export("--input", sample_records, "--format", "coco", "--output", tmp_path / name)
+            == 0
+        )
+    for split in ("train", "val"):
+        relative = f"annotations/instances_{split}.json"
+        assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
+
+
+def corner_values(xml: str, tag: str) -> list[str]:
+    return sorted(part.split("<")[0] for part in xml.split(f"<{tag}>")[1:])
+
+
+def test_voc_export_gives_back_the_integer_corners(sample_records, tmp_path):
+    assert run_export("--input", sample_records, "--format", "voc", "--output", tmp_path / "v") == 0
+    for name in sample_boxes():
+        stem = os.path.splitext(name)[0]
+        exported = (tmp_path / "v" / "annotations" / f"{stem}.xml").read_text()
+        with open(f"{SAMPLE}/annotations/{stem}.xml") as handle:
+            original = handle.read()
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            assert corner_values(exported, tag) == corner_values(original, tag), (name, tag)
+
+
+@pytest.mark.parametrize("fmt, reader_args", [
+    ("voc", ["--format", "voc", "--annotations", "{out}/annotations", "--images", "{out}/images"]),
+    ("csv", ["--format", "csv", "--annotations", "{out}/*_labels.csv", "--images", "{out}/images"]),
+    ("yolo", ["--format", "yolo", "--annotations", "{out}"]),
+    ("coco", ["--format", "coco", "--annotations", "{out}/annotations",
+              "--images", "{out}/images"]),
+])  # fmt: skip
+def test_create_export_create_gives_the_same_examples(sample_records, tmp_path, fmt, reader_args):
+    out = tmp_path / "exported"
+    assert run_export("--input", sample_records, "--format", fmt, "--output", out) == 0
+    args = [a.format(out=out) for a in reader_args]
+    assert run_create(*args, "--output", tmp_path / "again") == 0
+    first, again = read_output(sample_records), read_output(tmp_path / "again")
+
+    def by_image(output):
+        result = {}
+        for examples in output["splits"].values():
+            for e in examples:
+                name = os.path.basename(e["image/filename"].decode())
+                boxes = sorted(
+                    zip(
+                        [t.decode() for t in e["image/object/class/text"]],
+                        *(np.round(e[f"image/object/bbox/{k}"], 5).tolist()
+                          for k in ("xmin", "ymin", "xmax", "ymax")),
+                        strict=True,
+                    )
+                )  # fmt: skip
+                result[name] = (e["image/encoded"], boxes)
+        return result
+
+    assert by_image(again) == by_image(first)
+
+
+def test_dat_trans_tf1_record_gives_40_images_and_44_boxes_equal_to_its_csv(tmp_path):
+    record = os.path.join(RACCOON, "data", "test.record")
+    if not os.path.exists(record):
+        pytest.skip("../shared/data/raccoon is not present")
+    assert run_export("--input", record, "--format", "csv", "--output", tmp_path / "csv") == 0
+    with open(os.path.join(RACCOON, "data", "test_labels.csv"), newline="") as handle:
+        want = sorted(tuple(row.values()) for row in csv.DictReader(handle))
+    with open(tmp_path / "csv" / "test_labels.csv", newline="") as handle:
+        got = sorted(tuple(row.values()) for row in csv.DictReader(handle))
+    assert len(got) == 44 and len({row[0] for row in got}) == 40
+    assert got == want
+    assert run_export("--input", record, "--format", "coco", "--output", tmp_path / "coco") == 0
+    coco = COCO(str(tmp_path / "coco" / "annotations" / "instances_test.json"))
+    assert len(coco.getImgIds()) == 40 and len(coco.getAnnIds()) == 44
+    assert len(os.listdir(tmp_path / "coco" / "images")) == 40
+
+
+def write_records(path, records, compress=False):
+    data = b"".join(tfrecord(r) for r in records)
+    path.write_bytes(gzip.compress(data) if compress else data)
+
+
+def test_third_party_variants(tmp_path):
+    image = jpeg_bytes()
+    box = {"image__object__bbox__xmin": [0.25], "image__object__bbox__ymin": [0.1],
+           "image__object__bbox__xmax": [0.75], "image__object__bbox__ymax": [0.9]}  # fmt: skip
+    records = [
+        # TF Models' COCO script: no class/label, names from the label map.
+        example(image__encoded=image, image__format=b"jpeg", image__filename=b"a.jpg",
+                image__source_id=b"1", image__height=30, image__width=40,
+                image__object__class__text=[b"/m/dog"], **box),
+        # No source_id, an empty class text with label 2 (named by the label map).
+        example(image__encoded=image, image__format=b"jpg", image__filename=b"b.jpg",
+                image__height=30, image__width=40, image__object__class__text=[b""],
+                image__object__class__label=[2], **box),
+        # Label 0 and no text: rejected object, image kept.
+        example(image__encoded=image, image__format=b"jpeg", image__filename=b"c.jpg",
+                image__source_id=b"", image__height=30, image__width=40,
+                image__object__class__label=[0], **box),
+        # A negative image, an unsafe file name and no size features.
+        example(image__encoded=image, image__format=b"jpeg", image__filename=b"../../evil.jpg",
+                image__source_id=b"neg"),
+        # Mismatched list lengths: the whole record is an error.
+        example(image__encoded=image, image__format=b"jpeg", image__filename=b"d.jpg",
+                image__height=30, image__width=40, image__object__class__label=[1, 2], **box),
+        # A coordinate past 1.1: that object is an error.
+        example(image__encoded=image, image__format=b"jpeg", image__filename=b"e.jpg",
+                image__height=30, image__width=40, image__object__class__label=[1],
+                **{**box, "image__object__bbox__xmax": [1.5]}),
+        # No image bytes: annotations only.
+        example(image__filename=b"f.jpg", image__height=30, image__width=40,
+                image__object__class__label=[1], **box),
+        # Same file name as a.jpg: both get unique names.
+        example(image__encoded=jpeg_bytes(20, 20), image__format=b"jpeg", image__filename=b"a.jpg",
+                image__source_id=b"other", image__height=20, image__width=20),
+    ]  # fmt: skip
+    write_records(tmp_path / "mixed.bin", records, compress=True)  # GZIP found from the bytes.
+    (tmp_path / "labels.pbtxt").write_text(
+        "item { name: '/m/dog' id: 1 display_name: 'dog' }\n"
+        "item { name: '/m/cat' id: 2 display_name: 'cat' }\n"
+    )
+    out = tmp_path / "out"
+    code = run_export("--input", f"things={tmp_path}/mixed.bin", "--format", "coco",
+                      "--label-map", tmp_path / "labels.pbtxt", "--output", out)  # fmt: skip
+    assert code == 0
+    coco = COCO(str(out / "annotations" / "instances_things.json"))
+    assert {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())} == {1: "dog", 2: "cat"}
+    images = {i["file_name"]: i for i in coco.loadImgs(coco.getImgIds())}
+    names = sorted(images)
+    assert len(names) == 7
+    assert "b.jpg" in names and "c.jpg" in names and "e.jpg" in names and "f.jpg" in names
+    assert sum(name.startswith("a-") for name in names) == 2  # Unique names for the two a.jpg.
+    assert "neg.jpg" in names  # The unsafe file name gave way to the source_id.
+    assert not (tmp_path / "evil.jpg").exists()
+    labels = {
+        name: sorted(a["category_id"] for a in coco.loadAnns(coco.getAnnIds(imgIds=i["id"])))
+        for name, i in images.items()
+    }
+    assert labels["b.jpg"] == [2] and labels["c.jpg"] == [] and labels["neg.jpg"] == []
+    assert labels["e.jpg"] == [] and labels["f.jpg"] == [1]
+    dog = [labels[n] for n in names if n.startswith("a-")]
+    assert sorted(dog) == [[], [1]]
+    assert not (out / "images" / "f.jpg").exists()  # No bytes, no image file.
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 3
+    assert any("background" in e["reason"] for e in errors)
+    assert any("differ in length" in e["reason"] and e["stage"] == "record" for e in errors)
+    assert any("outside [0, 1.1]" in e["reason"] for e in errors)
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["records_without_image_bytes"] == 1
+
+
+def test_export_without_a_label_map_takes_ids_from_the_records(tmp_path):
+    image = jpeg_bytes()
+    box = {"image__object__bbox__xmin": [0.1], "image__object__bbox__ymin": [0.1],
+           "image__object__bbox__xmax": [0.5], "image__object__bbox__ymax": [0.5]}  # fmt: skip
+    records = [
+        example(image__encoded=image, image__format=b"jpeg", image__filename=f"{n}.jpg".encode(),
+                image__height=30, image__width=40, image__object__class__text=[text],
+                image__object__class__label=[label], **box)
+        for n, (text, label) in enumerate([(b"cat", 7), (b"dog", 3), (b"cat", 7)])
+    ]  # fmt: skip
+    write_records(tmp_path / "r.tfrecord", records)
+    assert (
+        run_export(
+            "--input", tmp_path / "r.tfrecord", "--format", "yolo", "--output", tmp_path / "y"
+        )
+        == 0
+    )
+    import yaml
+
+    data = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
+    assert data["names"] == ["dog", "cat"]  # Id order: dog 3, cat 7.
+    assert (tmp_path / "y" / "labels" / "0.txt").read_text().split()[0] == "1"
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert (
+        run_export("--input", tmp_path / "none*", "--format", "coco", "--output", tmp_path / "o")
+        == 2
+    )
+    assert "no TFRecord files match" in capsys.readouterr().err
+    assert run_export("--input", tmp_path, "--format", "pascal", "--output", tmp_path / "o") == 2
+    assert "unknown format 'pascal'" in capsys.readouterr().err
