@@ -180,10 +180,16 @@ def test_coco_examples_with_crowd_area_masks_and_keypoints(coco_run):
     assert set(np.unique(masks[0])) == {0, 1}
     assert masks[0][3:12, 2:13].all() and masks[0].sum() == 9 * 11
     assert np.array_equal(masks[1], crowd)
-    assert np.allclose(raw["image/object/keypoint/x"].float_list.value, [4 / 40, 0])
-    assert np.allclose(raw["image/object/keypoint/y"].float_list.value, [5 / 30, 0])
-    assert list(raw["image/object/keypoint/visibility"].int64_list.value) == [2, 0]
-    assert list(raw["image/object/keypoint/text"].bytes_list.value) == [b"nose", b"left_eye"]
+    # The crowd object has no keypoints: padded to the person's two, unnamed and invisible.
+    assert np.allclose(raw["image/object/keypoint/x"].float_list.value, [4 / 40, 0, 0, 0])
+    assert np.allclose(raw["image/object/keypoint/y"].float_list.value, [5 / 30, 0, 0, 0])
+    assert list(raw["image/object/keypoint/visibility"].int64_list.value) == [2, 0, 0, 0]
+    assert list(raw["image/object/keypoint/text"].bytes_list.value) == [
+        b"nose",
+        b"left_eye",
+        b"",
+        b"",
+    ]
     assert list(raw["image/object/keypoint/num"].int64_list.value) == [1, 0]
     neg = raw_examples(output)[b"neg.jpg"]
     assert len(neg["image/object/bbox/xmin"].float_list.value) == 0

@@ -277,3 +277,38 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "no TFRecord files match" in capsys.readouterr().err
     assert run_export("--input", tmp_path, "--format", "pascal", "--output", tmp_path / "o") == 2
     assert "unknown format 'pascal'" in capsys.readouterr().err
+
+
+def test_masks_and_keypoints_survive_create_and_export(tmp_path):
+    import pycocotools.mask as coco_mask
+
+    Image.new("RGB", (40, 30), (90, 120, 150)).save(tmp_path / "a.jpg")
+    crowd = np.zeros((30, 40), dtype=np.uint8)
+    crowd[5:10, 20:30] = 1
+    rle = coco_mask.encode(np.asfortranarray(crowd))
+    document = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 8], "iscrowd": 0,
+             "segmentation": [[2, 3, 12, 3, 12, 11, 2, 11]], "keypoints": [4, 5, 2, 6, 7, 1]},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 5, 10, 5], "iscrowd": 1,
+             "segmentation": {"size": [30, 40], "counts": rle["counts"].decode()}},
+        ],
+        "categories": [{"id": 1, "name": "person", "keypoints": ["nose", "eye"]},
+                       {"id": 2, "name": "crowd"}],
+    }  # fmt: skip
+    (tmp_path / "a.json").write_text(json.dumps(document))
+    assert run_create("--format", "coco", "--annotations", tmp_path / "a.json", "--output",
+                      tmp_path / "r", "--include-masks", "--include-keypoints") == 0  # fmt: skip
+    assert (
+        run_export("--input", tmp_path / "r", "--format", "coco", "--output", tmp_path / "e") == 0
+    )
+    coco = COCO(str(tmp_path / "e" / "annotations" / "instances_train.json"))
+    person, crowd_annotation = coco.loadAnns(coco.getAnnIds())
+    assert coco.loadCats(1)[0]["keypoints"] == ["nose", "eye"]
+    assert np.allclose(person["keypoints"], [4, 5, 2, 6, 7, 1], atol=0.01)
+    assert person["num_keypoints"] == 2
+    assert crowd_annotation["iscrowd"] == 1
+    assert np.array_equal(coco.annToMask(crowd_annotation), crowd)
+    rendered = coco.annToMask(person)
+    assert rendered[3:12, 2:13].all() and rendered.sum() == 9 * 11

@@ -202,6 +202,7 @@ def _keypoints(features, count: int) -> list[list[Keypoint]]:
         [
             Keypoint(texts[j].decode("utf-8", errors="replace"), xs[j], ys[j], int(visibility[j]))
             for j in range(i * per, (i + 1) * per)
+            if texts[j] or visibility[j]  # Unnamed invisible points only pad the lists.
         ]
         for i in range(count)
     ]

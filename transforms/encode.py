@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from transforms.masks import mask_png
-from transforms.records import ExampleInput
+from transforms.records import ExampleInput, Keypoint
 
 if TYPE_CHECKING:
     import tensorflow
@@ -76,7 +76,15 @@ def build_example(
             masks.append(o.mask_png if o.mask_png is not None else empty)
         feature["image/object/mask"] = strings(masks)
     if include_keypoints:
-        points = [point for o in objects for point in o.box.keypoints]
+        # Every object gets as many entries as the object with the most keypoints, padded with
+        # unnamed, invisible points, so the lists split evenly per object as the API expects.
+        size = max((len(o.box.keypoints) for o in objects), default=0)
+        padding = Keypoint("", 0.0, 0.0, 0)
+        points = [
+            point
+            for o in objects
+            for point in (*o.box.keypoints, *[padding] * (size - len(o.box.keypoints)))
+        ]
         feature["image/object/keypoint/x"] = floats(p.x / image.width for p in points)
         feature["image/object/keypoint/y"] = floats(p.y / image.height for p in points)
         feature["image/object/keypoint/visibility"] = ints(p.visibility for p in points)
