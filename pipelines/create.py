@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines.settings import CreateSettings, UsageError, parse_create_args, pipeline_options
 from transforms.grouping import GroupByImage
@@ -31,7 +32,7 @@ from transforms.report import (
     write_errors,
 )
 from transforms.splits import RequireSourceSplit
-from transforms.tfrecord_sink import STATS, WriteShardedTFRecords
+from transforms.tfrecord_sink import STATS, WriteShardedTFRecords, parts_dir
 
 VERSION = "0.1.0"
 
@@ -119,9 +120,11 @@ def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings) -> None:
         step_errors.append(checked[ERRORS])
         images = checked.images
 
+    temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
+    parts = parts_dir(settings.output, temp_location)
     shards = images | "WriteShards" >> WriteShardedTFRecords(
         settings.output,
-        settings.split_names,
+        parts,
         settings.splits,
         settings.num_shards,
         ImageLoader(settings.images, settings.max_image_bytes, settings.max_image_pixels),
@@ -152,7 +155,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings) -> None:
         | "Once" >> beam.Create([None])
         | "WriteReport"
         >> beam.ParDo(
-            WriteReport(settings.output, _manifest_settings(settings), settings.previous_files),
+            WriteReport(
+                settings.output, parts, _manifest_settings(settings), settings.previous_files
+            ),
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shard_files),
             beam.pvalue.AsSingleton(label_map),

@@ -17,8 +17,15 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipelines.settings import Parser, UsageError, check_beam_flags, pipeline_options
+from pipelines.settings import (
+    Parser,
+    UsageError,
+    check_beam_flags,
+    pipeline_options,
+    use_filesystem_options,
+)
 from transforms.decode import DecodedRecord, RecordRejected, decode_example
 from transforms.export_writers import IMAGES_DIR, NamedRecord, WriteExport
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
@@ -26,7 +33,7 @@ from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.report import ERRORS_FILE, SumCounts, write_errors
 from transforms.tfrecord_reader import iter_records, open_records
-from transforms.tfrecord_sink import PARTS_DIR, ensure_dir
+from transforms.tfrecord_sink import ensure_dir, parts_dir
 
 FORMATS = ("coco", "voc", "csv", "yolo")
 SUMMARY = "export.json"
@@ -85,6 +92,7 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
     parser.add_argument("--output", required=True)
     parser.add_argument("--label-map", dest="label_map")
     args, beam_args = parser.parse_known_args(argv)
+    use_filesystem_options(beam_args)
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choose one of {', '.join(FORMATS)}")
     inputs = []
@@ -109,8 +117,8 @@ class _ReadAndDecode(beam.DoFn):
     """(split, TFRecord file) → records as canonical records without their image bytes,
     which go straight to a temporary file under OUT/.parts/ (never through a shuffle)."""
 
-    def __init__(self, output: str, names: dict[int, str], ids: dict[str, int]):
-        self._output = output
+    def __init__(self, parts: str, names: dict[int, str], ids: dict[str, int]):
+        self._parts = parts
         self._names = names
         self._ids = ids
         self._records = Metrics.counter("odrecords", "records_read")
@@ -122,7 +130,7 @@ class _ReadAndDecode(beam.DoFn):
 
     def process(self, element: tuple[str, str]) -> Iterator:
         split, path = element
-        parts = FileSystems.join(self._output, PARTS_DIR)
+        parts = self._parts
         ensure_dir(parts)
         try:
             stream = open_records(path)
@@ -217,7 +225,9 @@ def _counts(named: NamedRecord) -> dict:
     }
 
 
-def _write_summary(_, counts: dict, files: list[str], categories: dict, output: str, fmt: str):
+def _write_summary(
+    _, counts: dict, files: list[str], categories: dict, output: str, parts: str, fmt: str
+):
     summary = {
         "format": fmt,
         "images": counts.get("images", {}),
@@ -227,7 +237,6 @@ def _write_summary(_, counts: dict, files: list[str], categories: dict, output: 
         "categories": categories,
         "files": sorted(files),
     }
-    parts = FileSystems.join(output, PARTS_DIR)
     if FileSystems.exists(parts):
         FileSystems.delete([parts])
     with FileSystems.create(FileSystems.join(output, SUMMARY)) as handle:
@@ -236,14 +245,17 @@ def _write_summary(_, counts: dict, files: list[str], categories: dict, output: 
 
 
 def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
+    """Adds the export graph to `pipeline`; the same graph serves every runner."""
+    temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
+    parts = parts_dir(settings.output, temp_location)
     decoded = (
         pipeline
         | "Files" >> beam.Create(settings.inputs)
         | "Spread" >> beam.Reshuffle()
         | "ReadAndDecode"
-        >> beam.ParDo(
-            _ReadAndDecode(settings.output, settings.label_names, settings.label_ids)
-        ).with_outputs(ERRORS, main="records")
+        >> beam.ParDo(_ReadAndDecode(parts, settings.label_names, settings.label_ids)).with_outputs(
+            ERRORS, main="records"
+        )
     )
     named = (
         decoded.records
@@ -286,6 +298,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
             beam.pvalue.AsList((files, error_files) | "Written" >> beam.Flatten()),
             beam.pvalue.AsSingleton(categories),
             settings.output,
+            parts,
             settings.format,
         )
     )

@@ -55,6 +55,12 @@ class Parser(argparse.ArgumentParser):
 DEFAULT_RUNNER = "FnApiRunner"
 
 
+def use_filesystem_options(beam_args: Sequence[str]) -> None:
+    """Lets the launcher's own checks reach remote storage (S3 endpoint and credentials, GCP
+    project, ...) with the same options the pipeline will get."""
+    FileSystems.set_options(PipelineOptions(list(beam_args)))
+
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """Beam options from the flags odrecords does not use, with the local default runner."""
     options = PipelineOptions(list(beam_args))
@@ -273,6 +279,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = _parser().parse_known_args(argv)
     values, config_flags = _load_config(args.config) if args.config else ({}, [])
+    use_filesystem_options(config_flags + list(beam_args))
     for key, value in vars(args).items():
         if value is not None and key != "config":
             values[key] = value

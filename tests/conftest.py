@@ -72,8 +72,10 @@ def read_output(output) -> dict:
     label_map = StringIntLabelMap()
     with open(os.path.join(output, manifest["label_map"]), encoding="utf-8") as handle:
         text_format.Parse(handle.read(), label_map)
-    with open(os.path.join(output, manifest["errors"]["files"][0]), encoding="utf-8") as handle:
-        errors = [json.loads(line) for line in handle]
+    errors = []
+    for name in manifest["errors"]["files"]:
+        with open(os.path.join(output, name), encoding="utf-8") as handle:
+            errors += [json.loads(line) for line in handle]
     splits = {
         name: read_examples([os.path.join(output, f) for f in split["files"]])
         for name, split in manifest["splits"].items()

@@ -115,7 +115,7 @@ def test_tfrecord_framing_reads_back_with_tensorflow(tmp_path):
     assert list(dataset.as_numpy_iterator()) == records
 
 
-def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path):
+def test_sink_writes_n_shards_with_stable_membership(tmp_path):
     from PIL import Image
 
     from transforms.images import ImageLoader
@@ -130,6 +130,15 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path):
         annotations.append(ImageAnnotation(f"k{n}.png", (f"a{n}",), boxes))
     annotations.append(ImageAnnotation("missing.png", ("m",), (box(1, 1, 2, 2),)))
     splits = {"train": 0.5, "test": 0.5}
+    members = {
+        (split, shard): sorted(
+            a.image
+            for a in annotations[:12]
+            if assign_split(a.image, splits) == split and assign_shard(a.image, 3) == shard
+        )
+        for split in splits
+        for shard in range(3)
+    }
     with local_pipeline() as pipeline:
         labels = pipeline | "Labels" >> beam.Create([{"cat": 1}])
         written = (
@@ -137,7 +146,7 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path):
             | beam.Create(annotations)
             | WriteShardedTFRecords(
                 str(tmp_path / "out"),
-                ["train", "test", "empty"],
+                str(tmp_path / "parts"),
                 splits,
                 3,
                 ImageLoader(str(images), 10_000, 10_000),
@@ -147,11 +156,7 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path):
         assert_that(
             written.files,
             equal_to(
-                [
-                    f"{s}/{s}.tfrecord-0000{n}-of-00003"
-                    for s in ("train", "test", "empty")
-                    for n in range(3)
-                ]
+                [f"{s}/{s}.tfrecord-0000{n}-of-00003" for (s, n), ids in members.items() if ids]
             ),
             label="files",
         )
@@ -165,20 +170,17 @@ def test_sink_writes_exactly_n_shards_with_stable_membership(tmp_path):
             equal_to([1] * 12),
             label="stats",
         )
-    for split in ("train", "test", "empty"):
-        for shard in range(3):
-            path = tmp_path / "out" / split / f"{split}.tfrecord-0000{shard}-of-00003"
-            ids = [
-                tf.train.Example.FromString(record.numpy())
-                .features.feature["image/source_id"]
-                .bytes_list.value[0]
-                .decode()
-                for record in tf.data.TFRecordDataset([str(path)])
-            ]
-            expected = sorted(
-                a.image
-                for a in annotations[:12]
-                if assign_split(a.image, splits) == split and assign_shard(a.image, 3) == shard
-            )
-            assert ids == expected  # In key order, so reruns write identical bytes.
-    assert not list((tmp_path / "out" / ".parts").iterdir())
+    for (split, shard), expected in members.items():
+        path = tmp_path / "out" / split / f"{split}.tfrecord-0000{shard}-of-00003"
+        if not expected:
+            assert not path.exists()  # No empty shard files.
+            continue
+        ids = [
+            tf.train.Example.FromString(record.numpy())
+            .features.feature["image/source_id"]
+            .bytes_list.value[0]
+            .decode()
+            for record in tf.data.TFRecordDataset([str(path)])
+        ]
+        assert ids == expected  # In key order, so reruns write identical bytes.
+    assert not list((tmp_path / "parts").iterdir())  # Every temporary file was renamed.

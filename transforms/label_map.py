@@ -203,4 +203,4 @@ def format_label_map(classes: dict[str, int]) -> str:
     message = StringIntLabelMap()
     for name, number in sorted(classes.items(), key=lambda pair: pair[1]):
         message.item.add(name=name, id=number)
-    return text_format.MessageToString(message, as_utf8=True)
+    return text_format.MessageToString(message, as_utf8=True) or "# no classes\n"

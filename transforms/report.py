@@ -15,7 +15,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.label_map import format_label_map
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
-from transforms.tfrecord_sink import PARTS_DIR
 
 MANIFEST = "manifest.json"
 LABEL_MAP = "label_map.pbtxt"
@@ -125,7 +124,7 @@ def build_manifest(
             "objects": errors.get("objects", 0),
             "by_stage": by_stage,
             "by_reason": dict(sorted(errors.get("by_reason", {}).items())),
-            "files": [ERRORS_FILE],
+            "files": [ERRORS_FILE] if errors.get("count") else [],
         },
         "images": images,
         "objects": objects,
@@ -158,7 +157,8 @@ def dataset_card(manifest: dict, output: str) -> str:
     for name, entry in manifest["classes"].items():
         lines.append(f"| {name} | {entry['id']} | {entry['objects']} |")
     errors = manifest["errors"]
-    lines += ["", f"## Errors: {errors['count']} (see `{ERRORS_FILE}`)", ""]
+    where = f" (see `{ERRORS_FILE}`)" if errors["count"] else ""
+    lines += ["", f"## Errors: {errors['count']}{where}", ""]
     for reason, count in errors["by_reason"].items():
         lines.append(f"- {count} × {reason}")
     images, objects = manifest["images"], manifest["objects"]
@@ -195,8 +195,9 @@ class WriteReport(beam.DoFn):
     """Writes label map, manifest and dataset card once every shard and error is in place,
     then removes what a previous run in the same folder wrote and this one did not."""
 
-    def __init__(self, output: str, settings: dict, previous_files: list[str]):
+    def __init__(self, output: str, parts: str, settings: dict, previous_files: list[str]):
         self._output = output
+        self._parts = parts
         self._settings = settings
         self._previous_files = previous_files
 
@@ -218,9 +219,8 @@ class WriteReport(beam.DoFn):
         existing = [join(f) for f in stale if FileSystems.exists(join(f))]
         if existing:
             FileSystems.delete(existing)
-        parts = join(PARTS_DIR)
-        if FileSystems.exists(parts):
-            FileSystems.delete([parts])
+        if FileSystems.exists(self._parts):
+            FileSystems.delete([self._parts])
         # Last, so a manifest only ever describes a complete output.
         _write_text(join(MANIFEST), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         yield manifest
@@ -233,6 +233,9 @@ def write_errors(errors: beam.PCollection, output: str) -> beam.PCollection:
         | "ErrorToJson" >> beam.Map(lambda e: json.dumps(e.to_json(), ensure_ascii=False))
         | "WriteErrorLines"
         >> beam.io.WriteToText(
-            FileSystems.join(output, ERRORS_FILE), num_shards=1, shard_name_template=""
+            FileSystems.join(output, ERRORS_FILE),
+            num_shards=1,
+            shard_name_template="",
+            skip_if_empty=True,  # Beam's S3 filesystem cannot write an empty file.
         )
     )

@@ -1,9 +1,8 @@
-"""Writing exactly N TFRecord shards per split, with stable membership, in flat memory.
+"""Writing N TFRecord shards per split, with stable membership, in flat memory.
 
 Only annotations travel through shuffles. Each image's split and shard come from hashes of its
-key (`splits.py`); a CoGroupByKey against the list of every (split, shard) gathers the small
-annotation records of each shard, so even a shard without examples gets its group. One
-`WriteShard` call then reads, decodes, checks and encodes that shard's images in key order and
+key (`splits.py`); a GroupByKey gathers the small annotation records of each shard, and one
+`WriteShard` call reads, decodes, checks and encodes that shard's images in key order and
 streams them into the shard file. Image bytes go from the source file straight into the shard
 file on every runner: the in-process runner never holds the dataset in memory, a distributed
 runner never shuffles image bytes, and the graph has the same few stages for 1 or 1,000 shards.
@@ -11,12 +10,15 @@ runner never shuffles image bytes, and the graph has the same few stages for 1 o
 than the shard count: 5 GB and 69 s for 3 x 100 shards of 24 images. `WriteToTFRecord` with
 `num_shards=N` shuffles the encoded images and assigns shards at random.)
 
-A shard is written to a temporary file under `OUT/.parts/` and renamed into place when
-complete, so a retried or failed worker never leaves a partial shard behind.
+A shard that gets no examples is not written: an empty file helps no reader, and Beam's S3
+filesystem cannot write one. A shard is written to a temporary file (under `--temp_location`
+when given, else `OUT/.parts/`) and renamed into place when complete, so a retried or failed
+worker never leaves a partial shard behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import uuid
 from collections.abc import Iterable, Iterator
@@ -53,6 +55,14 @@ def tfrecord(data: bytes) -> bytes:
     return length + _masked_crc(length) + data + _masked_crc(data)
 
 
+def parts_dir(output: str, temp_location: str | None) -> str:
+    """Where temporary files go: a new folder under `--temp_location` when given (so a run's
+    scratch space is where the operator wants it), else `OUT/.parts`."""
+    if temp_location:
+        return FileSystems.join(temp_location, f"odrecords-{uuid.uuid4().hex}")
+    return FileSystems.join(output, PARTS_DIR)
+
+
 def ensure_dir(path: str) -> None:
     """Creates a folder if missing; object stores have no folders and need nothing."""
     if not FileSystems.exists(path):
@@ -64,18 +74,20 @@ def ensure_dir(path: str) -> None:
 
 
 class WriteShard(beam.DoFn):
-    """((split, shard), {"images": annotations}) → the shard file's relative path, plus error
-    records (tag `errors`) and the manifest counts of each example (tag `stats`)."""
+    """((split, shard), annotations) → the shard file's relative path (if it got examples),
+    plus error records (tag `errors`) and the manifest counts of each example (tag `stats`)."""
 
     def __init__(
         self,
         output: str,
+        parts: str,
         num_shards: int,
         loader: ImageLoader,
         include_masks: bool,
         include_keypoints: bool,
     ):
         self._output = output
+        self._parts = parts
         self._num_shards = num_shards
         self._loader = loader
         self._include_masks = include_masks
@@ -117,25 +129,29 @@ class WriteShard(beam.DoFn):
 
     def process(
         self,
-        element: tuple[tuple[str, int], dict[str, Iterable[ImageAnnotation]]],
+        element: tuple[tuple[str, int], Iterable[ImageAnnotation]],
         label_map: dict[str, int],
     ) -> Iterator:
-        (split, shard), grouped = element
-        images = sorted(grouped["images"], key=lambda image: image.image)
+        (split, shard), images = element
+        images = sorted(images, key=lambda image: image.image)
         relative = shard_path(split, shard, self._num_shards)
-        final = FileSystems.join(self._output, *relative.split("/"))
-        parts = FileSystems.join(self._output, PARTS_DIR)
-        temporary = FileSystems.join(parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
-        ensure_dir(parts)
-        with FileSystems.create(temporary) as handle:
+        temporary = FileSystems.join(self._parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
+        with contextlib.ExitStack() as stack:
+            handle = None
             for item in self._records(images, label_map):
-                if isinstance(item, bytes):
-                    record = tfrecord(item)
-                    handle.write(record)
-                    self._examples.inc()
-                    self._bytes.inc(len(record))
-                else:
+                if not isinstance(item, bytes):
                     yield item
+                    continue
+                if handle is None:  # Opened on the first example: no empty shard files.
+                    ensure_dir(self._parts)
+                    handle = stack.enter_context(FileSystems.create(temporary))
+                record = tfrecord(item)
+                handle.write(record)
+                self._examples.inc()
+                self._bytes.inc(len(record))
+        if handle is None:
+            return
+        final = FileSystems.join(self._output, *relative.split("/"))
         ensure_dir(FileSystems.split(final)[0])
         FileSystems.rename([temporary], [final])
         yield relative
@@ -153,7 +169,7 @@ class WriteShardedTFRecords(beam.PTransform):
     def __init__(
         self,
         output: str,
-        split_names: list[str],
+        parts: str,
         splits: dict[str, float] | None,
         num_shards: int,
         loader: ImageLoader,
@@ -164,7 +180,7 @@ class WriteShardedTFRecords(beam.PTransform):
         super().__init__()
         self._label_map = label_map
         self._output = output
-        self._split_names = split_names
+        self._parts = parts
         self._splits = splits
         self._num_shards = num_shards
         self._loader = loader
@@ -176,16 +192,15 @@ class WriteShardedTFRecords(beam.PTransform):
         return (split, assign_shard(image.image, self._num_shards)), replace(image, split=split)
 
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        every_shard = images.pipeline | "EveryShard" >> beam.Create(
-            [((s, n), None) for s in self._split_names for n in range(self._num_shards)]
-        )
         return (
-            {"images": images | "AssignShard" >> beam.Map(self._key), "shard": every_shard}
-            | "GroupByShard" >> beam.CoGroupByKey()
+            images
+            | "AssignShard" >> beam.Map(self._key)
+            | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(
                 WriteShard(
                     self._output,
+                    self._parts,
                     self._num_shards,
                     self._loader,
                     self._include_masks,
