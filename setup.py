@@ -33,7 +33,14 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6", "pycocotools>=2.0.7"],
+        # pycocotools checks COCO output; moto serves S3 locally for the remote-storage tests.
+        "test": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "pycocotools>=2.0.7",
+            "apache-beam[aws]==2.77.0",
+            "moto[server]>=5",
+        ],
         # Remote storage and runners: gs:// and Dataflow, s3://.
         "gcp": ["apache-beam[gcp]==2.77.0"],
         "aws": ["apache-beam[aws]==2.77.0"],

@@ -122,9 +122,11 @@ class WriteShard(beam.DoFn):
             for box_error in box_errors:
                 self._box_errors.inc()
                 yield beam.pvalue.TaggedOutput(ERRORS, box_error)
+            # Deterministic serialization orders the feature map by key; otherwise the order
+            # depends on the process, and shards written by different workers would differ.
             yield build_example(
                 example, self._tf, self._include_masks, self._include_keypoints
-            ).SerializeToString()
+            ).SerializeToString(deterministic=True)
             yield beam.pvalue.TaggedOutput(STATS, example_counts(example, annotation.split))
 
     def process(

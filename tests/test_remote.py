@@ -1,0 +1,59 @@
+"""Remote storage for real: annotations and images in an S3 bucket, output to a bucket, through
+Beam's own S3 filesystem against a local S3-compatible server; compared with a local run."""
+
+import shutil
+
+import boto3
+import pytest
+from conftest import SAMPLE, run_create
+from services import s3_server
+from test_portable import same_output
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with s3_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **CREDENTIALS)
+        yield endpoint, client
+
+
+def upload(client, folder, bucket, prefix):
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}")
+
+
+def download(client, bucket, prefix, folder):
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+    for page in pages:
+        for entry in page.get("Contents", []):
+            target = folder / entry["Key"][len(prefix) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, entry["Key"], str(target))
+
+
+def test_create_from_and_to_s3_equals_the_local_run(s3, tmp_path):
+    endpoint, client = s3
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    (data / "annotations" / "missing.xml").write_text(
+        "<annotation><filename>missing.jpg</filename></annotation>"
+    )
+    client.create_bucket(Bucket="datasets")
+    client.create_bucket(Bucket="records")
+    upload(client, data, "datasets", "shapes")
+    options = [f"--s3_endpoint_url={endpoint}", "--s3_region_name=us-east-1",
+               "--s3_access_key_id=testing", "--s3_secret_access_key=testing"]  # fmt: skip
+    args = ["--format", "voc", "--splits", "train=0.7,val=0.3", "--num-shards", "2"]
+    assert run_create(*args, "--annotations", data / "annotations", "--images", data / "images",
+                      "--output", tmp_path / "local") == 0  # fmt: skip
+    assert run_create(*args, "--annotations", "s3://datasets/shapes/annotations/",
+                      "--images", "s3://datasets/shapes/images",
+                      "--output", "s3://records/shapes", *options) == 0  # fmt: skip
+    download(client, "records", "shapes", tmp_path / "remote")
+    same_output(tmp_path / "local", tmp_path / "remote")
+    names = {p.name for p in (tmp_path / "remote").iterdir()}
+    assert {"manifest.json", "label_map.pbtxt", "errors.jsonl", "README.md"} <= names
+    assert ".parts" not in names
