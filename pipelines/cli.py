@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {"create": "create", "export": "export", "inspect": "inspect_records"}
-USAGE = """usage: odrecords COMMAND [options]
+USAGE = """usage: odrecords COMMAND [options] [-v]
 
 commands:
   create   convert annotations and images into sharded TFRecords (odrecords create --help)
   export   turn TFRecords back into COCO, VOC, CSV or YOLO with images (odrecords export --help)
   inspect  summarize and check TFRecords (odrecords inspect --help)
+
+-v, --verbose  log what Beam and odrecords do (quiet by default)
 """
 
 
@@ -43,9 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"odrecords: error: unknown command {command!r}", file=sys.stderr)
         return 2
-    # TensorFlow and Beam are chatty at import and start-up; keep the console for results.
+    # TensorFlow and Beam are chatty at import and start-up; keep the console for results
+    # unless -v asks for Beam's and odrecords' progress logs.
+    verbose = any(arg in ("-v", "--verbose") for arg in rest)
+    rest = [arg for arg in rest if arg not in ("-v", "--verbose")]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     _import_tensorflow_quietly()
     module = importlib.import_module(f"pipelines.{COMMANDS[command]}")
     return module.main(rest)

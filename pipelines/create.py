@@ -8,15 +8,23 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import os
 import platform
 import sys
+import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipelines.settings import CreateSettings, UsageError, parse_create_args, pipeline_options
+from pipelines.settings import (
+    CreateSettings,
+    UsageError,
+    is_local,
+    parse_create_args,
+    pipeline_options,
+)
 from transforms.grouping import GroupByImage
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
@@ -100,8 +108,11 @@ def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings) -> None:
-    """Adds the create graph to `pipeline`; the same graph serves every runner."""
+def build_pipeline(
+    pipeline: beam.Pipeline, settings: CreateSettings, progress: bool = False
+) -> None:
+    """Adds the create graph to `pipeline`; the same graph serves every runner. `progress`
+    prints progress lines (for in-process runners, whose workers share the console)."""
     read = pipeline | "ReadAnnotations" >> ReadAnnotations(
         settings.format,
         settings.pattern,
@@ -131,6 +142,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: CreateSettings) -> None:
         beam.pvalue.AsSingleton(label_map),
         settings.reader.include_masks,
         settings.reader.include_keypoints,
+        uuid.uuid4().hex if progress else None,
     )
     shard_files = shards.files
 
@@ -196,13 +208,33 @@ def _print_summary(output: str) -> None:
     print(f"wrote {FileSystems.join(output, MANIFEST)}")
 
 
+def print_counters(result: beam.runners.runner.PipelineResult) -> None:
+    """Beam's counters of the run, as the Dataflow and Flink UIs show them."""
+    counters = result.metrics().query()["counters"]
+    totals: dict[str, int] = {}
+    for counter in counters:
+        name = counter.key.metric.name
+        totals[name] = totals.get(name, 0) + (counter.committed or counter.attempted or 0)
+    if totals:
+        print("counters:")
+        for name, value in sorted(totals.items()):
+            print(f"  {value:>10}  {name}")
+
+
 def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
-    """Builds and runs the pipeline, then prints the summary."""
+    """Builds and runs the pipeline, then prints the summary, or only submits it (`--detach`,
+    and inside a Dataflow Flex Template launcher, which must not wait)."""
     settings.clear_previous_manifest()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(pipeline, settings)
-    pipeline.run().wait_until_finish()
+    options = pipeline_options(beam_args)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings, is_local(options))
+    result = pipeline.run()
+    if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
+        print(f"submitted; {FileSystems.join(settings.output, MANIFEST)} appears when it is done")
+        return
+    result.wait_until_finish()
     _print_summary(settings.output)
+    print_counters(result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

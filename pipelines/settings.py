@@ -44,10 +44,16 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are UsageErrors (one line, exit code 2)."""
+    """An argument parser whose errors are UsageErrors (one line, exit code 2), and whose
+    `--two-words` flags also answer to `--two_words`, the spelling of Beam's own options and
+    of Dataflow template parameters."""
 
     def error(self, message: str):
         raise UsageError(message)
+
+    def add_argument(self, *names, **options):
+        aliases = [n.replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]]
+        return super().add_argument(*names, *[f"--{a[2:]}" for a in aliases], **options)
 
 
 # The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
@@ -59,6 +65,12 @@ def use_filesystem_options(beam_args: Sequence[str]) -> None:
     """Lets the launcher's own checks reach remote storage (S3 endpoint and credentials, GCP
     project, ...) with the same options the pipeline will get."""
     FileSystems.set_options(PipelineOptions(list(beam_args)))
+
+
+def is_local(options: PipelineOptions) -> bool:
+    """Whether the runner runs the workers in this process (or on this machine)."""
+    runner = options.view_as(StandardOptions).runner or DEFAULT_RUNNER
+    return runner.split(".")[-1] in StandardOptions.LOCAL_RUNNERS
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -96,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
+        ("--detach", "submit the job to a remote runner and exit without waiting"),
         ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),
@@ -121,6 +134,7 @@ class CreateSettings:
     label_map_path: str | None = None
     label_map: dict[str, int] | None = None
     keep_empty_classes: bool = False
+    detach: bool = False
     class_map: dict[str, str | None] | None = None
     yolo_dataset: YoloDataset | None = None
     voc_split_files: tuple[tuple[str, str], ...] = ()
@@ -286,6 +300,9 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     for key in ("format", "annotations", "output"):
         if not values.get(key):
             raise UsageError(f"--{key} is required (as a flag or in the config)")
+    for key in _PATH_KEYS:  # Workers may run elsewhere than the launcher's folder.
+        if isinstance(values.get(key), str) and _is_local(values[key]):
+            values[key] = os.path.abspath(values[key])
     fmt, annotations, output = values["format"], values["annotations"], values["output"]
     if fmt == "auto":
         try:
@@ -359,6 +376,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         label_map_path=label_map_path,
         label_map=label_map,
         keep_empty_classes=bool(values.get("keep_empty_classes")),
+        detach=bool(values.get("detach")),
         class_map=_read_option_file(values, "class_map", load_class_map),
         yolo_dataset=yolo,
         voc_split_files=voc_files,

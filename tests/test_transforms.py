@@ -184,3 +184,16 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
         ]
         assert ids == expected  # In key order, so reruns write identical bytes.
     assert not list((tmp_path / "parts").iterdir())  # Every temporary file was renamed.
+
+
+def test_progress_lines_report_done_total_and_rate(capsys):
+    from transforms import progress
+
+    progress.report("run-a", 5, 20, interval=0)
+    progress.report("run-a", 5, 20, interval=0)
+    progress.report("run-b", 1, 3, interval=3600)  # Another run, not due yet.
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "progress: 5/20 images",
+        "progress: 10/20 images",
+    ]

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from transforms.label_map import format_label_map
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
@@ -226,11 +227,18 @@ class WriteReport(beam.DoFn):
         yield manifest
 
 
+def _error_line(error: ErrorRecord) -> str:
+    """The error's JSON line; counts it by stage and reason for the runner's UI."""
+    Metrics.counter("odrecords", f"errors_{error.stage}").inc()
+    Metrics.counter("odrecords", f"error: {error.stage}: {reason_kind(error.reason)[:60]}").inc()
+    return json.dumps(error.to_json(), ensure_ascii=False)
+
+
 def write_errors(errors: beam.PCollection, output: str) -> beam.PCollection:
     """The errors output: one JSON object per line in `OUT/errors.jsonl`."""
     return (
         errors
-        | "ErrorToJson" >> beam.Map(lambda e: json.dumps(e.to_json(), ensure_ascii=False))
+        | "ErrorToJson" >> beam.Map(_error_line)
         | "WriteErrorLines"
         >> beam.io.WriteToText(
             FileSystems.join(output, ERRORS_FILE),

@@ -29,6 +29,7 @@ import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.encode import build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
@@ -85,17 +86,18 @@ class WriteShard(beam.DoFn):
         loader: ImageLoader,
         include_masks: bool,
         include_keypoints: bool,
+        progress_run: str | None,
     ):
         self._output = output
         self._parts = parts
         self._num_shards = num_shards
+        self._progress_run = progress_run
         self._loader = loader
         self._include_masks = include_masks
         self._include_keypoints = include_keypoints
-        self._examples = Metrics.counter("odrecords", "examples_written")
+        self._images = Metrics.counter("odrecords", "images_read")
+        self._objects = Metrics.counter("odrecords", "objects_written")
         self._bytes = Metrics.counter("odrecords", "bytes_written")
-        self._image_errors = Metrics.counter("odrecords", "errors_image")
-        self._box_errors = Metrics.counter("odrecords", "errors_box")
 
     def setup(self) -> None:
         import tensorflow as tf
@@ -103,13 +105,16 @@ class WriteShard(beam.DoFn):
         self._tf = tf
         self._loader.setup()
 
-    def _records(self, images: list[ImageAnnotation], label_map: dict[str, int]) -> Iterator:
+    def _records(
+        self, images: list[ImageAnnotation], label_map: dict[str, int], total: int
+    ) -> Iterator:
         """Yields serialized examples, and TaggedOutputs for errors and counts."""
         for annotation in images:
+            if self._progress_run:
+                progress.report(self._progress_run, 1, total)
             try:
                 image = self._loader.load(annotation)
             except ImageRejected as error:
-                self._image_errors.inc()
                 source = ";".join(annotation.sources)
                 yield beam.pvalue.TaggedOutput(
                     ERRORS,
@@ -118,10 +123,11 @@ class WriteShard(beam.DoFn):
                     ),
                 )
                 continue
+            self._images.inc()
             example, box_errors = check_boxes(image, label_map)
             for box_error in box_errors:
-                self._box_errors.inc()
                 yield beam.pvalue.TaggedOutput(ERRORS, box_error)
+            self._objects.inc(len(example.objects))
             # Deterministic serialization orders the feature map by key; otherwise the order
             # depends on the process, and shards written by different workers would differ.
             yield build_example(
@@ -133,6 +139,7 @@ class WriteShard(beam.DoFn):
         self,
         element: tuple[tuple[str, int], Iterable[ImageAnnotation]],
         label_map: dict[str, int],
+        total: int,
     ) -> Iterator:
         (split, shard), images = element
         images = sorted(images, key=lambda image: image.image)
@@ -140,7 +147,7 @@ class WriteShard(beam.DoFn):
         temporary = FileSystems.join(self._parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
         with contextlib.ExitStack() as stack:
             handle = None
-            for item in self._records(images, label_map):
+            for item in self._records(images, label_map, total):
                 if not isinstance(item, bytes):
                     yield item
                     continue
@@ -149,7 +156,7 @@ class WriteShard(beam.DoFn):
                     handle = stack.enter_context(FileSystems.create(temporary))
                 record = tfrecord(item)
                 handle.write(record)
-                self._examples.inc()
+                Metrics.counter("odrecords", f"examples_{split}").inc()
                 self._bytes.inc(len(record))
         if handle is None:
             return
@@ -178,9 +185,12 @@ class WriteShardedTFRecords(beam.PTransform):
         label_map: beam.pvalue.AsSingleton,
         include_masks: bool = False,
         include_keypoints: bool = False,
+        progress_run: str | None = None,
     ):
+        """`progress_run` names the run for progress lines (in-process runners only)."""
         super().__init__()
         self._label_map = label_map
+        self._progress_run = progress_run
         self._output = output
         self._parts = parts
         self._splits = splits
@@ -194,6 +204,7 @@ class WriteShardedTFRecords(beam.PTransform):
         return (split, assign_shard(image.image, self._num_shards)), replace(image, split=split)
 
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        total = images | "CountImages" >> beam.combiners.Count.Globally()
         return (
             images
             | "AssignShard" >> beam.Map(self._key)
@@ -207,7 +218,9 @@ class WriteShardedTFRecords(beam.PTransform):
                     self._loader,
                     self._include_masks,
                     self._include_keypoints,
+                    self._progress_run,
                 ),
                 self._label_map,
+                beam.pvalue.AsSingleton(total),
             ).with_outputs(ERRORS, STATS, main="files")
         )

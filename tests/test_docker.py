@@ -1,0 +1,59 @@
+"""The container files cannot drift from setup.py: the worker image's Beam and Python versions
+are the pinned ones, the files they copy exist, and the Flex Template's parameters are flags
+`odrecords create` accepts."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP = (ROOT / "setup.py").read_text()
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    lines = (ROOT / "docker" / dockerfile).read_text().splitlines()
+    return [
+        tuple(line.split(maxsplit=1))
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_worker_image_matches_the_pinned_beam_and_python():
+    (base,) = [value for op, value in instructions("Dockerfile") if op == "FROM"]
+    match = re.fullmatch(r"apache/beam_python(\d+)\.(\d+)_sdk:(\S+)", base)
+    assert match, base
+    python, beam = f"{match[1]}.{match[2]}", match[3]
+    assert f'"apache-beam=={beam}"' in SETUP
+    minimum = re.search(r'python_requires=">=(\d+)\.(\d+)"', SETUP)
+    assert tuple(map(int, python.split("."))) >= (int(minimum[1]), int(minimum[2]))
+    for extra in ("gcp", "aws"):
+        assert f'"apache-beam[{extra}]=={beam}"' in SETUP
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.flex-template"])
+def test_dockerfiles_copy_existing_paths_and_install_the_project(dockerfile):
+    steps = instructions(dockerfile)
+    copied = [value.split()[:-1] for op, value in steps if op == "COPY"]
+    for sources in copied:
+        for source in sources:
+            assert (ROOT / source).exists(), source
+    assert any(op == "RUN" and "pip install" in value for op, value in steps)
+
+
+def test_flex_template_launches_create_with_parameters_it_accepts():
+    steps = dict(
+        value.split("=", 1) for op, value in instructions("Dockerfile.flex-template") if op == "ENV"
+    )
+    assert steps["FLEX_TEMPLATE_PYTHON_PY_FILE"] == "/template/pipelines/create.py"
+    python = [v for op, v in instructions("Dockerfile.flex-template") if op == "FROM"][0]
+    assert "python311" in python
+    from pipelines.settings import _parser
+
+    options = {o for a in _parser()._actions for o in a.option_strings}
+    metadata = json.loads((ROOT / "docker" / "flex-template-metadata.json").read_text())
+    for parameter in metadata["parameters"]:
+        assert f"--{parameter['name']}" in options, parameter["name"]
+        assert re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]*", parameter["name"])
