@@ -57,3 +57,21 @@ def test_flex_template_launches_create_with_parameters_it_accepts():
     for parameter in metadata["parameters"]:
         assert f"--{parameter['name']}" in options, parameter["name"]
         assert re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]*", parameter["name"])
+
+
+def test_setup_py_works_as_beams_setup_file(tmp_path):
+    """Beam stages `--setup_file` by running `setup.py sdist`; workers pip install that."""
+    import subprocess
+    import sys
+    import tarfile
+
+    subprocess.run(
+        [sys.executable, "setup.py", "sdist", "--dist-dir", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (archive,) = tmp_path.glob("odrecords-*.tar.gz")
+    names = tarfile.open(archive).getnames()
+    for module in ("pipelines/create.py", "pipelines/export.py", "transforms/tfrecord_sink.py"):
+        assert any(name.endswith(module) for name in names), module
