@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import logging
 import os
 import platform
 import sys
@@ -43,6 +44,7 @@ from transforms.splits import RequireSourceSplit
 from transforms.tfrecord_sink import STATS, WriteShardedTFRecords, parts_dir
 
 VERSION = "0.1.0"
+_LOG = logging.getLogger(__name__)
 
 
 def _manifest_settings(settings: CreateSettings) -> dict:
@@ -228,6 +230,12 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
     options = pipeline_options(beam_args)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, settings, is_local(options))
+    _LOG.info(
+        "reading %s (%s) with %s",
+        settings.pattern,
+        settings.format,
+        options.get_all_options()["runner"],
+    )
     result = pipeline.run()
     if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
         print(f"submitted; {FileSystems.join(settings.output, MANIFEST)} appears when it is done")

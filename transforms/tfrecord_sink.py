@@ -19,6 +19,7 @@ worker never leaves a partial shard behind.
 from __future__ import annotations
 
 import contextlib
+import logging
 import struct
 import uuid
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,7 @@ from transforms.images import ImageLoader, ImageRejected
 from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation
 from transforms.splits import assign_shard, assign_split
 
+_LOG = logging.getLogger(__name__)
 PARTS_DIR = ".parts"
 STATS = "stats"
 
@@ -163,6 +165,7 @@ class WriteShard(beam.DoFn):
         final = FileSystems.join(self._output, *relative.split("/"))
         ensure_dir(FileSystems.split(final)[0])
         FileSystems.rename([temporary], [final])
+        _LOG.info("wrote %s", final)
         yield relative
 
 
