@@ -169,6 +169,14 @@ class WriteShard(beam.DoFn):
         yield relative
 
 
+def shard_key(
+    image: ImageAnnotation, splits: dict[str, float] | None, num_shards: int
+) -> tuple[tuple[str, int], ImageAnnotation]:
+    """((split, shard), image): the split from the hash, or the source's when `splits` is None."""
+    split = image.split if splits is None else assign_split(image.image, splits)
+    return (split, assign_shard(image.image, num_shards)), replace(image, split=split)
+
+
 class WriteShardedTFRecords(beam.PTransform):
     """ImageAnnotations → `num_shards` TFRecord files per split.
 
@@ -192,38 +200,21 @@ class WriteShardedTFRecords(beam.PTransform):
     ):
         """`progress_run` names the run for progress lines (in-process runners only)."""
         super().__init__()
-        self._label_map = label_map
-        self._progress_run = progress_run
-        self._output = output
-        self._parts = parts
         self._splits = splits
         self._num_shards = num_shards
-        self._loader = loader
-        self._include_masks = include_masks
-        self._include_keypoints = include_keypoints
-
-    def _key(self, image: ImageAnnotation) -> tuple[tuple[str, int], ImageAnnotation]:
-        split = image.split if self._splits is None else assign_split(image.image, self._splits)
-        return (split, assign_shard(image.image, self._num_shards)), replace(image, split=split)
+        self._label_map = label_map
+        self._writer = WriteShard(
+            output, parts, num_shards, loader, include_masks, include_keypoints, progress_run
+        )
 
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         total = images | "CountImages" >> beam.combiners.Count.Globally()
         return (
             images
-            | "AssignShard" >> beam.Map(self._key)
+            | "AssignShard" >> beam.Map(shard_key, self._splits, self._num_shards)
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(
-                WriteShard(
-                    self._output,
-                    self._parts,
-                    self._num_shards,
-                    self._loader,
-                    self._include_masks,
-                    self._include_keypoints,
-                    self._progress_run,
-                ),
-                self._label_map,
-                beam.pvalue.AsSingleton(total),
+                self._writer, self._label_map, beam.pvalue.AsSingleton(total)
             ).with_outputs(ERRORS, STATS, main="files")
         )
