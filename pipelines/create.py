@@ -6,6 +6,7 @@ Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse th
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import itertools
 import json
 import logging
@@ -43,7 +44,6 @@ from transforms.report import (
 from transforms.splits import RequireSourceSplit
 from transforms.tfrecord_sink import STATS, WriteShardedTFRecords, parts_dir
 
-VERSION = "0.1.0"
 _LOG = logging.getLogger(__name__)
 
 
@@ -52,7 +52,7 @@ def _manifest_settings(settings: CreateSettings) -> dict:
     import tensorflow as tf
 
     return {
-        "odrecords_version": VERSION,
+        "odrecords_version": importlib.metadata.version("odrecords"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
             "format": settings.format,
@@ -82,10 +82,16 @@ def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
     """The label map and {class: source id} of renumbered classes, as singletons: the given
     one, or one derived from the classes the annotations use and the sources declare."""
     if settings.label_map is not None:
-        given = pipeline | "GivenLabelMap" >> beam.Create([(settings.label_map, {})])
-        return given | "LabelMap" >> beam.Map(lambda r: r[0]), given | "Ids" >> beam.Map(
-            lambda r: r[1]
-        )
+        derived = pipeline | "GivenLabelMap" >> beam.Create([(settings.label_map, {})])
+    else:
+        derived = _derived_label_map(pipeline, read, settings.keep_empty_classes)
+    return (
+        derived | "LabelMap" >> beam.Map(lambda result: result[0]),
+        derived | "Renumbered" >> beam.Map(lambda result: result[1]),
+    )
+
+
+def _derived_label_map(pipeline: beam.Pipeline, read: dict, keep_empty: bool):
     used = (
         read[ANNOTATIONS]
         | "ClassNames" >> beam.FlatMap(lambda mention: {box.label for box in mention.boxes})
@@ -93,7 +99,7 @@ def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
         | "UsedClasses" >> beam.combiners.ToList()
     )
     declared = read[CLASSES] | "DeclaredClasses" >> beam.combiners.ToList()
-    derived = (
+    return (
         pipeline
         | "Derive" >> beam.Create([None])
         | "DeriveLabelMap"
@@ -101,12 +107,8 @@ def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
             lambda _, used, declared, keep: derive_label_map(used, declared, keep),
             beam.pvalue.AsSingleton(used),
             beam.pvalue.AsSingleton(declared),
-            settings.keep_empty_classes,
+            keep_empty,
         )
-    )
-    return (
-        derived | "LabelMap" >> beam.Map(lambda result: result[0]),
-        derived | "Renumbered" >> beam.Map(lambda result: result[1]),
     )
 
 
@@ -191,10 +193,11 @@ def _print_summary(output: str) -> None:
             f"{len(split['files'])} shards"
         )
     images, objects = manifest["images"], manifest["objects"]
+    dropped = f" + {objects['dropped']} dropped" if objects["dropped"] else ""
     print(
         f"images: {images['referenced']} referenced = {images['written']} written + "
         f"{images['rejected']} rejected; objects: {objects['read']} read = {objects['written']} "
-        f"written + {objects['rejected']} rejected ({objects['clipped']} clipped)"
+        f"written + {objects['rejected']} rejected{dropped} ({objects['clipped']} clipped)"
     )
     errors_path = FileSystems.join(output, ERRORS_FILE)
     count = manifest["errors"]["count"]
