@@ -43,12 +43,14 @@ _EXTENSIONS = {"jpeg": ".jpg", "png": ".png"}
 
 @dataclass
 class ExportSettings:
-    inputs: list[tuple[str, str]]  # (split, file)
+    """Checked settings of one export job; the label map's names and ids are empty without
+    one."""
+
+    inputs: list[tuple[str, str]]  # (split, TFRecord file)
     format: str
     output: str
     label_names: dict[int, str]
     label_ids: dict[str, int]
-    label_map_path: str | None
 
 
 def _split_of(path: str) -> str:
@@ -110,7 +112,7 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
         if not os.path.exists(os.path.join(output, SUMMARY)):
             raise UsageError(f"output folder {output} is not empty; choose an empty or new folder")
     check_beam_flags(list(beam_args))
-    return ExportSettings(inputs, args.format, output, names, ids, args.label_map), beam_args
+    return ExportSettings(inputs, args.format, output, names, ids), beam_args
 
 
 class _ReadAndDecode(beam.DoFn):
@@ -213,21 +215,21 @@ class _PlaceImages(beam.DoFn):
                 final = FileSystems.join(self._output, IMAGES_DIR, *name.split("/"))
                 ensure_dir(FileSystems.split(final)[0])
                 FileSystems.rename([temporary], [final])
-            yield NamedRecord(name, record)
+            yield NamedRecord(name, record, has_image=temporary is not None)
 
 
 def _counts(named: NamedRecord) -> dict:
-    has_image = int(bool(named.record.image.format))
     return {
         "images": {named.split: 1},
         "objects": len(named.record.image.annotation.boxes),
-        "without_image_bytes": 0 if has_image else 1,
+        "without_image_bytes": int(not named.has_image),
     }
 
 
 def _write_summary(
     _, counts: dict, files: list[str], categories: dict, output: str, parts: str, fmt: str
-):
+) -> Iterator[dict]:
+    """Writes `export.json` once everything else is written, and removes the scratch files."""
     summary = {
         "format": fmt,
         "images": counts.get("images", {}),

@@ -28,10 +28,12 @@ IMAGES_DIR = "images"
 
 @dataclass(frozen=True)
 class NamedRecord:
-    """A decoded record (without its image bytes) and its image's name under DIR/images/."""
+    """A decoded record (without its image bytes), its image's name under DIR/images/, and
+    whether that image file was written (records may carry no image bytes)."""
 
     name: str
     record: DecodedRecord
+    has_image: bool = True
 
     @property
     def split(self) -> str:
