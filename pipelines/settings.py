@@ -52,8 +52,10 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
     def add_argument(self, *names, **options):
-        aliases = [n.replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]]
-        return super().add_argument(*names, *[f"--{a[2:]}" for a in aliases], **options)
+        aliases = [
+            "--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]
+        ]
+        return super().add_argument(*names, *aliases, **options)
 
 
 # The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
