@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import struct
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import apache_beam as beam
@@ -34,7 +37,7 @@ from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.encode import build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
-from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation
+from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation, LoadedImage
 from transforms.splits import assign_shard, assign_split
 
 _LOG = logging.getLogger(__name__)
@@ -106,17 +109,40 @@ class WriteShard(beam.DoFn):
 
         self._tf = tf
         self._loader.setup()
+        # Reading and decoding (which releases the GIL) run a few images ahead in threads.
+        self._threads = os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self._threads)
+
+    def teardown(self) -> None:
+        self._pool.shutdown()
+
+    def _load(self, annotation: ImageAnnotation) -> LoadedImage | ImageRejected:
+        try:
+            return self._loader.load(annotation)
+        except ImageRejected as error:
+            return error
+
+    def _loaded(self, images: list[ImageAnnotation]) -> Iterator[tuple]:
+        """(annotation, LoadedImage or ImageRejected) in the images' order, with a bounded
+        number loading ahead, so memory holds a few images, not the shard."""
+        ahead: deque = deque()
+        for annotation in images:
+            ahead.append((annotation, self._pool.submit(self._load, annotation)))
+            if len(ahead) > 2 * self._threads:
+                annotation, future = ahead.popleft()
+                yield annotation, future.result()
+        for annotation, future in ahead:
+            yield annotation, future.result()
 
     def _records(
         self, images: list[ImageAnnotation], label_map: dict[str, int], total: int
     ) -> Iterator:
         """Yields serialized examples, and TaggedOutputs for errors and counts."""
-        for annotation in images:
+        for annotation, image in self._loaded(images):
             if self._progress_run:
                 progress.report(self._progress_run, 1, total)
-            try:
-                image = self._loader.load(annotation)
-            except ImageRejected as error:
+            if isinstance(image, ImageRejected):
+                error = image
                 source = ";".join(annotation.sources)
                 yield beam.pvalue.TaggedOutput(
                     ERRORS,
