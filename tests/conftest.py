@@ -50,6 +50,20 @@ def run_create(*args: str) -> int:
     return create.main([str(arg) for arg in args])
 
 
+def example_boxes(example: dict) -> list[tuple]:
+    """An example's (class text, xmin, ymin, xmax, ymax) tuples, sorted."""
+    return sorted(
+        zip(
+            [t.decode() for t in example["image/object/class/text"]],
+            example["image/object/bbox/xmin"],
+            example["image/object/bbox/ymin"],
+            example["image/object/bbox/xmax"],
+            example["image/object/bbox/ymax"],
+            strict=True,
+        )
+    )
+
+
 def read_examples(paths: list[str]) -> list[dict]:
     """Parses TFRecord files with the OD API feature spec into plain Python values."""
     examples = []

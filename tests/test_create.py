@@ -12,9 +12,17 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SAMPLE, read_output, run_create
+from conftest import SAMPLE, example_boxes, read_output, run_create
 from PIL import Image
 
+SAMPLE_VOC = [
+    "--format",
+    "voc",
+    "--annotations",
+    f"{SAMPLE}/annotations",
+    "--images",
+    f"{SAMPLE}/images",
+]
 SAMPLE_ARGS = [
     "--images",
     f"{SAMPLE}/images",
@@ -43,19 +51,6 @@ def csv_boxes(path):
                     )
                 )
     return {name: sorted(entries) for name, entries in boxes.items()}
-
-
-def example_boxes(example):
-    return sorted(
-        zip(
-            [t.decode() for t in example["image/object/class/text"]],
-            example["image/object/bbox/xmin"],
-            example["image/object/bbox/ymin"],
-            example["image/object/bbox/xmax"],
-            example["image/object/bbox/ymax"],
-            strict=True,
-        )
-    )
 
 
 def assert_boxes_equal(actual, expected):
@@ -331,12 +326,7 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
 
 def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
     args = [
-        "--format",
-        "voc",
-        "--annotations",
-        f"{SAMPLE}/annotations",
-        "--images",
-        f"{SAMPLE}/images",
+        *SAMPLE_VOC,
         "--output",
         tmp_path,
     ]
@@ -379,19 +369,12 @@ def test_unusable_arguments_exit_2_with_one_line(tmp_path, capsys, args, message
 def test_unreadable_label_map_and_foreign_output_folder_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.pbtxt"
     bad.write_text("item { name: 'a' id: 1 } item { name: 'b' id: 1 }")
-    base = [
-        "--format",
-        "voc",
-        "--annotations",
-        f"{SAMPLE}/annotations",
-        "--images",
-        f"{SAMPLE}/images",
-    ]
-    assert run_create(*base, "--output", tmp_path / "o", "--label-map", bad) == 2
+
+    assert run_create(*SAMPLE_VOC, "--output", tmp_path / "o", "--label-map", bad) == 2
     assert "id 1 is given to two classes" in capsys.readouterr().err
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "thesis.tex").write_text("precious")
-    assert run_create(*base, "--output", tmp_path / "foreign") == 2
+    assert run_create(*SAMPLE_VOC, "--output", tmp_path / "foreign") == 2
     assert "is not empty and holds no odrecords output" in capsys.readouterr().err
     assert (tmp_path / "foreign" / "thesis.tex").read_text() == "precious"
 

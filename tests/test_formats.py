@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SAMPLE, read_output, run_create
+from conftest import SAMPLE, example_boxes, read_output, run_create
 from format_writers import (
     COCO_IDS,
     copy_images,
@@ -35,16 +35,7 @@ def assert_matches_sample(output, key=lambda name: name):
         example = examples[key(name)]
         w, h = entry["width"], entry["height"]
         want = sorted((c, x0 / w, y0 / h, x1 / w, y1 / h) for c, x0, y0, x1, y1 in entry["boxes"])
-        got = sorted(
-            zip(
-                [t.decode() for t in example["image/object/class/text"]],
-                example["image/object/bbox/xmin"],
-                example["image/object/bbox/ymin"],
-                example["image/object/bbox/xmax"],
-                example["image/object/bbox/ymax"],
-                strict=True,
-            )
-        )
+        got = example_boxes(example)
         assert [g[0] for g in got] == [w_[0] for w_ in want], name
         assert np.allclose([g[1:] for g in got], [w_[1:] for w_ in want], atol=1e-6), name
         labels = [output["label_map"][t.decode()] for t in example["image/object/class/text"]]

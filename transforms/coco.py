@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.json_stream import iter_arrays
 from transforms.paths import UnsafePathError, image_key
-from transforms.reading import ANNOTATIONS, CLASSES, ReaderOptions
+from transforms.reading import ANNOTATIONS, CLASSES, OpenFiles, ReaderOptions
 from transforms.records import (
     ERRORS,
     STAGE_READ,
@@ -297,8 +297,7 @@ class ReadCoco(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
-            | "Match" >> fileio.MatchFiles(self._pattern)
-            | "Open" >> fileio.ReadMatches()
+            | "Files" >> OpenFiles(self._pattern)
             | "Stream"
             >> beam.ParDo(_StreamCocoFile(self._options)).with_outputs(
                 IMAGES, OBJECTS, CATEGORIES, CLASSES, ERRORS

@@ -74,6 +74,17 @@ class _ParseFile(beam.DoFn):
             )
 
 
+class OpenFiles(beam.PTransform):
+    """The files matching a pattern, as `fileio.ReadableFile`s."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return pbegin | "Match" >> fileio.MatchFiles(self._pattern) | "Open" >> fileio.ReadMatches()
+
+
 class ParseFiles(beam.PTransform):
     """Matches a file pattern and parses each file on its own with `parse`."""
 
@@ -91,8 +102,7 @@ class ParseFiles(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
-            | "Match" >> fileio.MatchFiles(self._pattern)
-            | "Open" >> fileio.ReadMatches()
+            | "Files" >> OpenFiles(self._pattern)
             | "Parse"
             >> beam.ParDo(_ParseFile(self._parse, self._options)).with_outputs(
                 ERRORS, CLASSES, main=ANNOTATIONS
