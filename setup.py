@@ -6,7 +6,7 @@ packages and pins.
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="odrecords",
@@ -19,7 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["pipelines", "transforms"],
+    packages=find_packages(include=["pipelines", "transforms", "transforms.*"]),
     install_requires=[
         # Pinned exactly: launcher, workers and the worker container must run one Beam version.
         "apache-beam==2.77.0",

@@ -30,8 +30,8 @@ from pipelines.settings import (
 from transforms.grouping import GroupByImage
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
-from transforms.read_annotations import COUNTS, ReadAnnotations
-from transforms.reading import ANNOTATIONS, CLASSES
+from transforms.readers.base import ANNOTATIONS, CLASSES
+from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS
 from transforms.report import (
     ERRORS_FILE,

@@ -26,13 +26,13 @@ from pipelines.settings import (
     pipeline_options,
     use_filesystem_options,
 )
-from transforms.decode import DecodedRecord, RecordRejected, decode_example
-from transforms.export_writers import IMAGES_DIR, NamedRecord, WriteExport
+from transforms.export.decode import DecodedRecord, RecordRejected, decode_example
+from transforms.export.writers import IMAGES_DIR, NamedRecord, WriteExport
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
 from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.report import ERRORS_FILE, SumCounts, write_errors
-from transforms.tfrecord_reader import iter_records, open_records
+from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import ensure_dir, parts_dir
 
 FORMATS = ("coco", "voc", "csv", "yolo")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.settings import Parser, UsageError
+from transforms.export.render import class_histogram, contact_sheets
 from transforms.label_map import LabelMapError, read_label_names
-from transforms.render import class_histogram, contact_sheets
-from transforms.tfrecord_reader import iter_records, open_records
+from transforms.tfrecord import iter_records, open_records
 
 # Keys the OD API decoder reads, with the kind of list it expects.
 EXPECTED = {

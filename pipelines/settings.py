@@ -20,16 +20,16 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from transforms.class_map import load_class_map
-from transforms.coco import split_name
-from transforms.detect import detect_format
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
-from transforms.read_annotations import FOLDER_GLOBS
-from transforms.reading import ReaderOptions
+from transforms.readers.base import ReaderOptions
+from transforms.readers.class_map import load_class_map
+from transforms.readers.coco import split_name
+from transforms.readers.detect import detect_format
+from transforms.readers.read_annotations import FOLDER_GLOBS
+from transforms.readers.yolo import YoloDataset, load_dataset, read_names
 from transforms.report import MANIFEST
 from transforms.splits import parse_splits
-from transforms.yolo import YoloDataset, load_dataset, read_names
 
 # Ten shards per split: enough files for the TF OD API's parallel, interleaved reads and
 # file-level shuffling, few enough that a small dataset is not scattered over many files.

@@ -11,10 +11,10 @@ import tensorflow as tf
 from conftest import read_output, run_create
 from PIL import Image
 
-from transforms import json_stream
-from transforms.coco import split_name
-from transforms.json_stream import iter_arrays
 from transforms.masks import mask_pixels, rle_counts_from_string
+from transforms.readers import json_stream
+from transforms.readers.coco import split_name
+from transforms.readers.json_stream import iter_arrays
 from transforms.records import Mask
 
 

@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from pipelines import export
-from transforms.tfrecord_sink import tfrecord
+from transforms.tfrecord import frame
 
 
 def run_export(*args) -> int:
@@ -171,7 +171,7 @@ def test_dat_trans_tf1_record_gives_40_images_and_44_boxes_equal_to_its_csv(tmp_
 
 
 def write_records(path, records, compress=False):
-    data = b"".join(tfrecord(r) for r in records)
+    data = b"".join(frame(r) for r in records)
     path.write_bytes(gzip.compress(data) if compress else data)
 
 

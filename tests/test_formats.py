@@ -153,14 +153,14 @@ def test_labelme_paths_relative_to_each_json(tmp_path):
     ],
 )
 def test_auto_detects_the_format(tmp_path, capsys, fmt, make):
-    from transforms.detect import detect_format
+    from transforms.readers.detect import detect_format
 
     make(tmp_path)
     assert detect_format(str(tmp_path)) == fmt
 
 
 def test_auto_detects_voc_and_csv_and_says_what_it_chose(tmp_path, capsys):
-    from transforms.detect import detect_format
+    from transforms.readers.detect import detect_format
 
     assert detect_format(f"{SAMPLE}/annotations") == "voc"
     assert detect_format(f"{SAMPLE}/labels.csv") == "csv"

@@ -10,7 +10,7 @@ from PIL import Image
 from test_export import example, jpeg_bytes, write_records
 
 from pipelines import inspect_records
-from transforms.tfrecord_sink import tfrecord
+from transforms.tfrecord import frame
 
 
 def run_inspect(*args) -> int:
@@ -110,7 +110,7 @@ def test_every_problem_is_reported_with_file_and_record(tmp_path, capsys):
 
 
 def test_flipped_bytes_and_truncation_are_found(tmp_path, capsys):
-    records = [tfrecord(example(**good(image__source_id=f"{n}".encode()))) for n in range(3)]
+    records = [frame(example(**good(image__source_id=f"{n}".encode()))) for n in range(3)]
     flipped = bytearray(b"".join(records))
     flipped[len(records[0]) + 40] ^= 0xFF  # A byte inside record 1's data.
     (tmp_path / "flipped.tfrecord").write_bytes(bytes(flipped))

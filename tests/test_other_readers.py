@@ -5,12 +5,12 @@ import json
 import pytest
 import yaml
 
-from transforms.createml import parse_createml
-from transforms.labelbox import parse_labelbox
-from transforms.labelme import parse_labelme
-from transforms.reading import ReaderOptions
+from transforms.readers.base import ReaderOptions
+from transforms.readers.createml import parse_createml
+from transforms.readers.labelbox import parse_labelbox
+from transforms.readers.labelme import parse_labelme
+from transforms.readers.yolo import label_path, load_dataset, parse_keras_line, parse_yolo_labels
 from transforms.records import ErrorRecord, ImageAnnotation
-from transforms.yolo import label_path, load_dataset, parse_keras_line, parse_yolo_labels
 
 
 def split(records):

@@ -5,11 +5,11 @@ import io
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import local_pipeline
 
-from transforms.read_annotations import ReadAnnotations
-from transforms.reading import ReaderOptions
+from transforms.readers.base import ReaderOptions
+from transforms.readers.read_annotations import ReadAnnotations
+from transforms.readers.tf_csv import parse_tf_csv
+from transforms.readers.voc import parse_voc
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
-from transforms.tf_csv import parse_tf_csv
-from transforms.voc import parse_voc
 
 VOC = b"""<annotation>
   <filename>dir/a.jpg</filename>

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import apache_beam as beam
-import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -39,6 +37,7 @@ from transforms.encode import build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
 from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation, LoadedImage
 from transforms.splits import assign_shard, assign_split
+from transforms.tfrecord import frame
 
 _LOG = logging.getLogger(__name__)
 PARTS_DIR = ".parts"
@@ -48,17 +47,6 @@ STATS = "stats"
 def shard_path(split: str, shard: int, num_shards: int) -> str:
     """The shard's path relative to the output folder; a `<split>.tfrecord-*` glob finds it."""
     return f"{split}/{split}.tfrecord-{shard:05d}-of-{num_shards:05d}"
-
-
-def _masked_crc(data: bytes) -> bytes:
-    crc = google_crc32c.value(data)
-    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
-def tfrecord(data: bytes) -> bytes:
-    """One record in TFRecord framing: length, masked CRC32C of the length, data, its CRC."""
-    length = struct.pack("<Q", len(data))
-    return length + _masked_crc(length) + data + _masked_crc(data)
 
 
 def parts_dir(output: str, temp_location: str | None) -> str:
@@ -182,7 +170,7 @@ class WriteShard(beam.DoFn):
                 if handle is None:  # Opened on the first example: no empty shard files.
                     ensure_dir(self._parts)
                     handle = stack.enter_context(FileSystems.create(temporary))
-                record = tfrecord(item)
+                record = frame(item)
                 handle.write(record)
                 Metrics.counter("odrecords", f"examples_{split}").inc()
                 self._bytes.inc(len(record))

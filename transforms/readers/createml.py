@@ -8,7 +8,7 @@ import json
 from apache_beam.io import fileio
 
 from transforms.paths import UnsafePathError, image_key
-from transforms.reading import Parsed, ReaderOptions
+from transforms.readers.base import Parsed, ReaderOptions
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
 
 

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.paths import UnsafePathError, image_key_under
-from transforms.reading import ANNOTATIONS, CLASSES, Parsed, ReaderOptions, route
+from transforms.readers.base import ANNOTATIONS, CLASSES, Parsed, ReaderOptions, route
 from transforms.records import (
     ERRORS,
     STAGE_READ,

@@ -1,8 +1,12 @@
-"""Reading TFRecord files record by record, checking every CRC, GZIP detected from the bytes.
+"""TFRecord framing, both ways: each record is its length (uint64, little-endian), the masked
+CRC32C of the length, the data, and the masked CRC32C of the data.
 
-TFRecord files written by other tools are untrusted input like any annotation file: a
-flipped byte or a truncated file must become a problem report naming the record, not an
-exception that ends the job. Beam's own reader stops the whole job at the first bad CRC.
+Writing: shards are framed here instead of through `tf.io.TFRecordWriter` so that a worker
+streams examples into any Beam filesystem (`gs://`, `s3://`) without TensorFlow's own file
+layer. Reading: TFRecord files written by other tools are untrusted input like any annotation
+file, so a flipped byte or a truncated file becomes a problem report naming the record, not
+an exception that ends the job; Beam's own reader stops the whole job at the first bad CRC.
+GZIP-compressed files are recognised from their first bytes.
 """
 
 from __future__ import annotations
@@ -16,11 +20,22 @@ import google_crc32c
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_HEADER = 12  # Length (8 bytes) and its masked CRC (4 bytes).
 
 
-def _masked_crc(data: bytes) -> int:
+def masked_crc(data: bytes) -> int:
+    """TFRecord's CRC: CRC32C rotated right by 15 bits plus a constant, so that the CRC of
+    data that itself holds CRCs is not degenerate."""
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(data: bytes) -> bytes:
+    """One record in TFRecord framing, ready to append to a file."""
+    length = struct.pack("<Q", len(data))
+    return (
+        length + struct.pack("<I", masked_crc(length)) + data + struct.pack("<I", masked_crc(data))
+    )
 
 
 def open_records(path: str) -> BinaryIO:
@@ -39,17 +54,17 @@ def iter_records(stream: BinaryIO) -> Iterator[tuple[int, bytes | None, str | No
     index = 0
     while True:
         try:
-            header = stream.read(12)
+            header = stream.read(_HEADER)
         except (OSError, EOFError) as error:
             yield index, None, f"unreadable: {error}"
             return
         if not header:
             return
-        if len(header) < 12:
+        if len(header) < _HEADER:
             yield index, None, "file ends inside a record header (truncated)"
             return
         length, length_crc = struct.unpack("<QI", header)
-        if _masked_crc(header[:8]) != length_crc:
+        if masked_crc(header[:8]) != length_crc:
             yield index, None, "record length fails its CRC check; rest of file skipped"
             return
         try:
@@ -61,7 +76,7 @@ def iter_records(stream: BinaryIO) -> Iterator[tuple[int, bytes | None, str | No
         if len(data) < length or len(footer) < 4:
             yield index, None, "file ends inside a record (truncated)"
             return
-        if _masked_crc(data) != struct.unpack("<I", footer)[0]:
+        if masked_crc(data) != struct.unpack("<I", footer)[0]:
             yield index, None, "record data fails its CRC check"
         else:
             yield index, data, None

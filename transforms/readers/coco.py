@@ -19,9 +19,9 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
-from transforms.json_stream import iter_arrays
 from transforms.paths import UnsafePathError, image_key
-from transforms.reading import ANNOTATIONS, CLASSES, OpenFiles, ReaderOptions
+from transforms.readers.base import ANNOTATIONS, CLASSES, OpenFiles, ReaderOptions
+from transforms.readers.json_stream import iter_arrays
 from transforms.records import (
     ERRORS,
     STAGE_READ,

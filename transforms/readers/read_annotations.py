@@ -15,16 +15,16 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.class_map import DROPPED, ApplyClassMap, rename_declaration
-from transforms.coco import ReadCoco
-from transforms.createml import parse_createml_file
-from transforms.labelbox import parse_labelbox_file
-from transforms.labelme import parse_labelme_file
-from transforms.reading import ANNOTATIONS, CLASSES, Parsed, ParseFiles, ReaderOptions
+from transforms.readers.base import ANNOTATIONS, CLASSES, Parsed, ParseFiles, ReaderOptions
+from transforms.readers.class_map import DROPPED, ApplyClassMap, rename_declaration
+from transforms.readers.coco import ReadCoco
+from transforms.readers.createml import parse_createml_file
+from transforms.readers.labelbox import parse_labelbox_file
+from transforms.readers.labelme import parse_labelme_file
+from transforms.readers.tf_csv import parse_tf_csv
+from transforms.readers.voc import parse_voc
+from transforms.readers.yolo import ReadYolo, YoloDataset, declarations, parse_keras_file
 from transforms.records import ERRORS, ImageAnnotation
-from transforms.tf_csv import parse_tf_csv
-from transforms.voc import parse_voc
-from transforms.yolo import ReadYolo, YoloDataset, declarations, parse_keras_file
 
 COUNTS = "counts"
 

@@ -21,7 +21,7 @@ import apache_beam as beam
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.decode import DecodedRecord
+from transforms.export.decode import DecodedRecord
 
 IMAGES_DIR = "images"
 

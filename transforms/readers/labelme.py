@@ -11,7 +11,7 @@ import posixpath
 from apache_beam.io import fileio
 
 from transforms.paths import UnsafePathError, image_key_under
-from transforms.reading import Parsed, ReaderOptions
+from transforms.readers.base import Parsed, ReaderOptions
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
 
 

@@ -7,7 +7,7 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.yolo import NAMES_FILES
+from transforms.readers.yolo import NAMES_FILES
 
 _SNIFF_BYTES = 1 << 16
 _EXTENSIONS = {

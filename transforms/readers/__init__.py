@@ -1,0 +1,1 @@
+"""Readers: one module per annotation format, each producing the canonical records."""
