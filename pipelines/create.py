@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -23,16 +23,17 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from pipelines.settings import (
     CreateSettings,
     UsageError,
-    is_local,
+    clear_previous_manifest,
     parse_create_args,
     pipeline_options,
+    runs_locally,
 )
-from transforms.grouping import GroupByImage
+from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
-from transforms.records import ERRORS
+from transforms.records import ERRORS, ImageAnnotation
 from transforms.report import (
     ERRORS_FILE,
     MANIFEST,
@@ -42,7 +43,7 @@ from transforms.report import (
     write_errors,
 )
 from transforms.splits import RequireSourceSplit
-from transforms.tfrecord_sink import STATS, WriteShardedTFRecords, parts_dir
+from transforms.tfrecord_sink import STATS, ShardSettings, WriteShardedTFRecords, parts_dir
 
 _LOG = logging.getLogger(__name__)
 
@@ -55,17 +56,17 @@ def _manifest_settings(settings: CreateSettings) -> dict:
         "odrecords_version": importlib.metadata.version("odrecords"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {
-            "format": settings.format,
+            "format": settings.format.name,
             "annotations": settings.annotations,
             "images": settings.images,
             "label_map": settings.label_map_path,
         },
         "options": {
             "splits": settings.splits or "source",
-            "split_names": settings.split_names,
+            "split_names": list(settings.split_names),
             "num_shards": settings.num_shards,
-            "include_masks": settings.reader.include_masks,
-            "include_keypoints": settings.reader.include_keypoints,
+            "include_masks": settings.extras.masks,
+            "include_keypoints": settings.extras.keypoints,
             "class_map": settings.class_map,
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
@@ -112,6 +113,25 @@ def _derived_label_map(pipeline: beam.Pipeline, read: dict, keep_empty: bool):
     )
 
 
+def _read_counts(image: ImageAnnotation) -> dict:
+    """An image's objects, and whether several annotation files named it (a labelImg copy
+    error, a CSV listing an image another CSV lists too): their boxes are merged, and the
+    manifest names a few such images."""
+    counts = {"read": {"images": 1, "objects": len(image.boxes)}}
+    files = annotation_files(image)
+    if len(files) > 1:
+        counts["merged"] = {"count": 1, "first": [f"{image.image} ({', '.join(files)})"]}
+    return counts
+
+
+def _overlap_counts(element: tuple[str, Iterable[str | None]]) -> Iterator[dict]:
+    """An image the source puts in several splits: leakage between training and evaluation."""
+    image, splits = element
+    names = sorted({split for split in splits if split})
+    if len(names) > 1:
+        yield {"split_overlap": {"count": 1, "first": [f"{image} ({', '.join(names)})"]}}
+
+
 def build_pipeline(
     pipeline: beam.Pipeline, settings: CreateSettings, progress: bool = False
 ) -> None:
@@ -119,10 +139,8 @@ def build_pipeline(
     prints progress lines (for in-process runners, whose workers share the console)."""
     read = pipeline | "ReadAnnotations" >> ReadAnnotations(
         settings.format,
-        settings.pattern,
-        settings.reader,
-        settings.yolo_dataset,
-        settings.voc_split_files,
+        settings.source.pattern,
+        settings.source.options,
         settings.class_map,
     )
     grouped = images = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage()
@@ -137,28 +155,35 @@ def build_pipeline(
 
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
     parts = parts_dir(settings.output, temp_location)
+    shard_settings = ShardSettings(
+        output=settings.output,
+        parts=parts,
+        splits=settings.splits,
+        num_shards=settings.num_shards,
+        extras=settings.extras,
+        progress_run=uuid.uuid4().hex if progress else None,
+    )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
-        settings.output,
-        parts,
-        settings.splits,
-        settings.num_shards,
+        shard_settings,
         ImageLoader(settings.images, settings.max_image_bytes, settings.max_image_pixels),
         beam.pvalue.AsSingleton(label_map),
-        settings.reader.include_masks,
-        settings.reader.include_keypoints,
-        uuid.uuid4().hex if progress else None,
     )
     shard_files = shards.files
 
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, settings.output)
-    read_counts = grouped | "CountRead" >> beam.Map(
-        lambda image: {"read": {"images": 1, "objects": len(image.boxes)}}
+    read_counts = grouped | "CountRead" >> beam.Map(_read_counts)
+    overlap = (
+        grouped
+        | "SplitsOfImage" >> beam.Map(lambda image: (image.image, image.split))
+        | "GroupSplits" >> beam.GroupByKey()
+        | "InSeveralSplits" >> beam.FlatMap(_overlap_counts)
     )
     counts = (
         (
             read_counts,
+            overlap,
             read[COUNTS],
             shards[STATS],
             errors | "CountErrors" >> beam.Map(error_counts),
@@ -208,6 +233,17 @@ def _print_summary(output: str) -> None:
                 print(f"error: {error['source']}: {error['reason']}")
         more = f" ({count - 10} more)" if count > 10 else ""
         print(f"{count} errors{more}, all in {errors_path}")
+    for key, text in (
+        ("merged_from_several_files", "named by several annotation files (boxes merged)"),
+        ("in_several_splits", "in several source splits (each written once per split: leakage)"),
+    ):
+        reported = images[key]
+        if reported["count"]:
+            print(
+                f"warning: {reported['count']} images {text}: {'; '.join(reported['first'])}"
+                + (" ..." if reported["count"] > len(reported["first"]) else ""),
+                file=sys.stderr,
+            )
     if not all(manifest["accounting"].values()):
         print("warning: the counts do not add up; please report this", file=sys.stderr)
     print(f"wrote {FileSystems.join(output, MANIFEST)}")
@@ -229,14 +265,14 @@ def print_counters(result: beam.runners.runner.PipelineResult) -> None:
 def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
     """Builds and runs the pipeline, then prints the summary, or only submits it (`--detach`,
     and inside a Dataflow Flex Template launcher, which must not wait)."""
-    settings.clear_previous_manifest()
+    clear_previous_manifest(settings.output)
     options = pipeline_options(beam_args)
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, settings, is_local(options))
+    build_pipeline(pipeline, settings, runs_locally(options))
     _LOG.info(
         "reading %s (%s) with %s",
-        settings.pattern,
-        settings.format,
+        settings.source.pattern,
+        settings.format.name,
         options.get_all_options()["runner"],
     )
     result = pipeline.run()

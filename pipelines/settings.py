@@ -11,10 +11,9 @@ import argparse
 import difflib
 import json
 import os
-import posixpath
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
@@ -22,12 +21,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
-from transforms.readers.base import ReaderOptions
+from transforms.readers import formats
+from transforms.readers.base import Format, Request, Source, UnusableSource, is_local
 from transforms.readers.class_map import load_class_map
-from transforms.readers.coco import split_name
 from transforms.readers.detect import detect_format
-from transforms.readers.read_annotations import FOLDER_GLOBS
-from transforms.readers.yolo import YoloDataset, load_dataset, read_names
+from transforms.readers.yolo import read_names
+from transforms.records import Extras
 from transforms.report import MANIFEST
 from transforms.splits import parse_splits
 
@@ -69,7 +68,7 @@ def use_filesystem_options(beam_args: Sequence[str]) -> None:
     FileSystems.set_options(PipelineOptions(list(beam_args)))
 
 
-def is_local(options: PipelineOptions) -> bool:
+def runs_locally(options: PipelineOptions) -> bool:
     """Whether the runner runs the workers in this process (or on this machine)."""
     runner = options.view_as(StandardOptions).runner or DEFAULT_RUNNER
     return runner.split(".")[-1] in StandardOptions.LOCAL_RUNNERS
@@ -91,11 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", help="YAML file with these settings; flags override it")
-    parser.add_argument("--format", help=f"annotation format: {', '.join(FOLDER_GLOBS)} or auto")
+    parser.add_argument("--format", help=f"annotation format: {', '.join(formats())} or auto")
     parser.add_argument("--annotations", help="annotation file, folder or glob")
     parser.add_argument(
         "--images",
-        help="root folder that image names resolve against (default: the annotations' folder)",
+        help="root folder that image names resolve against (default: images are looked for "
+        "beside the annotation file that names them)",
     )
     parser.add_argument("--output", help="output folder")
     parser.add_argument("--label-map", dest="label_map", help="existing label_map.pbtxt")
@@ -105,8 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
     )
-    parser.add_argument("--max-image-bytes", dest="max_image_bytes", type=int)
-    parser.add_argument("--max-image-pixels", dest="max_image_pixels", type=int)
+    parser.add_argument(
+        "--max-image-bytes",
+        dest="max_image_bytes",
+        type=int,
+        help=f"reject larger image files (default {DEFAULT_MAX_IMAGE_BYTES})",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        dest="max_image_pixels",
+        type=int,
+        help="reject images with more pixels, checked from their header "
+        f"(default {DEFAULT_MAX_IMAGE_PIXELS})",
+    )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
@@ -119,18 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@dataclass
+@dataclass(frozen=True)
 class CreateSettings:
-    """Checked settings of one create job."""
+    """Checked settings of one create job: where the annotations are and how they are read
+    (`source`), and what is written where."""
 
-    format: str
+    format: Format
     annotations: str
-    pattern: str
+    source: Source
     output: str
     splits: dict[str, float] | None  # None: the source's own splits, named in split_names.
-    split_names: list[str]
+    split_names: tuple[str, ...]
     num_shards: int
-    reader: ReaderOptions
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     label_map_path: str | None = None
@@ -138,24 +149,23 @@ class CreateSettings:
     keep_empty_classes: bool = False
     detach: bool = False
     class_map: dict[str, str | None] | None = None
-    yolo_dataset: YoloDataset | None = None
-    voc_split_files: tuple[tuple[str, str], ...] = ()
-    previous_files: list[str] = field(default_factory=list)
+    previous_files: tuple[str, ...] = ()
 
     @property
     def images(self) -> str:
-        return self.reader.images
+        return self.source.options.images
 
-    def clear_previous_manifest(self) -> None:
-        """Removes an earlier run's manifest first: while the new output is being written, the
-        folder has no manifest, so nothing mistakes a half-replaced dataset for a whole one."""
-        path = FileSystems.join(self.output, MANIFEST)
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
+    @property
+    def extras(self) -> Extras:
+        return self.source.options.extras
 
 
-def _is_local(path: str) -> bool:
-    return FileSystems.get_scheme(path) is None
+def clear_previous_manifest(output: str) -> None:
+    """Removes an earlier run's manifest first: while the new output is being written, the
+    folder has no manifest, so nothing mistakes a half-replaced dataset for a whole one."""
+    path = FileSystems.join(output, MANIFEST)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
 
 
 def _load_config(path: str) -> tuple[dict, list[str]]:
@@ -178,10 +188,10 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
         raise UsageError(f"config {path}: unknown settings {', '.join(unknown)}")
     if isinstance(config.get("splits"), dict):
         config["splits"] = ",".join(f"{name}={value}" for name, value in config["splits"].items())
-    base = os.path.dirname(os.path.abspath(path)) if _is_local(path) else None
+    base = os.path.dirname(os.path.abspath(path)) if is_local(path) else None
     for key in _PATH_KEYS:
         value = config.get(key)
-        if base and isinstance(value, str) and _is_local(value) and not os.path.isabs(value):
+        if base and isinstance(value, str) and is_local(value) and not os.path.isabs(value):
             config[key] = os.path.normpath(os.path.join(base, value))
     flags = []
     for name, value in beam_options.items():
@@ -190,54 +200,6 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
         else:
             flags.append(f"--{name}={value}")
     return config, flags
-
-
-def _is_folder(path: str) -> bool:
-    return (_is_local(path) and os.path.isdir(path)) or path.endswith("/")
-
-
-def _pattern(fmt: str, annotations: str) -> str:
-    """A folder means every file of the format directly inside it."""
-    glob = FOLDER_GLOBS[fmt]
-    if glob and _is_folder(annotations):
-        return FileSystems.join(annotations, glob)
-    return annotations
-
-
-def _default_images(annotations: str, yolo: YoloDataset | None) -> str:
-    """Without --images, image names resolve against the folder the annotations are in."""
-    if yolo is not None:
-        return yolo.root
-    if _is_folder(annotations):
-        return annotations.rstrip("/") or "/"
-    folder = posixpath.dirname(annotations.split("*", 1)[0])
-    return folder or "."
-
-
-def _voc_split_files(annotations: str) -> tuple[tuple[str, str], ...]:
-    """VOC's `ImageSets/Main/{train,val,test}.txt` beside the annotations folder."""
-    base = posixpath.dirname(annotations.rstrip("/").split("*", 1)[0].rstrip("/"))
-    main = FileSystems.join(base, "ImageSets", "Main")
-    files = tuple(
-        (split, FileSystems.join(main, f"{split}.txt"))
-        for split in ("train", "val", "test")
-        if FileSystems.exists(FileSystems.join(main, f"{split}.txt"))
-    )
-    if not files:
-        raise UsageError(f"--splits source: no train.txt, val.txt or test.txt in {main}")
-    return files
-
-
-def _source_split_names(fmt: str, pattern: str, yolo: YoloDataset | None, voc_files) -> list[str]:
-    if fmt == "coco":
-        return sorted({split_name(m.path) for m in FileSystems.match([pattern])[0].metadata_list})
-    if fmt == "yolo" and yolo is not None and all(split for split, _ in yolo.sources):
-        return list(dict.fromkeys(split for split, _ in yolo.sources))
-    if fmt == "voc":
-        return [split for split, _ in voc_files]
-    raise UsageError(
-        f"--splits source: these {fmt} annotations carry no splits; give fractions instead"
-    )
 
 
 def _previous_files(output: str) -> list[str]:
@@ -251,7 +213,7 @@ def _previous_files(output: str) -> list[str]:
             return sorted(f for split in splits.values() for f in split["files"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise UsageError(f"cannot read the earlier run's {manifest}: {error}") from None
-    if _is_local(output) and os.path.isdir(output) and os.listdir(output):
+    if is_local(output) and os.path.isdir(output) and os.listdir(output):
         raise UsageError(
             f"output folder {output} is not empty and holds no odrecords output; "
             "choose an empty or new folder"
@@ -303,7 +265,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         if not values.get(key):
             raise UsageError(f"--{key} is required (as a flag or in the config)")
     for key in _PATH_KEYS:  # Workers may run elsewhere than the launcher's folder.
-        if isinstance(values.get(key), str) and _is_local(values[key]):
+        if isinstance(values.get(key), str) and is_local(values[key]):
             values[key] = os.path.abspath(values[key])
     fmt, annotations, output = values["format"], values["annotations"], values["output"]
     if fmt == "auto":
@@ -312,42 +274,36 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         except (OSError, ValueError) as error:
             raise UsageError(f"--format auto: {error}") from None
         print(f"odrecords create: detected format {fmt}", file=sys.stderr)
-    if fmt not in FOLDER_GLOBS:
-        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FOLDER_GLOBS)}, auto")
-    class_names = _read_option_file(values, "classes", read_names) or ()
-    yolo = None
-    if fmt == "yolo":
-        try:
-            yolo = load_dataset(annotations.rstrip("/"), values.get("classes"))
-        except (OSError, ValueError) as error:
-            raise UsageError(f"YOLO dataset {annotations}: {error}") from None
-    if fmt == "yolo-keras" and not class_names:
-        raise UsageError("--format yolo-keras needs --classes FILE (keras-yolo3's classes file)")
-    pattern = _pattern(fmt, annotations)
-    if fmt != "yolo":
-        try:
-            if not FileSystems.match([pattern])[0].metadata_list:
-                raise UsageError(f"no annotation files match {pattern}")
-        except UsageError:
-            raise
-        except Exception as error:
-            raise UsageError(f"cannot list annotations {pattern}: {error}") from None
-    images = values.get("images") or _default_images(annotations, yolo)
-    if _is_local(images) and not os.path.isdir(images):
+    known = formats()
+    if fmt not in known:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(known)}, auto")
+    images = values.get("images")
+    if images and is_local(images) and not os.path.isdir(images):
         raise UsageError(f"images folder {images} does not exist")
     split_spec = str(values.get("splits") or DEFAULT_SPLITS)
-    voc_files: tuple[tuple[str, str], ...] = ()
-    if split_spec == "source":
-        if fmt == "voc":
-            voc_files = _voc_split_files(annotations)
-        splits = None
-        split_names = _source_split_names(fmt, pattern, yolo, voc_files)
-    else:
+    splits = None
+    if split_spec != "source":
         try:
             splits = parse_splits(split_spec)
         except ValueError as error:
             raise UsageError(f"--splits: {error}") from None
-        split_names = list(splits)
+    request = Request(
+        annotations=annotations,
+        images=images,
+        classes_file=values.get("classes"),
+        class_names=_read_option_file(values, "classes", read_names) or (),
+        source_splits=splits is None,
+        extras=Extras(
+            masks=bool(values.get("include_masks")),
+            keypoints=bool(values.get("include_keypoints")),
+        ),
+    )
+    try:
+        source = known[fmt].find(request)
+    except (OSError, UnusableSource) as error:
+        raise UsageError(str(error)) from None
+    for notice in source.notices:
+        print(f"odrecords create: {notice}", file=sys.stderr)
     num_shards = int(values.get("num_shards", DEFAULT_NUM_SHARDS))
     if num_shards < 1:
         raise UsageError("--num-shards must be at least 1")
@@ -359,20 +315,13 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         except (OSError, LabelMapError) as error:
             raise UsageError(f"label map {label_map_path}: {error}") from None
     settings = CreateSettings(
-        format=fmt,
+        format=known[fmt],
         annotations=annotations,
-        pattern=pattern,
+        source=source,
         output=output,
         splits=splits,
-        split_names=split_names,
+        split_names=tuple(splits) if splits else source.split_names,
         num_shards=num_shards,
-        reader=ReaderOptions(
-            images=images,
-            include_masks=bool(values.get("include_masks")),
-            include_keypoints=bool(values.get("include_keypoints")),
-            source_splits=splits is None,
-            class_names=tuple(yolo.names if yolo else class_names),
-        ),
         max_image_bytes=int(values.get("max_image_bytes") or DEFAULT_MAX_IMAGE_BYTES),
         max_image_pixels=int(values.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS),
         label_map_path=label_map_path,
@@ -380,9 +329,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         keep_empty_classes=bool(values.get("keep_empty_classes")),
         detach=bool(values.get("detach")),
         class_map=_read_option_file(values, "class_map", load_class_map),
-        yolo_dataset=yolo,
-        voc_split_files=voc_files,
-        previous_files=_previous_files(output),
+        previous_files=tuple(_previous_files(output)),
     )
     flags = config_flags + list(beam_args)
     check_beam_flags(flags)

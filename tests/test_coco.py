@@ -13,7 +13,7 @@ from PIL import Image
 
 from transforms.masks import mask_pixels, rle_counts_from_string
 from transforms.readers import json_stream
-from transforms.readers.coco import split_name
+from transforms.readers.base import split_of_file
 from transforms.readers.json_stream import iter_arrays
 from transforms.records import Mask
 
@@ -58,9 +58,13 @@ def test_compressed_and_uncompressed_rle_decode_like_pycocotools():
 
 
 def test_split_names_of_coco_and_roboflow_files():
-    assert split_name("/d/annotations/instances_val2017.json") == "val2017"
-    assert split_name("/d/train/_annotations.coco.json") == "train"
-    assert split_name("gs://b/person_keypoints_train2017.json") == "train2017"
+    assert split_of_file("/d/annotations/instances_val2017.json", "/d") == "val2017"
+    assert split_of_file("/d/train/_annotations.coco.json", "/d") == "train"
+    assert split_of_file("/d/train/_annotations.coco.json", "/d/train") is None
+    assert split_of_file("gs://b/person_keypoints_train2017.json", "gs://b") == "train2017"
+    assert split_of_file("/d/data/train_labels.csv", "/d") == "train"
+    assert split_of_file("/d/valid/_annotations.createml.json", "/d") == "valid"
+    assert split_of_file("/d/test/_annotations.txt", "/d") == "test"
 
 
 def jpeg(path, size=(40, 30)):
@@ -235,7 +239,7 @@ def test_category_zero_is_renumbered_and_recorded(tmp_path):
     assert output["splits"]["train"][0]["image/object/class/label"] == [1, 2]
 
 
-def test_one_file_per_split_and_an_image_in_two_splits_is_rejected(tmp_path):
+def test_one_file_per_split_and_an_image_in_two_splits_is_in_both_and_reported(tmp_path):
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         jpeg(tmp_path / name)
     category = [{"id": 1, "name": "cat"}]
@@ -261,7 +265,11 @@ def test_one_file_per_split_and_an_image_in_two_splits_is_rejected(tmp_path):
     assert code == 0
     output = read_output(tmp_path / "o")
     assert set(output["splits"]) == {"train", "valid"}
-    assert [e["image/source_id"] for e in output["splits"]["train"]] == [b"a.jpg"]
-    assert [e["image/source_id"] for e in output["splits"]["valid"]] == [b"b.jpg"]
-    (error,) = [e for e in output["errors"] if e["stage"] == "image"]
-    assert "several splits" in error["reason"]
+    train = sorted(e["image/filename"] for e in output["splits"]["train"])
+    valid = sorted(e["image/filename"] for e in output["splits"]["valid"])
+    assert (train, valid) == ([b"a.jpg", b"c.jpg"], [b"b.jpg", b"c.jpg"])
+    assert output["errors"] == []
+    assert output["manifest"]["images"]["in_several_splits"] == {
+        "count": 1,
+        "first": ["c.jpg (train, valid)"],
+    }

@@ -299,6 +299,8 @@ def test_broken_dataset_keeps_every_usable_image_and_box(broken_dataset):
 
 def test_broken_dataset_accounting_adds_up(broken_dataset):
     manifest = broken_dataset["manifest"]
+    folder = broken_dataset["dir"].parent / "annotations"
+    merged = f"good.jpg ({folder}/good-more.xml, {folder}/good.xml)"
     images, objects = manifest["images"], manifest["objects"]
     # good, negative, truncated, empty, text, missing, scan, bomb (outside is rejected on read).
     assert images == {
@@ -307,6 +309,8 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
         "rejected": 5,
         "converted": {"tiff": 1},
         "size_differs_from_annotation": 0,
+        "merged_from_several_files": {"count": 1, "first": [merged]},
+        "in_several_splits": {"count": 0, "first": []},
     }
     # good: 6 boxes, truncated/empty/text/bomb/escape: 1 each, missing: 2, scan: 1.
     assert objects == {
@@ -416,7 +420,7 @@ def test_console_command_and_module_entry_point(tmp_path):
     assert (
         usage.stderr.strip().splitlines()[-1]
         == "odrecords create: error: unknown format 'nope'; choose one of "
-        "voc, csv, coco, yolo, yolo-keras, labelbox, createml, labelme, auto"
+        "coco, createml, csv, labelbox, labelme, voc, yolo, yolo-keras, auto"
     )
     done = subprocess.run(
         [

@@ -9,8 +9,9 @@ from transforms.readers.base import ReaderOptions
 from transforms.readers.createml import parse_createml
 from transforms.readers.labelbox import parse_labelbox
 from transforms.readers.labelme import parse_labelme
-from transforms.readers.yolo import label_path, load_dataset, parse_keras_line, parse_yolo_labels
-from transforms.records import ErrorRecord, ImageAnnotation
+from transforms.readers.yolo import label_path, load_dataset, parse_yolo_labels
+from transforms.readers.yolo_keras import parse_keras_line
+from transforms.records import ErrorRecord, Extras, ImageAnnotation
 
 
 def split(records):
@@ -46,6 +47,7 @@ def test_yolo_label_paths_follow_ultralytics_and_darknet():
 @pytest.mark.parametrize("names", [["cat", "dog"], {0: "cat", 1: "dog"}])
 def test_data_yaml_names_as_list_or_dict_and_roboflow_paths(tmp_path, names):
     (tmp_path / "train" / "images").mkdir(parents=True)
+    (tmp_path / "valid" / "images").mkdir(parents=True)
     (tmp_path / "data.yaml").write_text(
         yaml.safe_dump({"train": "../train/images", "val": "valid/images", "names": names})
     )
@@ -119,7 +121,7 @@ def test_labelbox_ndjson_rejects_unboxed_objects_and_rows_without_ids():
     ]
     data = ("\n".join(json.dumps(r) for r in rows) + "\nnot json\n").encode()
     (annotation,), errors = split(
-        parse_labelbox(data, "e.ndjson", ReaderOptions(include_masks=True))
+        parse_labelbox(data, "e.ndjson", ReaderOptions(extras=Extras(masks=True)))
     )
     assert [(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in annotation.boxes] == [
         ("cat", 2, 1, 6, 4),

@@ -5,6 +5,7 @@ import io
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import local_pipeline
 
+from transforms.readers import formats
 from transforms.readers.base import ReaderOptions
 from transforms.readers.read_annotations import ReadAnnotations
 from transforms.readers.tf_csv import parse_tf_csv
@@ -137,7 +138,9 @@ def test_read_annotations_transform_routes_errors(tmp_path):
     (tmp_path / "a.xml").write_bytes(VOC)
     (tmp_path / "b.xml").write_bytes(b"not xml at all")
     with local_pipeline() as pipeline:
-        result = pipeline | ReadAnnotations("voc", str(tmp_path / "*.xml"), ReaderOptions())
+        result = pipeline | ReadAnnotations(
+            formats()["voc"], str(tmp_path / "*.xml"), ReaderOptions()
+        )
         images = result["annotations"] | "Images" >> __import__("apache_beam").Map(
             lambda a: a.image
         )

@@ -12,7 +12,7 @@ from transforms.boxes import BoxRejected, check_boxes, normalize_box
 from transforms.grouping import GroupByImage
 from transforms.records import Box, ImageAnnotation, LoadedImage
 from transforms.splits import assign_shard, assign_split, parse_splits
-from transforms.tfrecord_sink import WriteShardedTFRecords
+from transforms.tfrecord_sink import ShardSettings, WriteShardedTFRecords
 
 
 def box(xmin, ymin, xmax, ymax, label="cat", source="s"):
@@ -136,10 +136,12 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
             pipeline
             | beam.Create(annotations)
             | WriteShardedTFRecords(
-                str(tmp_path / "out"),
-                str(tmp_path / "parts"),
-                splits,
-                3,
+                ShardSettings(
+                    output=str(tmp_path / "out"),
+                    parts=str(tmp_path / "parts"),
+                    splits=splits,
+                    num_shards=3,
+                ),
                 ImageLoader(str(images), 10_000, 10_000),
                 beam.pvalue.AsSingleton(labels),
             )

@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from transforms.masks import mask_png
-from transforms.records import ExampleInput, Keypoint
+from transforms.records import ExampleInput, Extras, Keypoint
 
 if TYPE_CHECKING:
     import tensorflow
 
 
+NO_EXTRAS = Extras()
+
+
 def build_example(
-    item: ExampleInput, tf: ModuleType, include_masks: bool = False, include_keypoints: bool = False
+    item: ExampleInput, tf: ModuleType, extras: Extras = NO_EXTRAS
 ) -> tensorflow.train.Example:
     """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap.
 
@@ -67,7 +70,7 @@ def build_example(
             o.box.area if o.box.area is not None else (o.xmax - o.xmin) * (o.ymax - o.ymin) * pixels
             for o in objects
         )
-    if include_masks:
+    if extras.masks:
         empty = None
         masks = []
         for o in objects:
@@ -75,7 +78,7 @@ def build_example(
                 empty = mask_png(np.zeros((image.height, image.width), dtype=np.uint8))
             masks.append(o.mask_png if o.mask_png is not None else empty)
         feature["image/object/mask"] = strings(masks)
-    if include_keypoints:
+    if extras.keypoints:
         # Every object gets as many entries as the object with the most keypoints, padded with
         # unnamed, invisible points, so the lists split evenly per object as the API expects.
         size = max((len(o.box.keypoints) for o in objects), default=0)

@@ -1,7 +1,9 @@
 """Grouping image mentions into one annotation per image, as Dat Tran's `split` does for CSV rows.
 
 Several CSV rows, or several XML files naming one image, become one example. Only annotations
-travel through this shuffle; image bytes are read after it.
+travel through this shuffle; image bytes are read after it. Mentions are grouped per image and
+source split: an image a source lists in two splits (coco128 lists its train folder as `val`
+too) is written once in each, never twice in one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 
-from transforms.records import ImageAnnotation
+from transforms.records import ImageAnnotation, annotation_file
 
 
 def natural_key(text: str) -> tuple:
@@ -23,9 +25,11 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
     """One annotation holding every box of every mention, in a deterministic order.
 
     The shuffle delivers mentions in any order; sorting by source makes reruns and other
-    runners produce byte-identical examples.
+    runners produce byte-identical examples. Mentions with the same sources are one
+    annotation read twice (a folder listed twice in a data.yaml) and count once.
     """
-    ordered = sorted(mentions, key=lambda mention: natural_key(mention.sources[0]))
+    distinct = {mention.sources: mention for mention in mentions}
+    ordered = sorted(distinct.values(), key=lambda mention: natural_key(mention.sources[0]))
     boxes = sorted(
         (box for mention in ordered for box in mention.boxes),
         key=lambda box: natural_key(box.source),
@@ -35,26 +39,28 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
         ((m.width, m.height) for m in ordered if m.width is not None and m.height is not None),
         (None, None),
     )
-    # Mentions that disagree on the source split keep all names, so the image can be rejected
-    # instead of leaking between splits.
-    splits = sorted({m.split for m in ordered if m.split is not None})
     return ImageAnnotation(
         image=image,
         sources=sources,
         boxes=tuple(boxes),
         width=declared[0],
         height=declared[1],
-        split="|".join(splits) if splits else None,
+        split=ordered[0].split,
     )
 
 
+def annotation_files(image: ImageAnnotation) -> list[str]:
+    """The distinct annotation files an image's annotation was merged from."""
+    return sorted({annotation_file(source) for source in image.sources})
+
+
 class GroupByImage(beam.PTransform):
-    """ImageAnnotation mentions → one merged ImageAnnotation per distinct image key."""
+    """ImageAnnotation mentions → one merged ImageAnnotation per image and source split."""
 
     def expand(self, mentions: beam.PCollection) -> beam.PCollection:
         return (
             mentions
-            | "KeyByImage" >> beam.Map(lambda mention: (mention.image, mention))
+            | "KeyByImage" >> beam.Map(lambda mention: ((mention.image, mention.split), mention))
             | "Group" >> beam.GroupByKey()
-            | "Merge" >> beam.MapTuple(merge_annotations)
+            | "Merge" >> beam.MapTuple(lambda key, group: merge_annotations(key[0], group))
         )

@@ -61,10 +61,11 @@ def _inside(path: str, root: str) -> str | None:
     return path[len(prefix) :] if path.startswith(prefix) else None
 
 
-def image_key_under(name: str, root: str, base: str | None = None) -> str:
+def image_key_under(name: str, root: str, base: str | None = None, fallback: bool = True) -> str:
     """The key of an image named by a path that may be absolute or relative to `base` (the
     annotation file's folder), as LabelMe and keras-yolo3 write them. Such a path is accepted
-    only if it lies inside the images root; any other name is taken relative to the root."""
+    only if it lies inside the images root; any other name is taken relative to the root,
+    unless `fallback` is off: then a name relative to `base` must lie inside the root."""
     cleaned = name.strip().replace("\\", "/")
     if _ABSOLUTE.match(cleaned):
         relative = _inside(cleaned, root)
@@ -75,4 +76,6 @@ def image_key_under(name: str, root: str, base: str | None = None) -> str:
         relative = _inside(FileSystems.join(base, *cleaned.split("/")), root)
         if relative is not None:
             return image_key(relative)
+        if not fallback:
+            raise UnsafePathError(f"image name {name!r} resolves outside the images root")
     return image_key(cleaned)

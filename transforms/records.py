@@ -7,6 +7,7 @@ format means adding a reader, not another converter.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Stages named in error records, in the order a record passes them.
@@ -16,6 +17,15 @@ STAGE_BOX = "box"
 
 # Tag of the dead-letter output of every DoFn that can reject input.
 ERRORS = "errors"
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What objects carry beyond their boxes, read and written alike: instance masks and
+    keypoints, off by default because they multiply the output size."""
+
+    masks: bool = False
+    keypoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,3 +161,12 @@ class ErrorRecord:
             "reason": self.reason,
             "objects": self.objects,
         }
+
+
+_WITHIN_FILE = re.compile(r"(:\d+)?(#[^/#]*)?$")
+
+
+def annotation_file(source: str) -> str:
+    """The annotation file a source names: `a.csv:12` → `a.csv`, `c.json#image[3]` →
+    `c.json`."""
+    return _WITHIN_FILE.sub("", source)

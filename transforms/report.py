@@ -21,15 +21,20 @@ MANIFEST = "manifest.json"
 LABEL_MAP = "label_map.pbtxt"
 ERRORS_FILE = "errors.jsonl"
 CARD = "README.md"
+# Names kept as examples of a reported case (images merged from several files, ...).
+SAMPLE = 5
 
 _SPECIFICS = re.compile(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|\d+(?:\.\d+)?")
 
 
 def add_counts(total: dict, more: dict) -> dict:
-    """Adds nested dicts of numbers key by key, in place."""
+    """Adds nested dicts of numbers key by key, in place. Lists are samples of names: the
+    first few in sorted order are kept, so the result is the same in any order of adding."""
     for key, value in more.items():
         if isinstance(value, dict):
             add_counts(total.setdefault(key, {}), value)
+        elif isinstance(value, list):
+            total[key] = sorted(set(total.get(key, [])) | set(value))[:SAMPLE]
         else:
             total[key] = total.get(key, 0) + value
     return total
@@ -70,6 +75,13 @@ def error_counts(error: ErrorRecord) -> dict:
     }
 
 
+def _reported(counts: dict, key: str) -> dict:
+    return {
+        "count": counts.get(key, {}).get("count", 0),
+        "first": counts.get(key, {}).get("first", []),
+    }
+
+
 def build_manifest(
     counts: dict,
     shard_files: list[str],
@@ -97,6 +109,8 @@ def build_manifest(
         "rejected": by_stage.get(STAGE_IMAGE, {}).get("count", 0),
         "converted": counts.get("converted", {}),
         "size_differs_from_annotation": counts.get("size_mismatch", 0),
+        "merged_from_several_files": _reported(counts, "merged"),
+        "in_several_splits": _reported(counts, "split_overlap"),
     }
     dropped = counts.get("dropped", {})
     objects = {

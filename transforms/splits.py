@@ -64,21 +64,19 @@ def assign_shard(key: str, num_shards: int) -> int:
 
 
 class RequireSourceSplit(beam.DoFn):
-    """With `--splits source`: rejects images the source puts in no split, or in several
-    (which would leak them between training and evaluation)."""
+    """With `--splits source`: rejects images the source puts in no split."""
 
     def process(self, image: ImageAnnotation) -> Iterator:
-        if image.split and "|" not in image.split:
+        if image.split:
             yield image
             return
-        reason = (
-            f"the source puts the image in several splits: {image.split.replace('|', ', ')}"
-            if image.split
-            else "the source puts the image in no split"
-        )
         yield beam.pvalue.TaggedOutput(
             ERRORS,
             ErrorRecord(
-                ";".join(image.sources), image.image, STAGE_IMAGE, reason, len(image.boxes)
+                ";".join(image.sources),
+                image.image,
+                STAGE_IMAGE,
+                "the source puts the image in no split",
+                len(image.boxes),
             ),
         )

@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -35,7 +35,14 @@ from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.encode import build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
-from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation, LoadedImage
+from transforms.records import (
+    ERRORS,
+    STAGE_IMAGE,
+    ErrorRecord,
+    Extras,
+    ImageAnnotation,
+    LoadedImage,
+)
 from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame
 
@@ -67,27 +74,28 @@ def ensure_dir(path: str) -> None:
                 raise
 
 
+@dataclass(frozen=True)
+class ShardSettings:
+    """Where shards go and what they hold: `output` folder, `parts` for temporary files,
+    `splits` (names → fractions, or None for the source's own), shards per split, the
+    extras written per object, and the run's name for progress lines (in-process runners
+    only, whose workers share the console)."""
+
+    output: str
+    parts: str
+    splits: dict[str, float] | None
+    num_shards: int
+    extras: Extras = Extras()
+    progress_run: str | None = None
+
+
 class WriteShard(beam.DoFn):
     """((split, shard), annotations) → the shard file's relative path (if it got examples),
     plus error records (tag `errors`) and the manifest counts of each example (tag `stats`)."""
 
-    def __init__(
-        self,
-        output: str,
-        parts: str,
-        num_shards: int,
-        loader: ImageLoader,
-        include_masks: bool,
-        include_keypoints: bool,
-        progress_run: str | None,
-    ):
-        self._output = output
-        self._parts = parts
-        self._num_shards = num_shards
-        self._progress_run = progress_run
+    def __init__(self, settings: ShardSettings, loader: ImageLoader):
+        self._settings = settings
         self._loader = loader
-        self._include_masks = include_masks
-        self._include_keypoints = include_keypoints
         self._images = Metrics.counter("odrecords", "images_read")
         self._objects = Metrics.counter("odrecords", "objects_written")
         self._bytes = Metrics.counter("odrecords", "bytes_written")
@@ -127,8 +135,8 @@ class WriteShard(beam.DoFn):
     ) -> Iterator:
         """Yields serialized examples, and TaggedOutputs for errors and counts."""
         for annotation, image in self._loaded(images):
-            if self._progress_run:
-                progress.report(self._progress_run, 1, total)
+            if self._settings.progress_run:
+                progress.report(self._settings.progress_run, 1, total)
             if isinstance(image, ImageRejected):
                 error = image
                 source = ";".join(annotation.sources)
@@ -146,9 +154,9 @@ class WriteShard(beam.DoFn):
             self._objects.inc(len(example.objects))
             # Deterministic serialization orders the feature map by key; otherwise the order
             # depends on the process, and shards written by different workers would differ.
-            yield build_example(
-                example, self._tf, self._include_masks, self._include_keypoints
-            ).SerializeToString(deterministic=True)
+            yield build_example(example, self._tf, self._settings.extras).SerializeToString(
+                deterministic=True
+            )
             yield beam.pvalue.TaggedOutput(STATS, example_counts(example, annotation.split))
 
     def process(
@@ -159,8 +167,9 @@ class WriteShard(beam.DoFn):
     ) -> Iterator:
         (split, shard), images = element
         images = sorted(images, key=lambda image: image.image)
-        relative = shard_path(split, shard, self._num_shards)
-        temporary = FileSystems.join(self._parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
+        relative = shard_path(split, shard, self._settings.num_shards)
+        parts = self._settings.parts
+        temporary = FileSystems.join(parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
         with contextlib.ExitStack() as stack:
             handle = None
             for item in self._records(images, label_map, total):
@@ -168,7 +177,7 @@ class WriteShard(beam.DoFn):
                     yield item
                     continue
                 if handle is None:  # Opened on the first example: no empty shard files.
-                    ensure_dir(self._parts)
+                    ensure_dir(parts)
                     handle = stack.enter_context(FileSystems.create(temporary))
                 record = frame(item)
                 handle.write(record)
@@ -176,7 +185,7 @@ class WriteShard(beam.DoFn):
                 self._bytes.inc(len(record))
         if handle is None:
             return
-        final = FileSystems.join(self._output, *relative.split("/"))
+        final = FileSystems.join(self._settings.output, *relative.split("/"))
         ensure_dir(FileSystems.split(final)[0])
         FileSystems.rename([temporary], [final])
         _LOG.info("wrote %s", final)
@@ -194,38 +203,24 @@ def shard_key(
 class WriteShardedTFRecords(beam.PTransform):
     """ImageAnnotations → `num_shards` TFRecord files per split.
 
-    Outputs the shard files' relative paths (main), `errors` and `stats`. `splits` maps names
-    to fractions, or is None to keep each image's source split (`--splits source`). The label
-    map is a side input because, when derived from the data, it is known only once every
-    annotation has been read.
+    Outputs the shard files' relative paths (main), `errors` and `stats`. The label map is a
+    side input because, when derived from the data, it is known only once every annotation
+    has been read.
     """
 
     def __init__(
-        self,
-        output: str,
-        parts: str,
-        splits: dict[str, float] | None,
-        num_shards: int,
-        loader: ImageLoader,
-        label_map: beam.pvalue.AsSingleton,
-        include_masks: bool = False,
-        include_keypoints: bool = False,
-        progress_run: str | None = None,
+        self, settings: ShardSettings, loader: ImageLoader, label_map: beam.pvalue.AsSingleton
     ):
-        """`progress_run` names the run for progress lines (in-process runners only)."""
         super().__init__()
-        self._splits = splits
-        self._num_shards = num_shards
+        self._settings = settings
         self._label_map = label_map
-        self._writer = WriteShard(
-            output, parts, num_shards, loader, include_masks, include_keypoints, progress_run
-        )
+        self._writer = WriteShard(settings, loader)
 
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         total = images | "CountImages" >> beam.combiners.Count.Globally()
         return (
             images
-            | "AssignShard" >> beam.Map(shard_key, self._splits, self._num_shards)
+            | "AssignShard" >> beam.Map(shard_key, self._settings.splits, self._settings.num_shards)
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(

@@ -1,1 +1,22 @@
-"""Readers: one module per annotation format, each producing the canonical records."""
+"""Readers: one module per annotation format, each producing the canonical records.
+
+A module that declares a `FORMAT` (see `base.Format`) is a format: adding one means adding a
+module here and its test, nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from transforms.readers.base import Format
+
+
+def formats() -> dict[str, Format]:
+    """Every format, by name, sorted."""
+    found: dict[str, Format] = {}
+    for module in pkgutil.iter_modules(__path__):
+        declared = getattr(importlib.import_module(f"{__name__}.{module.name}"), "FORMAT", None)
+        if isinstance(declared, Format):
+            found[declared.name] = declared
+    return dict(sorted(found.items()))

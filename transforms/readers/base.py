@@ -1,24 +1,34 @@
-"""What every reader shares: its options, its outputs, and parsing files one by one.
+"""What every reader shares: how a format declares itself, where its files, images and splits
+are found, and parsing files one by one.
 
-A reader is a PTransform from the pipeline's start to a dict of three PCollections:
-`annotations` (ImageAnnotation mentions; several may name one image), `errors`
-(ErrorRecords) and `classes` (ClassDeclarations: classes a source declares with its own ids).
+A format is one module in this package that declares a `FORMAT` (see `Format`): the files of
+it a folder holds, where its source splits come from, how its annotations are located before
+the job starts (`locate`) and the PTransform that reads them (`reader`). A reader is a
+PTransform from the pipeline's start to a dict of three PCollections: `annotations`
+(ImageAnnotation mentions; several may name one image), `errors` (ErrorRecords) and `classes`
+(ClassDeclarations: classes a source declares with its own ids).
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from transforms.paths import image_key_under
 from transforms.records import (
     ERRORS,
     STAGE_READ,
     ClassDeclaration,
     ErrorRecord,
+    Extras,
     ImageAnnotation,
 )
 
@@ -28,21 +38,184 @@ CLASSES = "classes"
 Parsed = Iterable[ImageAnnotation | ErrorRecord | ClassDeclaration]
 
 
+class UnusableSource(ValueError):
+    """Annotations the job cannot start from (nothing matches, a split entry that points at
+    nothing, ...); the message is shown as one usage-error line."""
+
+
 @dataclass(frozen=True)
 class ReaderOptions:
-    """Settings readers need besides their input.
+    """What readers need besides their files, fixed before the job starts.
 
-    `images` is the images root, for formats that name images by paths relative to the
-    annotation file or by absolute paths; `class_names` maps class indexes to names for
-    formats that store indexes (YOLO); masks and keypoints are off by default because they
-    multiply the output size.
+    `images` is the root image names resolve against and must stay inside. With
+    `images_beside_annotations` (no `--images` given) a name is looked for beside the
+    annotation file that names it, as Roboflow's `train/`, `valid/`, `test/` folders keep
+    them; `annotations_root` is the folder all annotation files lie under (per-folder splits
+    are named relative to it). `split_sources` are a format's own (split, path) pairs:
+    YOLO's data.yaml entries, VOC's ImageSets lists. `class_names` maps class indexes to
+    names for formats that store indexes; `extras` says whether masks and keypoints are read.
     """
 
     images: str = ""
-    include_masks: bool = False
-    include_keypoints: bool = False
+    images_beside_annotations: bool = False
+    annotations_root: str = ""
+    extras: Extras = Extras()
     source_splits: bool = False
     class_names: tuple[str, ...] = ()
+    split_sources: tuple[tuple[str | None, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for: `annotations` as given, `images` when given, class names
+    from `--classes`, and whether the source's own splits are wanted."""
+
+    annotations: str
+    images: str | None = None
+    classes_file: str | None = None
+    class_names: tuple[str, ...] = ()
+    source_splits: bool = False
+    extras: Extras = Extras()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Located annotations: the file pattern to read, the reader's options, the source's
+    split names (with `--splits source`) and notices the command prints before it starts."""
+
+    pattern: str
+    options: ReaderOptions
+    split_names: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
+def is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) is None
+
+
+def is_folder(path: str) -> bool:
+    return (is_local(path) and os.path.isdir(path)) or path.endswith("/")
+
+
+def annotations_root(annotations: str) -> str:
+    """The folder annotation files lie under: the folder given, or the one before the glob."""
+    if is_folder(annotations):
+        return annotations.rstrip("/") or "/"
+    return posixpath.dirname(re.split(r"[*?\[]", annotations, maxsplit=1)[0]) or "."
+
+
+def matching_files(pattern: str) -> list[str]:
+    """Paths matching a glob, sorted; [] when nothing matches."""
+    try:
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    except Exception as error:  # Each filesystem raises its own error types.
+        raise UnusableSource(f"cannot list annotations {pattern}: {error}") from None
+
+
+def annotation_pattern(annotations: str, glob: str | None) -> str:
+    """A folder means the format's files directly inside it or, when it holds none, those in
+    its immediate sub-folders: a Roboflow download keeps one folder per split."""
+    if not glob or not is_folder(annotations):
+        return annotations
+    folder = annotations.rstrip("/")
+    direct = FileSystems.join(folder, glob)
+    if matching_files(direct):
+        return direct
+    nested = FileSystems.join(folder, "*", glob)
+    return nested if matching_files(nested) else direct
+
+
+_SPLIT_PREFIXES = re.compile(r"^(instances|person_keypoints|captions|annotations?|labels?)[_-]")
+_SPLIT_SUFFIXES = re.compile(
+    r"([_.-](annotations?|labels?|coco|createml|yolo|voc|labelbox|export))+$"
+)
+
+
+def split_of_file(path: str, root: str) -> str | None:
+    """The split a per-split annotation file stands for: `instances_val2017.json` →
+    `val2017`, `train_labels.csv` → `train`, `test.txt` → `test`. A file named for its format
+    only (Roboflow's `valid/_annotations.coco.json`) stands for the sub-folder of `root` it
+    lies in, and for no split when it lies directly in `root`."""
+    name = posixpath.basename(path.replace("\\", "/"))
+    stem = re.sub(r"\.(json|ndjson|csv|txt|xml)$", "", name, flags=re.IGNORECASE)
+    stem = _SPLIT_SUFFIXES.sub("", _SPLIT_PREFIXES.sub("", stem)).strip("_-.")
+    if stem.lower() in ("", "annotations", "annotation", "labels", "label", "data"):
+        return split_of_folder(path, root)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)
+
+
+def split_of_folder(path: str, root: str) -> str | None:
+    """The split of a per-image annotation file: the sub-folder of `root` it lies in
+    (`root/train/x.xml` → `train`), or None for a file directly in `root`."""
+    prefix = root.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        return None
+    relative = path[len(prefix) :]
+    return relative.split("/", 1)[0] if "/" in relative else None
+
+
+def image_key_for(name: str, annotation_path: str, options: ReaderOptions) -> str:
+    """The key of an image an annotation file names: its path relative to the images root.
+
+    With `--images` the name is relative to that root. Without it the image is looked for
+    beside the annotation file, and must still lie under the root. Raises UnsafePathError."""
+    if options.images_beside_annotations:
+        return image_key_under(
+            name, options.images, posixpath.dirname(annotation_path), fallback=False
+        )
+    return image_key_under(name, options.images)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One annotation format, as its reader module declares it.
+
+    `folder_glob`: the format's files inside a folder given as `--annotations` (None when a
+    folder is read some other way, as YOLO's data.yaml). `split_of(path, root)`: the source
+    split of an annotation file (`split_of_file` for per-split files, `split_of_folder` for
+    one file per image). `reader(pattern, options)`: the PTransform that reads it.
+    `locate(request, format)`: finds the files, images and splits before the job starts.
+    """
+
+    name: str
+    folder_glob: str | None
+    reader: Callable[[str, ReaderOptions], beam.PTransform]
+    split_of: Callable[[str, str], str | None] = split_of_file
+    locate: Callable[[Request, Format], Source] | None = None
+
+    def find(self, request: Request) -> Source:
+        """Where this format's annotations, images and splits are; raises UnusableSource."""
+        return (self.locate or locate_files)(request, self)
+
+
+def source_split_names(fmt: Format, files: list[str], root: str) -> tuple[str, ...]:
+    """The splits files of `fmt` stand for; raises UnusableSource when they carry none."""
+    names = {fmt.split_of(path, root) for path in files}
+    if None in names or not names:
+        raise UnusableSource(
+            f"--splits source: these {fmt.name} annotations carry no splits (files directly "
+            f"in {root}, not one folder or file per split); give fractions instead"
+        )
+    return tuple(sorted(names))
+
+
+def locate_files(request: Request, fmt: Format) -> Source:
+    """Annotation files of a file-based format, with images beside them unless --images."""
+    pattern = annotation_pattern(request.annotations, fmt.folder_glob)
+    files = matching_files(pattern)
+    if not files:
+        raise UnusableSource(f"no annotation files match {pattern}")
+    root = annotations_root(pattern)
+    options = ReaderOptions(
+        images=request.images or root,
+        images_beside_annotations=request.images is None,
+        annotations_root=root,
+        extras=request.extras,
+        source_splits=request.source_splits,
+        class_names=request.class_names,
+    )
+    splits = source_split_names(fmt, files, root) if request.source_splits else ()
+    return Source(pattern, options, splits)
 
 
 def route(record: ImageAnnotation | ErrorRecord | ClassDeclaration):
@@ -55,22 +228,36 @@ def route(record: ImageAnnotation | ErrorRecord | ClassDeclaration):
 
 
 class _ParseFile(beam.DoFn):
-    """Runs a format's parser on one file; a file that cannot be read becomes an error."""
+    """Runs a format's parser on one file; a file that cannot be read becomes an error. With
+    source splits, each image gets the split its file stands for."""
 
-    def __init__(self, parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed], options):
+    def __init__(
+        self,
+        parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed],
+        options: ReaderOptions,
+        split_of: Callable[[str, str], str | None],
+    ):
         self._parse = parse
         self._options = options
+        self._split_of = split_of
         self._files = Metrics.counter("odrecords", "annotation_files")
 
     def process(self, file: fileio.ReadableFile) -> Iterator:
         self._files.inc()
+        path = file.metadata.path
+        split = (
+            self._split_of(path, self._options.annotations_root)
+            if self._options.source_splits
+            else None
+        )
         try:
             for record in self._parse(file, self._options):
+                if split is not None and isinstance(record, ImageAnnotation):
+                    record = replace(record, split=split)
                 yield route(record)
         except OSError as error:
             yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                ErrorRecord(file.metadata.path, None, STAGE_READ, f"unreadable file: {error}"),
+                ERRORS, ErrorRecord(path, None, STAGE_READ, f"unreadable file: {error}")
             )
 
 
@@ -93,19 +280,38 @@ class ParseFiles(beam.PTransform):
         pattern: str,
         parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed],
         options: ReaderOptions,
+        split_of: Callable[[str, str], str | None] = split_of_file,
     ):
         super().__init__()
         self._pattern = pattern
         self._parse = parse
         self._options = options
+        self._split_of = split_of
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
             | "Files" >> OpenFiles(self._pattern)
             | "Parse"
-            >> beam.ParDo(_ParseFile(self._parse, self._options)).with_outputs(
+            >> beam.ParDo(_ParseFile(self._parse, self._options, self._split_of)).with_outputs(
                 ERRORS, CLASSES, main=ANNOTATIONS
             )
         )
         return {ANNOTATIONS: parsed[ANNOTATIONS], ERRORS: parsed[ERRORS], CLASSES: parsed[CLASSES]}
+
+
+def file_format(
+    name: str,
+    folder_glob: str,
+    parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed],
+    split_of: Callable[[str, str], str | None] = split_of_file,
+    locate: Callable[[Request, Format], Source] | None = None,
+) -> Format:
+    """A format whose files are parsed one by one with `parse`."""
+    return Format(
+        name=name,
+        folder_glob=folder_glob,
+        reader=lambda pattern, options: ParseFiles(pattern, parse, options, split_of),
+        split_of=split_of,
+        locate=locate,
+    )

@@ -9,8 +9,6 @@ split, as COCO and Roboflow ship them) can be read at once; ids are scoped to th
 from __future__ import annotations
 
 import math
-import posixpath
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +17,16 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
-from transforms.paths import UnsafePathError, image_key
-from transforms.readers.base import ANNOTATIONS, CLASSES, OpenFiles, ReaderOptions
+from transforms.paths import UnsafePathError
+from transforms.readers.base import (
+    ANNOTATIONS,
+    CLASSES,
+    Format,
+    OpenFiles,
+    ReaderOptions,
+    image_key_for,
+    split_of_file,
+)
 from transforms.readers.json_stream import iter_arrays
 from transforms.records import (
     ERRORS,
@@ -50,18 +56,6 @@ class CocoImage:
 class CocoCategory:
     name: str
     keypoints: tuple[str, ...]
-
-
-def split_name(path: str) -> str:
-    """The split a COCO file stands for: `instances_val2017.json` → `val2017`,
-    Roboflow's `train/_annotations.coco.json` → `train`."""
-    stem = posixpath.basename(path.replace("\\", "/"))
-    stem = re.sub(r"\.json$", "", stem)
-    stem = re.sub(r"\.coco$", "", stem)
-    stem = re.sub(r"^(instances|person_keypoints)_", "", stem)
-    if stem in ("_annotations", "annotations", ""):
-        stem = posixpath.basename(posixpath.dirname(path.replace("\\", "/")))
-    return re.sub(r"[^A-Za-z0-9_-]", "_", stem) or "source"
 
 
 def _number(value: Any) -> float:
@@ -122,10 +116,10 @@ def annotation_box(
         source=source,
         is_crowd=bool(annotation.get("iscrowd", 0)),
         area=_number(area) if area is not None else None,
-        mask=_mask(annotation.get("segmentation")) if options.include_masks else None,
+        mask=_mask(annotation.get("segmentation")) if options.extras.masks else None,
         keypoints=(
             _keypoints(annotation.get("keypoints"), category.keypoints)
-            if options.include_keypoints
+            if options.extras.keypoints
             else ()
         ),
     )
@@ -149,7 +143,7 @@ class _StreamCocoFile(beam.DoFn):
         if not isinstance(name, str):
             raise ValueError(f"image {image_id} has no file_name")
         try:
-            key = image_key(name)
+            key = image_key_for(name, path, self._options)
         except UnsafePathError as error:
             yield beam.pvalue.TaggedOutput(
                 ERRORS, ErrorRecord(source, name, STAGE_READ, str(error))
@@ -183,9 +177,9 @@ class _StreamCocoFile(beam.DoFn):
             )
             return
         keep = {"id", "category_id", "bbox", "iscrowd", "area"}
-        if self._options.include_masks:
+        if self._options.extras.masks:
             keep.add("segmentation")
-        if self._options.include_keypoints:
+        if self._options.extras.keypoints:
             keep.add("keypoints")
         trimmed = {k: v for k, v in element.items() if k in keep}
         yield beam.pvalue.TaggedOutput(OBJECTS, ((path, image_id), trimmed))
@@ -282,7 +276,11 @@ class _JoinImage(beam.DoFn):
             boxes=tuple(boxes),
             width=image.width,
             height=image.height,
-            split=split_name(path) if self._options.source_splits else None,
+            split=(
+                split_of_file(path, self._options.annotations_root)
+                if self._options.source_splits
+                else None
+            ),
         )
 
 
@@ -314,3 +312,6 @@ class ReadCoco(beam.PTransform):
         )
         errors = (parsed[ERRORS], joined[ERRORS]) | "Errors" >> beam.Flatten()
         return {ANNOTATIONS: joined[ANNOTATIONS], ERRORS: errors, CLASSES: parsed[CLASSES]}
+
+
+FORMAT = Format(name="coco", folder_glob="*.json", reader=ReadCoco)

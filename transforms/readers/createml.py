@@ -7,8 +7,8 @@ import json
 
 from apache_beam.io import fileio
 
-from transforms.paths import UnsafePathError, image_key
-from transforms.readers.base import Parsed, ReaderOptions
+from transforms.paths import UnsafePathError
+from transforms.readers.base import Parsed, ReaderOptions, file_format, image_key_for
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
 
 
@@ -26,7 +26,7 @@ def _box(annotation, source: str) -> Box:
     return Box(label, x - width / 2, y - height / 2, x + width / 2, y + height / 2, source)
 
 
-def parse_createml(data: bytes, path: str) -> Parsed:
+def parse_createml(data: bytes, path: str, options: ReaderOptions | None = None) -> Parsed:
     try:
         rows = json.loads(data.decode("utf-8-sig"))
     except ValueError as error:
@@ -42,7 +42,7 @@ def parse_createml(data: bytes, path: str) -> Parsed:
         try:
             if not isinstance(row, dict) or not isinstance(row.get("image"), str):
                 raise UnsafePathError("entry has no image name")
-            key = image_key(row["image"])
+            key = image_key_for(row["image"], path, options or ReaderOptions())
         except UnsafePathError as error:
             yield ErrorRecord(source, None, STAGE_READ, str(error), len(annotations))
             continue
@@ -57,4 +57,7 @@ def parse_createml(data: bytes, path: str) -> Parsed:
 
 
 def parse_createml_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    return parse_createml(file.read(), file.metadata.path)
+    return parse_createml(file.read(), file.metadata.path, options)
+
+
+FORMAT = file_format("createml", "*.json", parse_createml_file)

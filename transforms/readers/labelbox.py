@@ -15,8 +15,8 @@ from typing import Any
 
 from apache_beam.io import fileio
 
-from transforms.paths import UnsafePathError, image_key
-from transforms.readers.base import Parsed, ReaderOptions
+from transforms.paths import UnsafePathError
+from transforms.readers.base import Parsed, ReaderOptions, file_format, image_key_for
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
 
 
@@ -38,20 +38,25 @@ def _box(obj: dict, label: str, source: str, options: ReaderOptions) -> Box:
         xs = [_number(point.get("x")) for point in polygon]
         ys = [_number(point.get("y")) for point in polygon]
         flat = tuple(v for point in zip(xs, ys, strict=True) for v in point)
-        mask = Mask(polygons=(flat,)) if options.include_masks else None
+        mask = Mask(polygons=(flat,)) if options.extras.masks else None
         return Box(label, min(xs), min(ys), max(xs), max(ys), source, mask=mask)
     kind = obj.get("annotation_kind") or next(iter(set(obj) - {"name", "title", "value"}), "?")
     raise ValueError(f"object of kind {kind!r} has no bounding box or polygon")
 
 
 def _image(
-    external_id: Any, objects: list, source: str, options: ReaderOptions, size=(None, None)
+    external_id: Any,
+    objects: list,
+    source: str,
+    path: str,
+    options: ReaderOptions,
+    size=(None, None),
 ) -> Parsed:
     if not isinstance(external_id, str):
         yield ErrorRecord(source, None, STAGE_READ, "row has no external id", len(objects))
         return
     try:
-        key = image_key(external_id)
+        key = image_key_for(external_id, path, options)
     except UnsafePathError as error:
         yield ErrorRecord(source, external_id, STAGE_READ, str(error), len(objects))
         return
@@ -70,7 +75,7 @@ def _image(
     yield ImageAnnotation(key, (source,), tuple(boxes), size[0], size[1])
 
 
-def _ndjson_row(row: dict, source: str, options: ReaderOptions) -> Parsed:
+def _ndjson_row(row: dict, source: str, path: str, options: ReaderOptions) -> Parsed:
     data_row = row.get("data_row") or {}
     media = row.get("media_attributes") or {}
     objects = [
@@ -81,13 +86,13 @@ def _ndjson_row(row: dict, source: str, options: ReaderOptions) -> Parsed:
     ]
     size = (media.get("width"), media.get("height"))
     size = size if all(isinstance(v, int) for v in size) else (None, None)
-    yield from _image(data_row.get("external_id"), objects, source, options, size)
+    yield from _image(data_row.get("external_id"), objects, source, path, options, size)
 
 
-def _json_row(row: dict, source: str, options: ReaderOptions) -> Parsed:
+def _json_row(row: dict, source: str, path: str, options: ReaderOptions) -> Parsed:
     label = row.get("Label")
     objects = label.get("objects", []) if isinstance(label, dict) else []  # "Skip" rows
-    yield from _image(row.get("External ID"), objects, source, options)
+    yield from _image(row.get("External ID"), objects, source, path, options)
 
 
 def parse_labelbox(data: bytes, path: str, options: ReaderOptions) -> Iterator:
@@ -104,7 +109,7 @@ def parse_labelbox(data: bytes, path: str, options: ReaderOptions) -> Iterator:
             if not isinstance(row, dict):
                 yield ErrorRecord(source, None, STAGE_READ, "row is not a JSON object")
                 continue
-            yield from _json_row(row, source, options)
+            yield from _json_row(row, source, path, options)
         return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -118,8 +123,11 @@ def parse_labelbox(data: bytes, path: str, options: ReaderOptions) -> Iterator:
         if not isinstance(row, dict):
             yield ErrorRecord(source, None, STAGE_READ, "line is not a JSON object")
             continue
-        yield from _ndjson_row(row, source, options)
+        yield from _ndjson_row(row, source, path, options)
 
 
 def parse_labelbox_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
     return parse_labelbox(file.read(), file.metadata.path, options)
+
+
+FORMAT = file_format("labelbox", "*json", parse_labelbox_file)  # .ndjson and .json exports

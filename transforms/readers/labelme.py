@@ -11,7 +11,7 @@ import posixpath
 from apache_beam.io import fileio
 
 from transforms.paths import UnsafePathError, image_key_under
-from transforms.readers.base import Parsed, ReaderOptions
+from transforms.readers.base import Parsed, ReaderOptions, file_format, split_of_folder
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
 
 
@@ -36,7 +36,7 @@ def _box(shape, source: str, options: ReaderOptions) -> Box:
         return Box(label, min(xs), min(ys), max(xs), max(ys), source)
     if kind == "polygon" and len(points) >= 3:
         flat = tuple(v for point in points for v in point)
-        mask = Mask(polygons=(flat,)) if options.include_masks else None
+        mask = Mask(polygons=(flat,)) if options.extras.masks else None
         return Box(label, min(xs), min(ys), max(xs), max(ys), source, mask=mask)
     if kind == "circle" and len(points) == 2:
         (cx, cy), (px, py) = points
@@ -74,3 +74,6 @@ def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
 
 def parse_labelme_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
     return parse_labelme(file.read(), file.metadata.path, options)
+
+
+FORMAT = file_format("labelme", "*.json", parse_labelme_file, split_of_folder)

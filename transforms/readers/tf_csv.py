@@ -11,7 +11,10 @@ import io
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from transforms.paths import UnsafePathError, image_key
+from apache_beam.io import fileio
+
+from transforms.paths import UnsafePathError
+from transforms.readers.base import Parsed, ReaderOptions, file_format, image_key_for
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
 
 REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
@@ -25,11 +28,13 @@ def _optional_int(value: str | None) -> int | None:
         return None
 
 
-def _parse_row(row: dict[str, str], source: str) -> Iterator[ImageAnnotation | ErrorRecord]:
+def _parse_row(
+    row: dict[str, str], source: str, path: str, options: ReaderOptions
+) -> Iterator[ImageAnnotation | ErrorRecord]:
     cells = {column: (row.get(column) or "").strip() for column in row if column}
     has_box = any(cells.get(column) for column in _BOX_COLUMNS)
     try:
-        key = image_key(cells.get("filename", ""))
+        key = image_key_for(cells.get("filename", ""), path, options)
     except UnsafePathError as error:
         yield ErrorRecord(
             source, cells.get("filename") or None, STAGE_READ, str(error), int(has_box)
@@ -58,7 +63,9 @@ def _parse_row(row: dict[str, str], source: str) -> Iterator[ImageAnnotation | E
     )
 
 
-def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | ErrorRecord]:
+def parse_tf_csv(
+    stream: BinaryIO, source: str, options: ReaderOptions | None = None
+) -> Iterator[ImageAnnotation | ErrorRecord]:
     """Yields one annotation per row, streaming, so a CSV of any size needs constant memory."""
     # Bytes that are not UTF-8 become U+FFFD, so one bad row is rejected, not the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
@@ -84,7 +91,7 @@ def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | Er
             if any("\ufffd" in (value or "") for value in row.values()):
                 yield ErrorRecord(row_source, None, STAGE_READ, "row is not valid UTF-8 text")
                 continue
-            yield from _parse_row(row, row_source)
+            yield from _parse_row(row, row_source, source, options or ReaderOptions())
     except csv.Error as error:
         yield ErrorRecord(
             f"{source}:{reader.line_num + 1}",
@@ -92,3 +99,11 @@ def parse_tf_csv(stream: BinaryIO, source: str) -> Iterator[ImageAnnotation | Er
             STAGE_READ,
             f"unreadable CSV, rest of file skipped: {error}",
         )
+
+
+def _parse_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
+    with file.open() as stream:
+        yield from parse_tf_csv(stream, file.metadata.path, options)
+
+
+FORMAT = file_format("csv", "*.csv", _parse_file)

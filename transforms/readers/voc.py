@@ -6,12 +6,32 @@ network connection, so XXE and entity-expansion payloads come through as inert t
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator
+from dataclasses import replace
 
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from lxml import etree
 
-from transforms.paths import UnsafePathError, image_key
+from transforms.paths import UnsafePathError
+from transforms.readers.base import (
+    ANNOTATIONS,
+    Format,
+    Parsed,
+    ParseFiles,
+    ReaderOptions,
+    Request,
+    Source,
+    annotations_root,
+    image_key_for,
+    locate_files,
+    split_of_folder,
+)
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
+
+SPLIT_LISTS = ("train", "val", "test")
 
 _PARSER = etree.XMLParser(
     resolve_entities=False,
@@ -64,7 +84,9 @@ def _parse_object(element: etree._Element, source: str) -> Box:
     )
 
 
-def parse_voc(data: bytes, source: str) -> Iterator[ImageAnnotation | ErrorRecord]:
+def parse_voc(
+    data: bytes, source: str, options: ReaderOptions | None = None
+) -> Iterator[ImageAnnotation | ErrorRecord]:
     """Yields the file's image annotation and an error record for each part it rejects."""
     try:
         root = etree.fromstring(data, _PARSER)
@@ -78,7 +100,7 @@ def parse_voc(data: bytes, source: str) -> Iterator[ImageAnnotation | ErrorRecor
         return
     objects = root.findall("object")
     try:
-        key = image_key(_text(root, "filename"))
+        key = image_key_for(_text(root, "filename"), source, options or ReaderOptions())
     except UnsafePathError as error:
         yield ErrorRecord(
             source, _text(root, "filename") or None, STAGE_READ, str(error), len(objects)
@@ -98,3 +120,77 @@ def parse_voc(data: bytes, source: str) -> Iterator[ImageAnnotation | ErrorRecor
         width=_optional_int(root, "size/width"),
         height=_optional_int(root, "size/height"),
     )
+
+
+def _parse_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
+    return parse_voc(file.read(), file.metadata.path, options)
+
+
+def _image_sets(root: str) -> tuple[tuple[str, str], ...]:
+    """VOC's `ImageSets/Main/{train,val,test}.txt` beside the annotations folder."""
+    main = FileSystems.join(posixpath.dirname(root), "ImageSets", "Main")
+    lists = ((split, FileSystems.join(main, f"{split}.txt")) for split in SPLIT_LISTS)
+    return tuple((split, path) for split, path in lists if FileSystems.exists(path))
+
+
+def _locate(request: Request, fmt: Format) -> Source:
+    """With source splits, VOC's ImageSets lists when they exist, else one folder per split."""
+    lists = _image_sets(annotations_root(request.annotations)) if request.source_splits else ()
+    if not lists:
+        return locate_files(request, fmt)
+    plain = locate_files(replace(request, source_splits=False), fmt)
+    options = replace(plain.options, source_splits=True, split_sources=lists)
+    return Source(plain.pattern, options, tuple(split for split, _ in lists))
+
+
+def _listed_stems(element: tuple[str, str]) -> Iterator[tuple[str, str]]:
+    """(split, ImageSets list) → (annotation file stem, split) for each listed id."""
+    split, path = element
+    with FileSystems.open(path) as handle:
+        for line in handle.read().decode("utf-8", errors="replace").splitlines():
+            if line.split():
+                yield line.split()[0], split
+
+
+def _in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]):
+    """One mention per split whose list names the annotation file (none: no split)."""
+    stem = posixpath.splitext(posixpath.basename(mention.sources[0]))[0]
+    for split in splits.get(stem) or [None]:
+        yield replace(mention, split=split)
+
+
+class ReadVoc(beam.PTransform):
+    """VOC files → annotations; source splits from ImageSets lists or from folders."""
+
+    def __init__(self, pattern: str, options: ReaderOptions):
+        super().__init__()
+        self._pattern = pattern
+        self._options = options
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        if not self._options.split_sources:
+            return pbegin | "Files" >> ParseFiles(
+                self._pattern, _parse_file, self._options, split_of_folder
+            )
+        plain = replace(self._options, source_splits=False)
+        read = pbegin | "Files" >> ParseFiles(self._pattern, _parse_file, plain)
+        splits = (
+            pbegin
+            | "ImageSets" >> beam.Create(self._options.split_sources)
+            | "ListedStems" >> beam.FlatMap(_listed_stems)
+            | "SplitsOfStem" >> beam.GroupByKey()
+            | "Sorted" >> beam.MapTuple(lambda stem, names: (stem, sorted(set(names))))
+        )
+        annotations = read[ANNOTATIONS] | "SourceSplit" >> beam.FlatMap(
+            _in_listed_splits, beam.pvalue.AsDict(splits)
+        )
+        return {**read, ANNOTATIONS: annotations}
+
+
+FORMAT = Format(
+    name="voc",
+    folder_glob="*.xml",
+    reader=ReadVoc,
+    split_of=split_of_folder,
+    locate=_locate,
+)

@@ -1,13 +1,15 @@
-"""YOLO labels: Darknet / Ultralytics (`--format yolo`) and keras-yolo3 (`--format yolo-keras`).
+"""YOLO labels, Darknet and Ultralytics (`--format yolo`).
 
-Darknet and Ultralytics keep one `.txt` per image with `class x_center y_center width height`
-lines, normalized to [0, 1]. Ultralytics finds an image's labels by replacing the last
-`/images/` of its path with `/labels/` (and the extension with `.txt`); Darknet keeps them
-beside the image. Class names come from `data.yaml` (`names` as a list or a dict),
-`classes.txt` or `obj.names`. A missing label file means an image without objects.
+One `.txt` per image with `class x_center y_center width height` lines, normalized to [0, 1].
+Ultralytics finds an image's labels by replacing the last `/images/` of its path with
+`/labels/` (and the extension with `.txt`); Darknet keeps them beside the image. Class names
+come from `data.yaml` (`names` as a list or a dict), `classes.txt`, `obj.names` or Roboflow's
+`_darknet.labels`. A missing label file means an image without objects.
 
-keras-yolo3 keeps one annotation file with a line per image:
-`path x_min,y_min,x_max,y_max,class_id ...` in pixels, and a classes file.
+A `data.yaml` is resolved as Ultralytics' `check_det_dataset` resolves it, where that makes
+sense on this machine: the root is `path`, or the YAML's folder; split entries (folders or
+list files, alone or in lists) are relative to the root, and a `../x` that does not exist is
+also tried as `x` (Roboflow's exports name `../train/images` from inside the dataset).
 """
 
 from __future__ import annotations
@@ -18,12 +20,23 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import yaml
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms.paths import UnsafePathError, image_key_under
-from transforms.readers.base import ANNOTATIONS, CLASSES, Parsed, ReaderOptions, route
+from transforms.readers.base import (
+    ANNOTATIONS,
+    CLASSES,
+    Format,
+    Parsed,
+    ReaderOptions,
+    Request,
+    Source,
+    UnusableSource,
+    is_local,
+    matching_files,
+    route,
+)
 from transforms.records import (
     ERRORS,
     STAGE_READ,
@@ -36,15 +49,19 @@ from transforms.records import (
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NAMES_FILES = ("classes.txt", "obj.names", "_darknet.labels")
 SPLIT_KEYS = ("train", "val", "test")
+# Folders that hold a split's images or labels rather than naming a split.
+_LAYOUT_FOLDERS = ("images", "labels")
 
 
 @dataclass(frozen=True)
 class YoloDataset:
-    """Where a YOLO dataset's images are, per split, and its class names."""
+    """Where a YOLO dataset's images are, per split, its class names, and what was assumed
+    while finding them (said to the user before the job starts)."""
 
     root: str
     names: tuple[str, ...]
     sources: tuple[tuple[str | None, str], ...]  # (split or None, folder or list file)
+    notices: tuple[str, ...] = ()
 
 
 def _read_text(path: str) -> str:
@@ -62,63 +79,135 @@ def _yaml_names(names) -> tuple[str, ...]:
         return tuple(str(name) for name in names)
     if isinstance(names, dict) and all(isinstance(k, int) for k in names):
         if sorted(names) != list(range(len(names))):
-            raise ValueError("data.yaml names must be numbered 0, 1, 2, ...")
+            raise UnusableSource("data.yaml names must be numbered 0, 1, 2, ...")
         return tuple(str(names[index]) for index in range(len(names)))
-    raise ValueError("data.yaml names must be a list or a mapping of index to name")
+    raise UnusableSource("data.yaml names must be a list or a mapping of index to name")
 
 
-def _local_normpath(path: str) -> str:
-    return posixpath.normpath(path) if FileSystems.get_scheme(path) is None else path
+def _join(root: str, relative: str) -> str:
+    path = FileSystems.join(root, *relative.split("/"))
+    return posixpath.normpath(path) if is_local(path) else path
 
 
-def _split_source(root: str, entry: str) -> str:
-    """A data.yaml split entry as Ultralytics resolves it: relative to `path`, and without a
-    leading `../` when that is what exists (Roboflow's exports)."""
-    if FileSystems.get_scheme(entry) is not None or posixpath.isabs(entry):
-        return entry
-    candidate = _local_normpath(FileSystems.join(root, entry))
-    if not FileSystems.exists(candidate) and entry.startswith("../"):
-        return _split_source(root, entry[3:])
-    return candidate
+def _is_absolute(path: str) -> bool:
+    return not is_local(path) or posixpath.isabs(path)
+
+
+def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
+    """The root split entries are relative to, and a notice when `path` was not usable.
+
+    Ultralytics takes a relative `path` from its own datasets folder, and an absolute one
+    is often from the machine the dataset was made on (`/content/...`); where `path` is not
+    found here, the YAML's own folder is the root."""
+    base = posixpath.dirname(yaml_path) or "."
+    given = config.get("path")
+    if given in (None, ""):
+        return base, ()
+    given = str(given)
+    candidate = given if _is_absolute(given) else _join(base, given)
+    if FileSystems.exists(candidate):
+        return candidate, ()
+    return base, (
+        f"{yaml_path}: path {given!r} does not exist here; using the YAML's folder {base}",
+    )
+
+
+def _split_source(root: str, split: str, entry: str, yaml_path: str) -> str:
+    """A split entry resolved as Ultralytics does; raises UnusableSource if it is nowhere."""
+    tried = [entry if _is_absolute(entry) else _join(root, entry)]
+    if not _is_absolute(entry) and entry.startswith("../"):
+        tried.append(_join(root, entry[3:]))
+    for candidate in tried:
+        if FileSystems.exists(candidate):
+            return candidate
+    raise UnusableSource(
+        f"{yaml_path}: {split} entry {entry!r} points at nothing (looked for {' and '.join(tried)})"
+    )
+
+
+def _names_file(folder: str) -> str | None:
+    """A names file in the folder, or one shared by its immediate sub-folders (a Roboflow
+    download keeps `_darknet.labels` in each split folder)."""
+    for pattern in (FileSystems.join(folder, name) for name in NAMES_FILES):
+        if FileSystems.exists(pattern):
+            return pattern
+    for name in NAMES_FILES:
+        found = matching_files(FileSystems.join(folder, "*", name))
+        if found:
+            distinct = {read_names(path) for path in found}
+            if len(distinct) > 1:
+                raise UnusableSource(
+                    f"the {name} files under {folder} disagree; give the names with --classes"
+                )
+            return found[0]
+    return None
 
 
 def load_dataset(path: str, classes_file: str | None = None) -> YoloDataset:
     """Reads a dataset's `data.yaml` (a file, or one in the folder) or, without one, takes
-    every image under the folder. Raises ValueError when the dataset cannot be used."""
-    yaml_path = path
-    if not path.endswith((".yaml", ".yml")):
-        yaml_path = FileSystems.join(path, "data.yaml")
+    every image under the folder. Raises UnusableSource when the dataset cannot be used."""
+    yaml_path = path if path.endswith((".yaml", ".yml")) else FileSystems.join(path, "data.yaml")
     if FileSystems.exists(yaml_path):
-        config = yaml.safe_load(_read_text(yaml_path)) or {}
+        try:
+            config = yaml.safe_load(_read_text(yaml_path)) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise UnusableSource(f"{yaml_path} is not readable YAML: {error}") from None
         if not isinstance(config, dict):
-            raise ValueError(f"{yaml_path} is not a mapping")
-        base = posixpath.dirname(yaml_path)
-        root = str(config.get("path") or base)
-        if FileSystems.get_scheme(root) is None and not posixpath.isabs(root):
-            root = _local_normpath(posixpath.join(base, root))
+            raise UnusableSource(f"{yaml_path} is not a mapping")
+        root, notices = _dataset_root(config, yaml_path)
         sources = []
         for split in SPLIT_KEYS:
             entries = config.get(split)
             for entry in entries if isinstance(entries, list) else [entries] if entries else []:
-                sources.append((split, _split_source(root, str(entry))))
+                sources.append((split, _split_source(root, split, str(entry), yaml_path)))
         if not sources:
-            raise ValueError(f"{yaml_path} names no train, val or test images")
+            raise UnusableSource(f"{yaml_path} names no train, val or test images")
         names = read_names(classes_file) if classes_file else _yaml_names(config.get("names"))
-        return YoloDataset(root, names, tuple(sources))
-    names_file = classes_file or next(
-        (
-            FileSystems.join(path, name)
-            for name in NAMES_FILES
-            if FileSystems.exists(FileSystems.join(path, name))
-        ),
-        None,
+        return YoloDataset(root, names, tuple(sources), notices)
+    if not path.endswith((".yaml", ".yml")) and FileSystems.exists(path):
+        names_file = classes_file or _names_file(path)
+        if names_file is not None:
+            return YoloDataset(path, read_names(names_file), ((None, path),))
+    raise UnusableSource(
+        f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; give the class names with --classes"
     )
-    if names_file is None:
-        raise ValueError(
-            f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; "
-            "give the class names with --classes"
-        )
-    return YoloDataset(path, read_names(names_file), ((None, path),))
+
+
+def folder_split(relative: str) -> str | None:
+    """The split of an image found under a dataset folder without data.yaml: its first
+    folder that is not `images` or `labels` (`train/a.jpg`, `images/train/a.jpg` → train)."""
+    folders = [part for part in relative.split("/")[:-1] if part not in _LAYOUT_FOLDERS]
+    return folders[0] if folders else None
+
+
+def _locate(request: Request, fmt: Format) -> Source:
+    dataset = load_dataset(request.annotations.rstrip("/"), request.classes_file)
+    split_names: tuple[str, ...] = ()
+    if request.source_splits:
+        if all(split for split, _ in dataset.sources):
+            split_names = tuple(dict.fromkeys(split for split, _ in dataset.sources))
+        else:
+            prefix = dataset.root.rstrip("/") + "/"
+            found = {
+                folder_split(path[len(prefix) :])
+                for path in matching_files(FileSystems.join(dataset.root, "**"))
+                if path.lower().endswith(IMAGE_EXTENSIONS) and path.startswith(prefix)
+            }
+            if None in found or not found:
+                raise UnusableSource(
+                    f"--splits source: {dataset.root} has no data.yaml and no folder per split; "
+                    "give fractions instead"
+                )
+            split_names = tuple(sorted(found))
+    options = ReaderOptions(
+        images=request.images or dataset.root,
+        annotations_root=dataset.root,
+        extras=request.extras,
+        source_splits=request.source_splits,
+        class_names=dataset.names,
+        split_sources=dataset.sources,
+    )
+    return Source(request.annotations, options, split_names, dataset.notices)
 
 
 def label_path(image_path: str) -> str:
@@ -171,27 +260,49 @@ def parse_yolo_labels(
 
 
 class _ListImages(beam.DoFn):
-    """(split, folder or list file) → (split, image path) for every image in it; paths in
-    list files are taken as written (relative ones resolve against the dataset root)."""
+    """(split, folder or list file) → (split, image path) for every image in it.
 
-    def process(self, element: tuple[str | None, str]) -> Iterator[tuple[str | None, str]]:
+    List-file lines starting with `./` are relative to the list file's folder, as Ultralytics
+    reads them; other relative lines to the dataset root. Without data.yaml, an image's split
+    is its folder (`folder_split`)."""
+
+    def __init__(self, options: ReaderOptions):
+        self._options = options
+
+    def _listed(self, split: str | None, source: str) -> Iterator:
+        try:
+            text = _read_text(source)
+        except (OSError, UnicodeDecodeError) as error:
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, ErrorRecord(source, None, STAGE_READ, f"unreadable image list: {error}")
+            )
+            return
+        folder = posixpath.dirname(source)
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("./"):
+                yield split, FileSystems.join(folder, *line[2:].split("/"))
+            elif line:
+                yield split, line
+
+    def process(self, element: tuple[str | None, str]) -> Iterator:
         split, source = element
         if source.endswith(".txt"):
-            for line in _read_text(source).splitlines():
-                if line.strip():
-                    yield split, line.strip()
+            yield from self._listed(split, source)
             return
-        pattern = FileSystems.join(source, "**")
-        for metadata in FileSystems.match([pattern])[0].metadata_list:
-            if metadata.path.lower().endswith(IMAGE_EXTENSIONS):
-                yield split, metadata.path
+        prefix = source.rstrip("/") + "/"
+        for path in matching_files(FileSystems.join(source, "**")):
+            if path.lower().endswith(IMAGE_EXTENSIONS):
+                if split is None and self._options.source_splits and path.startswith(prefix):
+                    yield folder_split(path[len(prefix) :]), path
+                else:
+                    yield split, path
 
 
 class _ReadLabels(beam.DoFn):
     """(split, image path) → the image's annotation from its label file."""
 
-    def __init__(self, dataset: YoloDataset, options: ReaderOptions):
-        self._dataset = dataset
+    def __init__(self, options: ReaderOptions):
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
 
@@ -199,7 +310,7 @@ class _ReadLabels(beam.DoFn):
         split, path = element
         split = split if self._options.source_splits else None
         try:
-            key = image_key_under(path, self._options.images, self._dataset.root)
+            key = image_key_under(path, self._options.images, self._options.annotations_root)
         except UnsafePathError as error:
             yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(path, path, STAGE_READ, str(error)))
             return
@@ -215,31 +326,8 @@ class _ReadLabels(beam.DoFn):
             )
             return
         self._files.inc()
-        for record in parse_yolo_labels(text, labels, key, self._dataset.names, split):
+        for record in parse_yolo_labels(text, labels, key, self._options.class_names, split):
             yield route(record)
-
-
-class ReadYolo(beam.PTransform):
-    """A Darknet / Ultralytics dataset → annotations, errors and its declared classes."""
-
-    def __init__(self, dataset: YoloDataset, options: ReaderOptions):
-        super().__init__()
-        self._dataset = dataset
-        self._options = options
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
-        read = (
-            pbegin
-            | "Sources" >> beam.Create(self._dataset.sources)
-            | "ListImages" >> beam.ParDo(_ListImages())
-            | "Spread" >> beam.Reshuffle()
-            | "ReadLabels"
-            >> beam.ParDo(_ReadLabels(self._dataset, self._options)).with_outputs(
-                ERRORS, main=ANNOTATIONS
-            )
-        )
-        classes = pbegin | "Names" >> beam.Create(declarations(self._dataset.names, "names"))
-        return {ANNOTATIONS: read[ANNOTATIONS], ERRORS: read[ERRORS], CLASSES: classes}
 
 
 def declarations(names: tuple[str, ...], source: str) -> list[ClassDeclaration]:
@@ -247,45 +335,30 @@ def declarations(names: tuple[str, ...], source: str) -> list[ClassDeclaration]:
     return [ClassDeclaration(name, index + 1, source) for index, name in enumerate(names)]
 
 
-def parse_keras_line(line: str, source: str, options: ReaderOptions, base: str) -> Parsed:
-    """`path x_min,y_min,x_max,y_max,class_id ...` → the image's annotation and errors."""
-    fields = line.split()
-    if not fields:
-        return
-    try:
-        key = image_key_under(fields[0], options.images, base)
-    except UnsafePathError as error:
-        yield ErrorRecord(source, fields[0], STAGE_READ, str(error), len(fields) - 1)
-        return
-    boxes = []
-    for number, field in enumerate(fields[1:], start=1):
-        box_source = f"{source}#box[{number}]"
-        parts = field.split(",")
-        try:
-            if len(parts) != 5:
-                raise ValueError(f"box {field!r} is not x_min,y_min,x_max,y_max,class_id")
-            try:
-                corners = [float(part) for part in parts[:4]]
-                index = int(parts[4])
-            except ValueError:
-                raise ValueError(f"box {field!r} is not numbers") from None
-            if not 0 <= index < len(options.class_names):
-                raise ValueError(f"class index {index} is not in the classes file")
-        except ValueError as error:
-            yield ErrorRecord(box_source, key, STAGE_READ, str(error), 1)
-            continue
-        boxes.append(Box(options.class_names[index], *corners, source=box_source))
-    yield ImageAnnotation(image=key, sources=(source,), boxes=tuple(boxes))
+class ReadYolo(beam.PTransform):
+    """A Darknet / Ultralytics dataset → annotations, errors and its declared classes."""
+
+    def __init__(self, pattern: str, options: ReaderOptions):
+        super().__init__()
+        self._options = options
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        listed = (
+            pbegin
+            | "Sources" >> beam.Create(self._options.split_sources)
+            | "ListImages"
+            >> beam.ParDo(_ListImages(self._options)).with_outputs(ERRORS, main="paths")
+        )
+        read = (
+            listed.paths
+            | "Spread" >> beam.Reshuffle()
+            | "ReadLabels"
+            >> beam.ParDo(_ReadLabels(self._options)).with_outputs(ERRORS, main=ANNOTATIONS)
+        )
+        names = declarations(self._options.class_names, "names")
+        errors = (listed[ERRORS], read[ERRORS]) | "Errors" >> beam.Flatten()
+        classes = pbegin | "Names" >> beam.Create(names)
+        return {ANNOTATIONS: read[ANNOTATIONS], ERRORS: errors, CLASSES: classes}
 
 
-def parse_keras_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    path = file.metadata.path
-    base = posixpath.dirname(path)
-    with file.open() as stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield ErrorRecord(f"{path}:{number}", None, STAGE_READ, "line is not UTF-8")
-                continue
-            yield from parse_keras_line(line, f"{path}:{number}", options, base)
+FORMAT = Format(name="yolo", folder_glob=None, reader=ReadYolo, locate=_locate)
