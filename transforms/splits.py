@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation
+from transforms.records import ERRORS, ErrorRecord, ImageAnnotation
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -76,9 +76,4 @@ class RequireSourceSplit(beam.DoFn):
             if image.split
             else "the source puts the image in no split"
         )
-        yield beam.pvalue.TaggedOutput(
-            ERRORS,
-            ErrorRecord(
-                ";".join(image.sources), image.image, STAGE_IMAGE, reason, len(image.boxes)
-            ),
-        )
+        yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord.for_image(image, reason))
