@@ -65,8 +65,18 @@ def _dispatch(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `odrecords` command."""
-    return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    """The `odrecords` command; a reader that stops early (`odrecords inspect ... | head`)
+    ends it quietly with exit code 1 instead of a BrokenPipeError traceback."""
+    try:
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # Inside the try: a closed pipe shows up on this last write.
+    except BrokenPipeError:
+        # As the Python docs' note on SIGPIPE says: point stdout at devnull, so the flush at
+        # interpreter exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":
