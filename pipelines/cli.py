@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 COMMANDS = {"create": "create", "export": "export", "inspect": "inspect_records"}
-USAGE = """usage: odrecords COMMAND [options] [-v]
+USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
 commands:
   create   convert annotations and images into sharded TFRecords (odrecords create --help)
@@ -17,6 +18,7 @@ commands:
   inspect  summarize and check TFRecords (odrecords inspect --help)
 
 -v, --verbose  log what Beam and odrecords do (quiet by default)
+--version      print the version of odrecords
 """
 
 
@@ -35,12 +37,15 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatches to a subcommand; heavy imports wait until one is chosen."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
+    """Runs the chosen subcommand; heavy imports wait until one is chosen, so usage and
+    `--version` answer at once."""
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"odrecords {importlib.metadata.version('odrecords')}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"odrecords: error: unknown command {command!r}", file=sys.stderr)
@@ -57,6 +62,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _import_tensorflow_quietly()
     module = importlib.import_module(f"pipelines.{COMMANDS[command]}")
     return module.main(rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `odrecords` command; a reader that stops early (`odrecords inspect ... | head`)
+    ends it quietly with exit code 1 instead of a BrokenPipeError traceback."""
+    try:
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # Inside the try: a closed pipe shows up on this last write.
+    except BrokenPipeError:
+        # As the Python docs' note on SIGPIPE says: point stdout at devnull, so the flush at
+        # interpreter exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
-from transforms.records import ERRORS, ImageAnnotation
+from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.report import (
     ERRORS_FILE,
     MANIFEST,
@@ -208,10 +208,13 @@ def build_pipeline(
     )
 
 
-def _print_summary(output: str) -> None:
-    """Prints the manifest's counts and the first errors, one line each."""
+def _read_manifest(output: str) -> dict:
     with FileSystems.open(FileSystems.join(output, MANIFEST)) as handle:
-        manifest = json.load(handle)
+        return json.load(handle)
+
+
+def _print_summary(manifest: dict, output: str) -> None:
+    """Prints the manifest's counts and the first errors, one line each."""
     for name, split in manifest["splits"].items():
         print(
             f"{name}: {split['examples']} examples, {split['objects']} objects, "
@@ -249,6 +252,40 @@ def _print_summary(output: str) -> None:
     print(f"wrote {FileSystems.join(output, MANIFEST)}")
 
 
+def _rejected_images(manifest: dict) -> str:
+    """How many images were rejected, mostly why, and where they were looked for."""
+    images = manifest["images"]
+    prefix = f"{STAGE_IMAGE}: "
+    reasons = {
+        reason.removeprefix(prefix): count
+        for reason, count in manifest["errors"]["by_reason"].items()
+        if reason.startswith(prefix)
+    }
+    most = f" (most: {max(reasons, key=reasons.get)})" if reasons else ""
+    return (
+        f"{images['rejected']} of {images['referenced']} images were rejected{most}; images "
+        f"were looked for under {manifest['inputs']['images']}: is --images right?"
+    )
+
+
+def _outcome(manifest: dict) -> int:
+    """The exit code: 1 when no example was written, since an empty dataset must not pass for
+    a finished one; a loud warning when most images were rejected, which usually means a
+    wrong --images rather than bad data."""
+    images = manifest["images"]
+    if not images["written"]:
+        if images["referenced"]:
+            why = _rejected_images(manifest)
+        else:
+            count = manifest["errors"]["count"]
+            why = "the annotations name no image" + (f" ({count} errors)" if count else "")
+        print(f"odrecords create: error: no example was written: {why}", file=sys.stderr)
+        return 1
+    if 2 * images["rejected"] > images["referenced"]:
+        print(f"warning: {_rejected_images(manifest)}", file=sys.stderr)
+    return 0
+
+
 def print_counters(result: beam.runners.runner.PipelineResult) -> None:
     """Beam's counters of the run, as the Dataflow and Flink UIs show them."""
     counters = result.metrics().query()["counters"]
@@ -262,9 +299,10 @@ def print_counters(result: beam.runners.runner.PipelineResult) -> None:
             print(f"  {value:>10}  {name}")
 
 
-def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
-    """Builds and runs the pipeline, then prints the summary, or only submits it (`--detach`,
-    and inside a Dataflow Flex Template launcher, which must not wait)."""
+def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
+    """Builds and runs the pipeline, then prints the summary and returns the exit code, or only
+    submits it (`--detach`, and inside a Dataflow Flex Template launcher, which must not
+    wait)."""
     clear_previous_manifest(settings.output)
     options = pipeline_options(beam_args)
     pipeline = beam.Pipeline(options=options)
@@ -278,21 +316,23 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> None:
     result = pipeline.run()
     if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
         print(f"submitted; {FileSystems.join(settings.output, MANIFEST)} appears when it is done")
-        return
+        return 0
     result.wait_until_finish()
-    _print_summary(settings.output)
+    manifest = _read_manifest(settings.output)
+    _print_summary(manifest, settings.output)
     print_counters(result)
+    return _outcome(manifest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (2 for unusable arguments)."""
+    """Entry point; returns the process exit code: 0, 1 when no example was written, 2 for
+    unusable arguments."""
     try:
         settings, beam_args = parse_create_args(sys.argv[1:] if argv is None else argv)
     except UsageError as error:
         print(f"odrecords create: error: {error}", file=sys.stderr)
         return 2
-    run(settings, beam_args)
-    return 0
+    return run(settings, beam_args)
 
 
 if __name__ == "__main__":

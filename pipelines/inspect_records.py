@@ -108,6 +108,7 @@ class Inspector:
         self._names = names
         self._ids = ids
         self._source_ids: dict[str, tuple[str, int]] = {}
+        self._files_without_records: list[str] = []
         self.report = Report()
 
     def _check_keys(self, features, report_problem) -> bool:
@@ -199,7 +200,9 @@ class Inspector:
             self.report.problem(path, None, f"unreadable: {error}")
             return
         with stream:
+            has_records = False
             for index, data, problem in iter_records(stream):
+                has_records = True
                 report_problem = lambda message, i=index: self.report.problem(path, i, message)  # noqa: E731
                 if problem:
                     report_problem(problem)
@@ -230,6 +233,16 @@ class Inspector:
                 drawn = self._check_objects(features, size, report_problem)
                 if size:
                     yield _values(features["image/encoded"])[0], drawn
+        if not has_records:
+            self._files_without_records.append(path)
+
+    def check_not_empty(self) -> None:
+        """Files without records are a problem when no file holds an example: an empty input
+        is no dataset. (Beside files with examples they are not: some writers make empty
+        shards.)"""
+        if not self.report.examples:
+            for path in self._files_without_records:
+                self.report.problem(path, None, "holds no records")
 
 
 def print_report(report: Report, label_map: bool) -> None:
@@ -289,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sample in inspector.inspect(path):
             if args.render and len(samples) < args.limit:
                 samples.append(sample)
+    inspector.check_not_empty()
     report = inspector.report
     if args.render:
         written = contact_sheets(samples, args.render) + [

@@ -383,6 +383,84 @@ def test_unreadable_label_map_and_foreign_output_folder_exit_2(tmp_path, capsys)
     assert (tmp_path / "foreign" / "thesis.tex").read_text() == "precious"
 
 
+def write_csv(path, rows) -> list[list[str]]:
+    """Writes the sample CSV's header and `rows`; returns the rows with their line numbers."""
+    with open(f"{SAMPLE}/labels.csv", newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return [[str(line), *row] for line, row in enumerate(rows, start=2)]
+
+
+def sample_rows() -> list[list[str]]:
+    with open(f"{SAMPLE}/labels.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def expand_lines(ranges: str) -> set[int]:
+    """`2,3,5-9` → {2, 3, 5, 6, 7, 8, 9}."""
+    lines = set()
+    for part in ranges.split(","):
+        first, _, last = part.partition("-")
+        lines.update(range(int(first), int(last or first) + 1))
+    return lines
+
+
+def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
+    images = tmp_path / "elsewhere"
+    images.mkdir()
+    out = tmp_path / "out"
+    args = ["--format", "csv", "--annotations", f"{SAMPLE}/labels.csv", "--images", images]
+    assert run_create(*args, "--output", out) == 1
+    referenced = len(csv_boxes(f"{SAMPLE}/labels.csv"))
+    assert capsys.readouterr().err.splitlines() == [
+        f"odrecords create: error: no example was written: {referenced} of {referenced} images "
+        f"were rejected (most: image file not found); images were looked for under {images}: "
+        "is --images right?"
+    ]
+    output = read_output(out)  # The report is still written, and says the same.
+    assert output["manifest"]["images"]["rejected"] == len(output["errors"]) == referenced
+    assert all(examples == [] for examples in output["splits"].values())
+
+
+def test_annotations_without_images_exit_1(tmp_path, capsys):
+    write_csv(tmp_path / "empty.csv", [])
+    code = run_create("--format", "csv", "--annotations", tmp_path / "empty.csv",
+                      "--output", tmp_path / "out")  # fmt: skip
+    assert code == 1
+    assert (
+        "odrecords create: error: no example was written: the annotations name no image"
+        in capsys.readouterr().err.splitlines()
+    )
+
+
+def test_most_images_missing_warns_and_each_missing_image_is_one_error(tmp_path, capsys):
+    missing = [[f"gone-{n:02d}.jpg", "64", "48", "square", "1", "1", "9", "9"] for n in range(30)]
+    # gone-00.jpg has 40 rows: one among the others, 39 at the end.
+    rows = write_csv(tmp_path / "rows.csv", sample_rows() + missing + missing[:1] * 39)
+    out = tmp_path / "out"
+    args = ["--format", "csv", "--annotations", tmp_path / "rows.csv", "--output", out]
+    assert run_create(*args, "--images", f"{SAMPLE}/images") == 0
+    assert (
+        f"warning: 30 of 54 images were rejected (most: image file not found); images were "
+        f"looked for under {SAMPLE}/images: is --images right?"
+    ) in capsys.readouterr().err.splitlines()
+    output = read_output(out)
+    assert len(output["splits"]["train"]) == 24
+    assert sorted(e["image"] for e in output["errors"]) == [row[0] for row in missing]
+    for error in output["errors"]:
+        file, _, lines = error["source"].rpartition(":")
+        assert file == str(tmp_path / "rows.csv")
+        assert expand_lines(lines) == {int(r[0]) for r in rows if r[1] == error["image"]}
+        assert error["objects"] == len(expand_lines(lines))
+
+
+def test_healthy_run_exits_0_without_warnings(tmp_path, capsys):
+    assert run_create(*SAMPLE_VOC, "--output", tmp_path, "--num-shards", "1") == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "error" not in err, err
+
+
 def test_config_file_with_flag_overrides(tmp_path):
     config = tmp_path / "job.yaml"
     shutil.copytree(SAMPLE, tmp_path / "data")

@@ -125,3 +125,12 @@ def test_flipped_bytes_and_truncation_are_found(tmp_path, capsys):
 def test_no_matching_files_is_a_usage_error(tmp_path, capsys):
     assert run_inspect(tmp_path / "nothing*") == 2
     assert "no files match" in capsys.readouterr().err
+
+
+def test_files_without_records_are_a_problem_only_when_no_file_has_an_example(tmp_path, capsys):
+    (tmp_path / "empty.tfrecord").write_bytes(b"")
+    write_records(tmp_path / "full.tfrecord", [example(**good())])
+    assert run_inspect(tmp_path / "empty.tfrecord") == 1
+    assert f"{tmp_path}/empty.tfrecord: holds no records" in capsys.readouterr().out
+    assert run_inspect(tmp_path / "empty.tfrecord", tmp_path / "full.tfrecord") == 0
+    assert "no problems found" in capsys.readouterr().out

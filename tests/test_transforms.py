@@ -10,8 +10,8 @@ from conftest import local_pipeline
 
 from transforms.boxes import BoxRejected, check_boxes, normalize_box
 from transforms.grouping import GroupByImage
-from transforms.records import Box, ImageAnnotation, LoadedImage
-from transforms.splits import assign_shard, assign_split, parse_splits
+from transforms.records import Box, ImageAnnotation, LoadedImage, compact_sources
+from transforms.splits import RequireSourceSplit, assign_shard, assign_split, parse_splits
 from transforms.tfrecord_sink import ShardSettings, WriteShardedTFRecords
 
 
@@ -78,6 +78,39 @@ def test_check_boxes_keeps_the_good_boxes_of_an_image():
         ("dog", "box", 1),
     ]
     assert "not in the label map" in errors[1].reason
+
+
+@pytest.mark.parametrize(
+    "sources, compact",
+    [
+        ([f"a.csv:{n}" for n in (9, 2, 5, 3, 7, 8, 6, 5)], "a.csv:2,3,5-9"),
+        (["x.xml"], "x.xml"),
+        (
+            ["b.csv:4", "x.xml", "a.csv:10", "c.json#image[3]", "a.csv:9"],
+            "a.csv:9,10;b.csv:4;c.json#image[3];x.xml",
+        ),  # fmt: skip
+        (
+            ["gs://bucket/rows.csv:12", "gs://bucket/rows.csv:11", "gs://bucket/rows.csv:13"],
+            "gs://bucket/rows.csv:11-13",
+        ),  # fmt: skip
+    ],
+)
+def test_compact_sources_names_each_file_once(sources, compact):
+    assert compact_sources(sources) == compact
+    assert compact_sources(reversed(sources)) == compact
+
+
+def test_an_image_in_no_source_split_is_one_error_naming_each_file_once():
+    rows = tuple(f"a.csv:{n}" for n in range(2, 42))
+    image = ImageAnnotation("x.jpg", rows, tuple(box(1, 1, 2, 2, source=r) for r in rows))
+    (output,) = RequireSourceSplit().process(image)
+    assert output.value.to_json() == {
+        "source": "a.csv:2-41",
+        "image": "x.jpg",
+        "stage": "image",
+        "reason": "the source puts the image in no split",
+        "objects": 40,
+    }
 
 
 def test_parse_splits():

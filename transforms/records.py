@@ -8,6 +8,7 @@ format means adding a reader, not another converter.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Stages named in error records, in the order a record passes them.
@@ -17,6 +18,9 @@ STAGE_BOX = "box"
 
 # Tag of the dead-letter output of every DoFn that can reject input.
 ERRORS = "errors"
+
+# A source that is a line of a file: `labels.csv:12`.
+_LINE_SOURCE = re.compile(r"^(.+):(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,46 @@ class ErrorRecord:
             "reason": self.reason,
             "objects": self.objects,
         }
+
+    @classmethod
+    def for_image(cls, image: ImageAnnotation, reason: str) -> ErrorRecord:
+        """A rejected image: named by all its sources, and taking all its boxes along."""
+        return cls(
+            compact_sources(image.sources), image.image, STAGE_IMAGE, reason, len(image.boxes)
+        )
+
+
+def _line_ranges(numbers: Iterable[int]) -> str:
+    """1, 2, 4, 5, 6, 7 → `1,2,4-7`: runs of three or more lines as `first-last`."""
+    runs: list[list[int]] = []
+    for number in sorted(set(numbers)):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ",".join(
+        f"{first}-{last}" if last - first >= 2 else ",".join(map(str, range(first, last + 1)))
+        for first, last in runs
+    )
+
+
+def compact_sources(sources: Iterable[str]) -> str:
+    """An image's sources as one short, deterministic string: `a.csv:2,3,5-9;b.xml`.
+
+    An image named by 40 rows of a CSV file would otherwise repeat the file's name 40 times in
+    its error record. Line numbers of one file (`FILE:LINE`) are gathered after the file's
+    name; files and other sources are sorted and separated by `;`.
+    """
+    lines: dict[str, list[int]] = {}
+    parts: set[str] = set()
+    for source in sources:
+        match = _LINE_SOURCE.match(source)
+        if match:
+            lines.setdefault(match[1], []).append(int(match[2]))
+        else:
+            parts.add(source)
+    parts.update(f"{file}:{_line_ranges(numbers)}" for file, numbers in lines.items())
+    return ";".join(sorted(parts))
 
 
 _WITHIN_FILE = re.compile(r"(:\d+)?(#[^/#]*)?$")

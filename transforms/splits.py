@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from transforms.records import ERRORS, STAGE_IMAGE, ErrorRecord, ImageAnnotation
+from transforms.records import ERRORS, ErrorRecord, ImageAnnotation
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -71,12 +71,5 @@ class RequireSourceSplit(beam.DoFn):
             yield image
             return
         yield beam.pvalue.TaggedOutput(
-            ERRORS,
-            ErrorRecord(
-                ";".join(image.sources),
-                image.image,
-                STAGE_IMAGE,
-                "the source puts the image in no split",
-                len(image.boxes),
-            ),
+            ERRORS, ErrorRecord.for_image(image, "the source puts the image in no split")
         )

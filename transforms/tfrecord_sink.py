@@ -35,14 +35,7 @@ from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.encode import build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
-from transforms.records import (
-    ERRORS,
-    STAGE_IMAGE,
-    ErrorRecord,
-    Extras,
-    ImageAnnotation,
-    LoadedImage,
-)
+from transforms.records import ERRORS, ErrorRecord, Extras, ImageAnnotation, LoadedImage
 from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame
 
@@ -138,14 +131,8 @@ class WriteShard(beam.DoFn):
             if self._settings.progress_run:
                 progress.report(self._settings.progress_run, 1, total)
             if isinstance(image, ImageRejected):
-                error = image
-                source = ";".join(annotation.sources)
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS,
-                    ErrorRecord(
-                        source, annotation.image, STAGE_IMAGE, str(error), len(annotation.boxes)
-                    ),
-                )
+                error = ErrorRecord.for_image(annotation, str(image))
+                yield beam.pvalue.TaggedOutput(ERRORS, error)
                 continue
             self._images.inc()
             example, box_errors = check_boxes(image, label_map)
