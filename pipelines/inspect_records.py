@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.settings import Parser, UsageError
+from transforms.export.decode import RecordRejected, class_name
 from transforms.export.render import class_histogram, contact_sheets
 from transforms.label_map import LabelMapError, read_label_names
 from transforms.tfrecord import iter_records, open_records
@@ -33,9 +34,11 @@ EXPECTED = {
     "image/object/bbox/ymin": "float_list",
     "image/object/bbox/xmax": "float_list",
     "image/object/bbox/ymax": "float_list",
-    "image/object/class/label": "int64_list",
 }
+# Objects need a class/label or a class/text: with a label map the OD API's decoder looks
+# labels up from the text, as TF Models' own scripts expect.
 OPTIONAL = {
+    "image/object/class/label": "int64_list",
     "image/filename": "bytes_list",
     "image/key/sha256": "bytes_list",
     "image/object/class/text": "bytes_list",
@@ -56,6 +59,7 @@ class Report:
     files: list[str] = field(default_factory=list)
     examples: int = 0
     objects: int = 0
+    labelled_by_text: int = 0
     classes: Counter = field(default_factory=Counter)
     negatives: int = 0
     formats: Counter = field(default_factory=Counter)
@@ -78,6 +82,7 @@ class Report:
             "files": self.files,
             "examples": self.examples,
             "objects": self.objects,
+            "objects_labelled_by_text": self.labelled_by_text,
             "classes": dict(self.classes.most_common()),
             "images_without_objects": self.negatives,
             "image_formats": dict(self.formats.most_common()),
@@ -163,6 +168,8 @@ class Inspector:
             self.report.negatives += 1
         texts = [t.decode(errors="replace") for t in lists.get("image/object/class/text", [])]
         labels = lists.get("image/object/class/label", [])
+        if count and not texts and not labels:
+            report_problem("objects have neither image/object/class/label nor class/text")
         drawn = []
         for i in range(count):
             corners = [lists[f"image/object/bbox/{k}"][i] for k in ("xmin", "ymin", "xmax", "ymax")]
@@ -171,25 +178,39 @@ class Inspector:
                 report_problem(f"{where}: box {corners} has coordinates outside [0, 1]")
             if corners[0] >= corners[2] or corners[1] >= corners[3]:
                 report_problem(f"{where}: box {corners} is inverted or empty")
-            label = labels[i] if labels else None
-            text = texts[i] if texts else ""
-            if label is not None and label < 1:
-                report_problem(f"{where}: label {label} is below 1")
-            if self._names and label is not None and label >= 1 and label not in self._names:
-                report_problem(f"{where}: label {label} is not in the label map")
-            if self._names and text and label is not None and self._ids.get(text, label) != label:
-                report_problem(
-                    f"{where}: class text {text!r} is id {self._ids[text]} in the label map, "
-                    f"but the label is {label}"
-                )
-            name = self._names.get(label) if label in self._names else (text or str(label))
-            self.report.classes[name] += 1
+            name = "?"
+            if texts or labels:
+                text, label = texts[i] if texts else "", labels[i] if labels else None
+                name = self._class(where, text, label, report_problem)
+                self.report.classes[name] += 1
             if size:
                 area = (corners[2] - corners[0]) * size[0] * (corners[3] - corners[1]) * size[1]
                 bucket = "small" if area < SMALL else "medium" if area < MEDIUM else "large"
                 self.report.box_sizes[bucket] += 1
             drawn.append((name, corners))
         return drawn
+
+    def _class(self, where: str, text: str, label: int | None, report_problem) -> str:
+        """The object's class name as `odrecords export` reads it (`class_name`), with the
+        problems the OD API's decoder would trip on: labels below 1 or outside the label map,
+        and text and label that the label map says differ."""
+        if label is None and text:
+            self.report.labelled_by_text += 1
+        try:
+            name = class_name(text, label, self._names, self._ids)
+        except RecordRejected as error:
+            report_problem(f"{where}: {error}")
+            return text or str(label)
+        if label is not None and label < 1:
+            report_problem(f"{where}: label {label} is below 1")
+        if self._names and label is not None and label >= 1 and label not in self._names:
+            report_problem(f"{where}: label {label} is not in the label map")
+        if self._names and text and label is not None and self._ids.get(text, label) != label:
+            report_problem(
+                f"{where}: class text {text!r} is id {self._ids[text]} in the label map, "
+                f"but the label is {label}"
+            )
+        return name
 
     def inspect(self, path: str) -> Iterator[tuple[bytes, list[tuple]]]:
         """Checks one file; yields (image bytes, [(class, corners)]) of readable examples."""
@@ -254,6 +275,10 @@ def print_report(report: Report, label_map: bool) -> None:
     print(f"classes (names from the {source}):")
     for name, count in report.classes.most_common():
         print(f"  {count:>8}  {name}")
+    if report.labelled_by_text:
+        check = "checked against the label map" if label_map else "give --label-map to check it"
+        print(f"labels: from class text for {report.labelled_by_text} objects without "
+              f"image/object/class/label ({check})")  # fmt: skip
     print("image formats: " + ", ".join(f"{k} {v}" for k, v in report.formats.most_common()))
     if report.widths:
         w, h = data["image_width"], data["image_height"]

@@ -269,6 +269,36 @@ def test_export_without_a_label_map_takes_ids_from_the_records(tmp_path):
     assert (tmp_path / "y" / "labels" / "0.txt").read_text().split()[0] == "1"
 
 
+def test_objects_of_classes_the_label_map_lacks_are_errors(tmp_path):
+    box = {"image__object__bbox__xmin": [0.1, 0.2, 0.3], "image__object__bbox__ymin": [0.1] * 3,
+           "image__object__bbox__xmax": [0.5, 0.6, 0.7],
+           "image__object__bbox__ymax": [0.5] * 3}  # fmt: skip
+    write_records(tmp_path / "r.tfrecord", [
+        example(image__encoded=jpeg_bytes(), image__format=b"jpeg", image__filename=b"a.jpg",
+                image__height=30, image__width=40,
+                image__object__class__text=[b"dog", b"zebra", b"zebra"], **box),
+        example(image__encoded=jpeg_bytes(), image__format=b"jpeg", image__filename=b"b.jpg",
+                image__height=30, image__width=40, image__object__class__label=[1, 9, 0], **box),
+    ])  # fmt: skip
+    (tmp_path / "labels.pbtxt").write_text("item { name: 'dog' id: 1 }")
+    out = tmp_path / "out"
+    code = run_export("--input", tmp_path / "r.tfrecord", "--format", "coco",
+                      "--label-map", tmp_path / "labels.pbtxt", "--output", out)  # fmt: skip
+    assert code == 0
+    coco = COCO(str(out / "annotations" / "instances_r.json"))
+    assert [a["category_id"] for a in coco.loadAnns(coco.getAnnIds())] == [1, 1]
+    reasons = sorted(
+        json.loads(line)["reason"] for line in (out / "errors.jsonl").read_text().splitlines()
+    )
+    assert reasons == [
+        "class text 'zebra' is not in the label map",
+        "class text 'zebra' is not in the label map",
+        "label 9 is not in the label map",
+        "object has no class text and label 0, which names no class "
+        "(0 is the Object Detection API's background)",
+    ]
+
+
 def test_usage_errors_exit_2(tmp_path, capsys):
     assert (
         run_export("--input", tmp_path / "none*", "--format", "coco", "--output", tmp_path / "o")

@@ -1,10 +1,13 @@
 """`odrecords inspect`: the summary, every check with its file and record index, the exit
 code, JSON output and rendered pictures."""
 
+import csv
 import json
 import os
+from collections import Counter
 
 import pytest
+import tensorflow as tf
 from conftest import RACCOON, SAMPLE, run_create
 from PIL import Image
 from test_export import example, jpeg_bytes, write_records
@@ -48,13 +51,69 @@ def test_json_summary(sample_records, capsys):
     assert set(summary["image_formats"]) == {"jpeg", "png"}
 
 
-def test_raccoon_tf1_record_is_readable(capsys):
+def raccoon_csv_classes() -> tuple[int, Counter]:
+    """The images and the objects per class of Dat Tran's test record, from its CSV."""
+    with open(os.path.join(RACCOON, "data", "test_labels.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return len({row["filename"] for row in rows}), Counter(row["class"] for row in rows)
+
+
+@pytest.fixture(scope="module")
+def raccoon_record():
     record = os.path.join(RACCOON, "data", "test.record")
     if not os.path.exists(record):
         pytest.skip("../shared/data/raccoon is not present")
-    assert run_inspect(record) == 0
+    return record
+
+
+def test_raccoon_tf1_record_is_readable(raccoon_record, capsys):
+    assert run_inspect(raccoon_record) == 0
     printed = capsys.readouterr().out
-    assert "examples: 40   objects: 44" in printed and "44  raccoon" in printed
+    images, classes = raccoon_csv_classes()
+    assert f"examples: {images}   objects: {classes.total()}" in printed
+    assert f"{classes['raccoon']}  raccoon" in printed
+    assert "labels: from class text" not in printed
+
+
+def test_records_with_class_text_and_no_label_are_counted_and_checked(
+    raccoon_record, tmp_path, capsys
+):
+    """Dat Tran's record without its labels is what TF Models' scripts write."""
+    examples = [
+        tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(raccoon_record)
+    ]
+    for record in examples:
+        del record.features.feature["image/object/class/label"]
+    write_records(tmp_path / "text.tfrecord", [e.SerializeToString() for e in examples])
+    images, classes = raccoon_csv_classes()
+
+    assert run_inspect(tmp_path / "text.tfrecord", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["examples"] == images and summary["objects"] == classes.total()
+    assert summary["classes"] == dict(classes)
+    assert summary["objects_labelled_by_text"] == classes.total()
+    assert "image/object/class/label" not in summary["keys"] and summary["problems"] == []
+
+    assert run_inspect(tmp_path / "text.tfrecord") == 0
+    printed = capsys.readouterr().out
+    assert f"labels: from class text for {classes.total()} objects" in printed
+    assert "give --label-map to check it" in printed
+
+    (tmp_path / "raccoon.pbtxt").write_text("item { name: 'raccoon' id: 1 display_name: 'R' }")
+    assert run_inspect(tmp_path / "text.tfrecord", "--label-map", tmp_path / "raccoon.pbtxt") == 0
+    printed = capsys.readouterr().out
+    assert f"{classes['raccoon']}  R" in printed and "checked against the label map" in printed
+
+    (tmp_path / "other.pbtxt").write_text("item { name: 'dog' id: 1 }")
+    code = run_inspect(tmp_path / "text.tfrecord", "--label-map", tmp_path / "other.pbtxt",
+                       "--json")  # fmt: skip
+    assert code == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [p["problem"] for p in problems] == [
+        f"object {i + 1}: class text 'raccoon' is not in the label map"
+        for e in examples
+        for i in range(len(e.features.feature["image/object/bbox/xmin"].float_list.value))
+    ]
 
 
 def good(**changes) -> dict:
@@ -83,13 +142,21 @@ BROKEN = [
     (good(image__source_id=b"d", image__object__bbox__xmin=[0.6]), "inverted"),
     (good(image__source_id=b"e", image__object__class__label=[0]), "label 0 is below 1"),
     (good(image__source_id=b"f", image__object__class__label=[5],
-          image__object__class__text=[b"x"]), "label 5 is not in the label map"),
+          image__object__class__text=[b"x"]),
+     "label 5 and class text 'x' are not in the label map"),
     (good(image__source_id=b"g", image__object__class__label=[2]),
      "class text 'cat' is id 1 in the label map, but the label is 2"),
     (good(image__source_id=b"h", image__encoded=b"not an image"), "image does not decode"),
     (good(image__source_id=b"i", image__width=99), "the pixels are (40, 30)"),
     (good(image__source_id=b"j", image__height=None), "missing key image/height"),
     (good(image__source_id=b"k", image__height=[3.0]), "image/height is a float_list"),
+    (good(image__source_id=b"l", image__object__class__label=None), None),
+    (good(image__source_id=b"m", image__object__class__label=None,
+          image__object__class__text=[b"zebra"]), "class text 'zebra' is not in the label map"),
+    (good(image__source_id=b"n", image__object__class__label=None,
+          image__object__class__text=None), "objects have neither image/object/class/label"),
+    (good(image__source_id=b"o", image__object__class__label=[0],
+          image__object__class__text=None), "label 0, which names no class"),
 ]  # fmt: skip
 
 
@@ -107,6 +174,26 @@ def test_every_problem_is_reported_with_file_and_record(tmp_path, capsys):
         else:
             assert any(expected in p["problem"] for p in found), (index, found)
             assert all(p["file"] == str(tmp_path / "broken.tfrecord") for p in found)
+
+
+def test_class_text_without_a_label_map_names_the_objects(tmp_path, capsys):
+    two = {f"image__object__bbox__{k}": [v, v + 0.3] for k, v in
+           {"xmin": 0.1, "ymin": 0.2, "xmax": 0.5, "ymax": 0.6}.items()}  # fmt: skip
+    records = [
+        good(image__source_id=b"1", image__object__class__label=None),
+        good(image__source_id=b"2", image__object__class__label=None,
+             image__object__class__text=[b"dog", b"cat"], **two),
+        good(image__source_id=b"3", image__object__class__label=None,
+             image__object__class__text=None, **two),
+    ]  # fmt: skip
+    write_records(tmp_path / "text.tfrecord", [example(**fields) for fields in records])
+    assert run_inspect(tmp_path / "text.tfrecord", "--json") == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["objects"] == 5 and summary["objects_labelled_by_text"] == 3
+    assert summary["classes"] == {"cat": 2, "dog": 1}
+    assert [(p["record"], p["problem"]) for p in summary["problems"]] == [
+        (2, "objects have neither image/object/class/label nor class/text")
+    ]
 
 
 def test_flipped_bytes_and_truncation_are_found(tmp_path, capsys):

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from google.protobuf import text_encoding
 
 from transforms.label_map import format_label_map
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
@@ -25,6 +26,7 @@ CARD = "README.md"
 SAMPLE = 5
 
 _SPECIFICS = re.compile(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|\d+(?:\.\d+)?")
+_GLOB_SPECIALS = re.compile(r"([\\*?\[\]])")
 
 
 def add_counts(total: dict, more: dict) -> dict:
@@ -152,6 +154,34 @@ def build_manifest(
     }
 
 
+def _training_split(splits: dict[str, dict]) -> str | None:
+    """The split to train on: the first whose name starts with `train` (`train`, `train2017`,
+    `trainval`); without one, the largest, as training sets are."""
+    for name in splits:
+        if name.lower().startswith("train"):
+            return name
+    return max(splits, key=lambda name: splits[name]["examples"], default=None)
+
+
+def _input_reader(field: str, output: str, split: str) -> list[str]:
+    """One input reader of a TF OD API `TrainEvalPipelineConfig`, in protobuf text format;
+    evaluation readers read each example once, in order, as the API's sample configs do.
+    The API expands `input_path` with `tf.io.gfile.glob`, so glob characters in the output
+    folder's name are escaped there."""
+    quote = lambda path: f'"{text_encoding.CEscape(path, as_utf8=True)}"'  # noqa: E731
+    shards = _GLOB_SPECIALS.sub(r"\\\1", FileSystems.join(output, split, split)) + ".tfrecord-*"
+    evaluation = ["  shuffle: false", "  num_epochs: 1"] if field == "eval_input_reader" else []
+    return [
+        f"{field} {{",
+        f"  label_map_path: {quote(FileSystems.join(output, LABEL_MAP))}",
+        *evaluation,
+        "  tf_record_input_reader {",
+        f"    input_path: {quote(shards)}",
+        "  }",
+        "}",
+    ]
+
+
 def dataset_card(manifest: dict, output: str) -> str:
     """A short README for the output folder, with the lines to paste into a pipeline config."""
     lines = [
@@ -186,17 +216,16 @@ def dataset_card(manifest: dict, output: str) -> str:
         "",
         "## Use with the TF Object Detection API",
         "",
+        "Paste into the pipeline config (`TrainEvalPipelineConfig`) and set `num_classes` to "
+        f"{max((c['id'] for c in manifest['classes'].values()), default=0)}, the largest id in "
+        f"`{LABEL_MAP}`:",
+        "",
         "```",
     ]
+    train = _training_split(manifest["splits"])
     for name in manifest["splits"]:
-        lines += [
-            f"{name}_input_reader: {{",
-            f'  label_map_path: "{FileSystems.join(output, LABEL_MAP)}"',
-            "  tf_record_input_reader {",
-            f'    input_path: "{FileSystems.join(output, name, name)}.tfrecord-*"',
-            "  }",
-            "}",
-        ]
+        field = "train_input_reader" if name == train else "eval_input_reader"
+        lines += _input_reader(field, output, name)
     lines += ["```", ""]
     return "\n".join(lines)
 

@@ -70,12 +70,19 @@ def _size(features, encoded: bytes) -> tuple[int, int]:
 
 def class_name(text: str, label: int | None, names: dict[int, str], ids: dict[str, int]) -> str:
     """An object's class name. With a label map (`names`: id → readable name, `ids`: name or
-    display name → id) the label map's readable name for the label, or for the text; without
-    one the text, else the label itself. Raises RecordRejected for an object with neither."""
+    display name → id) the label map's readable name for the label, or for the text, the way
+    the OD API's decoder looks ids up; without one the text, else the label itself. Raises
+    RecordRejected for an object that names no class: neither text nor a label of 1 or more,
+    or, with a label map, neither a label nor a text the label map knows."""
     if label is not None and label in names:
         return names[label]
-    if text:
+    if text and (text in ids or not names):
         return names.get(ids.get(text, -1), text)
+    if names and (text or (label is not None and label >= 1)):
+        unknown = [f"label {label}"] if label is not None else []
+        unknown += [f"class text {text!r}"] if text else []
+        verb = "are" if len(unknown) > 1 else "is"
+        raise RecordRejected(f"{' and '.join(unknown)} {verb} not in the label map")
     if label is None or label < 1:
         raise RecordRejected(
             f"object has no class text and label {label}, which names no class "
