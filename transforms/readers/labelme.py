@@ -1,15 +1,19 @@
 """LabelMe: one JSON file per image, with `imagePath` (relative to the JSON file) and
 `shapes`. Rectangles are boxes; polygons become their bounding box (and a mask with
-`--include-masks`); circles their bounding square. Points and lines have no box."""
+`--include-masks`); circles their bounding square; LabelMe 5's mask shapes their box (and
+their bitmap as a mask). Points and lines have no box."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import posixpath
 
 from apache_beam.io import fileio
 
+from transforms.masks import cropped_png_pixels, placed_rle
 from transforms.paths import UnsafePathError, image_key_under
 from transforms.readers.base import Parsed, ReaderOptions
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
@@ -23,7 +27,47 @@ def _points(shape: dict) -> list[tuple[float, float]]:
         raise ValueError("points are not [x, y] pairs") from None
 
 
-def _box(shape, source: str, options: ReaderOptions) -> Box:
+def _pixel(value: float) -> int:
+    """A mask shape's corner coordinate as the pixel index labelme makes of it (truncated)."""
+    if not math.isfinite(value):
+        raise ValueError(f"mask corner {value} is not finite")
+    return int(value)
+
+
+def _mask_box(
+    shape: dict,
+    label: str,
+    points: list[tuple[float, float]],
+    source: str,
+    size: tuple[int, int] | None,
+    options: ReaderOptions,
+) -> Box:
+    """A LabelMe >= 5.3 mask shape: its two points are the top-left and bottom-right pixels of
+    its box, both inside it (labelme's `shapes_to_label` pastes the bitmap at
+    `[y1 : y2 + 1, x1 : x2 + 1]`), and `mask` is a base64 PNG of the bitmap cropped to that
+    box. The box therefore ends one pixel past the second point, and the bitmap becomes a
+    full-image RLE, which needs the file's `imageWidth` and `imageHeight`."""
+    (x1, y1), (x2, y2) = ((_pixel(x), _pixel(y)) for x, y in points)
+    left, top, right, bottom = min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1
+    mask = None
+    if options.include_masks:
+        if size is None:
+            raise ValueError("mask shape needs the file's imageWidth and imageHeight")
+        encoded = shape.get("mask")
+        if not isinstance(encoded, str) or not encoded:
+            raise ValueError("mask shape has no base64 mask")
+        try:
+            data = base64.b64decode(encoded)
+        except binascii.Error as error:
+            raise ValueError(f"mask is not base64: {error}") from None
+        pixels = cropped_png_pixels(data, right - left, bottom - top)
+        width, height = size
+        counts = placed_rle(pixels, left, top, width, height)
+        mask = Mask(rle_size=(height, width), rle_counts=counts)
+    return Box(label, left, top, right, bottom, source, mask=mask)
+
+
+def _box(shape, source: str, size: tuple[int, int] | None, options: ReaderOptions) -> Box:
     if not isinstance(shape, dict):
         raise ValueError("shape is not a JSON object")
     label = shape.get("label")
@@ -42,7 +86,16 @@ def _box(shape, source: str, options: ReaderOptions) -> Box:
         (cx, cy), (px, py) = points
         radius = math.hypot(px - cx, py - cy)
         return Box(label, cx - radius, cy - radius, cx + radius, cy + radius, source)
+    if kind == "mask" and len(points) == 2:
+        return _mask_box(shape, label, points, source, size, options)
     raise ValueError(f"{kind} shape with {len(points)} points has no box")
+
+
+def _declared_size(document: dict) -> tuple[int, int] | None:
+    """(imageWidth, imageHeight) when both are positive integers."""
+    size = document.get("imageWidth"), document.get("imageHeight")
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    return size if valid else None
 
 
 def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
@@ -60,16 +113,15 @@ def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
     except UnsafePathError as error:
         yield ErrorRecord(path, document["imagePath"], STAGE_READ, str(error), len(shapes))
         return
+    size = _declared_size(document)
     boxes = []
     for number, shape in enumerate(shapes, start=1):
         source = f"{path}#shape[{number}]"
         try:
-            boxes.append(_box(shape, source, options))
+            boxes.append(_box(shape, source, size, options))
         except ValueError as error:
             yield ErrorRecord(source, key, STAGE_READ, str(error), 1)
-    width, height = document.get("imageWidth"), document.get("imageHeight")
-    size = (width, height) if isinstance(width, int) and isinstance(height, int) else (None, None)
-    yield ImageAnnotation(key, (path,), tuple(boxes), *size)
+    yield ImageAnnotation(key, (path,), tuple(boxes), *(size or (None, None)))
 
 
 def parse_labelme_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
