@@ -1,5 +1,5 @@
-"""LabelMe 5 files as labelme writes them: mask shapes (box corners + a cropped base64 PNG),
-from the reader to the TFRecord read back with TensorFlow."""
+"""LabelMe 5 files as labelme writes them: mask shapes (box corners + a cropped base64 PNG)
+and images embedded in `imageData`, from the reader to the TFRecord read back with TensorFlow."""
 
 import base64
 import io
@@ -12,6 +12,7 @@ import tensorflow as tf
 from conftest import OD_FEATURES, read_output, run_create
 from PIL import Image
 
+from transforms.images import ImageLoader, ImageRejected
 from transforms.masks import mask_pixels, placed_rle
 from transforms.readers.base import ReaderOptions
 from transforms.readers.labelme import parse_labelme
@@ -156,6 +157,87 @@ def test_mask_needs_the_declared_image_size(tmp_path):
     assert len(annotation.boxes) == 1 and errors == []
 
 
+@pytest.mark.parametrize(
+    "image_path, path, root, key",
+    [
+        ("../img/a.jpg", "/d/json/a.json", "/d", "img/a.jpg"),  # The file comes first.
+        ("a.json", "/d/json/a.json", "/d", "json/a.json"),  # Names the JSON itself.
+        (".\\a.json", "/d/json/a.json", "/d", "json/a.json"),
+        ("C:\\Users\\me\\a.jpg", "/d/json/a.json", "/d", "json/a.json"),  # Unusable.
+        ("../../etc/a.jpg", "/d/json/a.json", "/d", "json/a.json"),
+        ("", "/d/json/a.json", "/d", "json/a.json"),
+        ("a.json", "/elsewhere/json/a.json", "/d", "elsewhere/json/a.json"),  # Outside root.
+    ],
+)
+def test_embedded_image_key(image_path, path, root, key):
+    doc = document([], image_path, b"\x89PNG")
+    (annotation,), errors = parse(doc, path, root)
+    assert errors == []
+    assert (annotation.image, annotation.embedded_in) == (key, path)
+
+
+@pytest.mark.parametrize(
+    "image_path, reason",
+    [
+        ("a.json", "imagePath names the annotation file, which has no imageData"),
+        ("/etc/passwd", "lies outside the images root"),
+        (" ", "names a folder, not a file"),
+        ("sub/..", "names a folder, not a file"),
+    ],
+)
+def test_unusable_image_path_without_image_data_is_an_error(image_path, reason):
+    (error,) = parse_labelme(
+        json.dumps(document([{}], image_path)).encode(), "/d/json/a.json", ReaderOptions("/d")
+    )
+    assert (error.source, error.stage, error.objects) == ("/d/json/a.json", "read", 1)
+    assert reason in error.reason
+    (annotation,), _ = parse(document([], "a.jpg"), "/d/json/a.json", "/d")
+    assert annotation.embedded_in is None
+
+
+@pytest.fixture
+def loader(tmp_path):
+    fn = ImageLoader(str(tmp_path), max_bytes=20_000, max_pixels=WIDTH * HEIGHT)
+    fn.setup()
+
+    def load(image: str, doc: dict, name: str = "a.json"):
+        (tmp_path / name).write_text(json.dumps(doc))
+        return fn.load(ImageAnnotation(image, (name,), embedded_in=str(tmp_path / name)))
+
+    return load
+
+
+def test_loader_prefers_the_file_and_falls_back_to_image_data(loader, tmp_path):
+    embedded, on_disk = png(picture(1)), png(picture(2))
+    doc = document([], "a.png", embedded)
+    assert loader("a.png", doc).encoded == embedded  # a.png is missing.
+    (tmp_path / "a.png").write_bytes(b"not an image")
+    assert loader("a.png", doc).encoded == embedded
+    (tmp_path / "a.png").write_bytes(on_disk)
+    loaded = loader("a.png", doc)
+    assert loaded.encoded == on_disk and (loaded.width, loaded.height) == (WIDTH, HEIGHT)
+    assert loader("a.json", document([], "a.json", embedded)).encoded == embedded
+
+
+@pytest.mark.parametrize(
+    "image_data, reason",
+    [
+        ("@@@@", "embedded image is empty"),
+        ("QUJDR", "imageData is not base64"),
+        (None, "no imageData"),
+        (b64(b"\0" * 20_001), "larger than the 20000-byte limit"),
+        (b64(png(np.zeros((31, 40), np.uint8))), "more than 1200 pixels"),
+        (b64(png(picture(1))[:200]), "TensorFlow cannot decode"),
+    ],
+)
+def test_embedded_image_obeys_the_loader_limits(loader, image_data, reason):
+    doc = {**document([], "a.png"), "imageData": image_data}
+    with pytest.raises(ImageRejected) as raised:
+        loader("a.png", doc)
+    assert str(raised.value).startswith("image file not found; embedded image: ")
+    assert reason in str(raised.value)
+
+
 def read_with_masks(paths: list[str]) -> dict[str, dict]:
     """{filename: parsed example} with the OD API's spec plus `image/object/mask`."""
     spec = {**OD_FEATURES, "image/object/mask": tf.io.VarLenFeature(tf.string)}
@@ -209,4 +291,39 @@ def test_create_with_mask_shapes(tmp_path):
     assert error["reason"] == "mask is not a PNG image"
     assert output["manifest"]["splits"]["all"]["objects"] == 3
     assert output["manifest"]["objects"]["clipped"] == 1
+    assert all(output["manifest"]["accounting"].values())
+
+
+def test_create_with_embedded_images(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    pixels = {name: picture(seed) for seed, name in enumerate("bcd")}
+    Image.fromarray(pixels["d"]).save(root / "d.png")
+    dog = blob(4, 9, seed=2)
+    files = {
+        "b.json": document([mask_shape("dog", dog, 1, 2)], "gone/b.png", png(pixels["b"])),
+        "c.json": document([mask_shape("dog", dog, 3, 4)], "c.json", png(pixels["c"])),
+        "d.json": document([], "d.png", png(pixels["b"])),  # The file on disk comes first.
+        "e.json": document([mask_shape("dog", dog, 0, 0)], "e.png", b"not an image"),
+    }
+    for name, doc in files.items():
+        (root / name).write_text(json.dumps(doc, indent=2))
+    out = tmp_path / "out"
+    args = ["--format", "labelme", "--annotations", root, "--include-masks", "--output", out]
+    assert run_create(*args, "--splits", "all=1") == 0
+    output = read_output(out)
+    examples = read_with_masks([str(out / f) for f in output["manifest"]["splits"]["all"]["files"]])
+    assert sorted(examples) == ["c.json", "d.png", "gone/b.png"]
+    for key, name in (("gone/b.png", "b"), ("c.json", "c"), ("d.png", "d")):
+        example = examples[key]
+        assert np.array_equal(tf.io.decode_png(example["image/encoded"]).numpy(), pixels[name])
+        assert example["image/source_id"].numpy().decode() == key
+    for key, left, top in (("gone/b.png", 1, 2), ("c.json", 3, 4)):
+        (mask,) = examples[key]["image/object/mask"].numpy()
+        assert np.array_equal(tf.io.decode_png(mask).numpy()[:, :, 0], placed(dog, left, top))
+    (error,) = output["errors"]
+    assert (error["image"], error["stage"], error["objects"]) == ("e.png", "image", 1)
+    assert error["reason"] == (
+        "image file not found; embedded image: not an image file (format not recognised)"
+    )
     assert all(output["manifest"]["accounting"].values())

@@ -45,6 +45,7 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
         width=declared[0],
         height=declared[1],
         split="|".join(splits) if splits else None,
+        embedded_in=next((m.embedded_in for m in ordered if m.embedded_in is not None), None),
     )
 
 

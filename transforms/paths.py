@@ -66,6 +66,8 @@ def image_key_under(name: str, root: str, base: str | None = None) -> str:
     annotation file's folder), as LabelMe and keras-yolo3 write them. Such a path is accepted
     only if it lies inside the images root; any other name is taken relative to the root."""
     cleaned = name.strip().replace("\\", "/")
+    if posixpath.normpath(cleaned or ".") == ".":
+        raise UnsafePathError(f"image name {name!r} names a folder, not a file")
     if _ABSOLUTE.match(cleaned):
         relative = _inside(cleaned, root)
         if relative is None:
@@ -76,3 +78,14 @@ def image_key_under(name: str, root: str, base: str | None = None) -> str:
         if relative is not None:
             return image_key(relative)
     return image_key(cleaned)
+
+
+def file_key(path: str, root: str) -> str:
+    """The key of an image known only by the annotation file that holds it (LabelMe's
+    `imageData`): the file's path relative to the images root, or its whole path without
+    scheme when it lies outside, so two files never share a key."""
+    relative = _inside(path, root)
+    if relative is None:
+        whole = os.path.abspath(path) if FileSystems.get_scheme(path) is None else path
+        relative = _ABSOLUTE.sub("", whole.replace("\\", "/")).lstrip("/")
+    return image_key(relative)

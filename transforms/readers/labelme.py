@@ -1,7 +1,11 @@
 """LabelMe: one JSON file per image, with `imagePath` (relative to the JSON file) and
 `shapes`. Rectangles are boxes; polygons become their bounding box (and a mask with
 `--include-masks`); circles their bounding square; LabelMe 5's mask shapes their box (and
-their bitmap as a mask). Points and lines have no box."""
+their bitmap as a mask). Points and lines have no box.
+
+A file may also carry its image, base64-encoded in `imageData`; as in LabelMe, that image is
+used when the file at `imagePath` is not a readable image.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import math
 import posixpath
 
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from transforms.masks import cropped_png_pixels, placed_rle
-from transforms.paths import UnsafePathError, image_key_under
+from transforms.paths import UnsafePathError, file_key, image_key_under
 from transforms.readers.base import Parsed, ReaderOptions
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
 
@@ -91,6 +96,35 @@ def _box(shape, source: str, size: tuple[int, int] | None, options: ReaderOption
     raise ValueError(f"{kind} shape with {len(points)} points has no box")
 
 
+def _names_itself(image_path: str, path: str) -> bool:
+    """Whether `imagePath` names the annotation file itself (LabelMe writes that when the
+    image lives only in `imageData`)."""
+    joined = posixpath.join(posixpath.dirname(path), image_path.strip().replace("\\", "/"))
+    return posixpath.normpath(joined) == posixpath.normpath(path)
+
+
+def _image(document: dict, path: str, root: str) -> tuple[str, str | None]:
+    """The image's key, and the annotation file when it embeds the image (else None).
+
+    The key comes from `imagePath` when that is a safe name of another file (the loader
+    falls back to `imageData` if that file is not a readable image). An image only the
+    annotation file holds (`imagePath` unsafe, absent or naming the file itself) is named
+    after that file, which keeps keys unique. Raises UnsafePathError when there is neither.
+    """
+    data = document.get("imageData")
+    embedded_in = path if isinstance(data, str) and data else None
+    image_path = document.get("imagePath")
+    if isinstance(image_path, str) and not _names_itself(image_path, path):
+        try:
+            return image_key_under(image_path, root, posixpath.dirname(path)), embedded_in
+        except UnsafePathError:
+            if embedded_in is None:
+                raise
+    if embedded_in is None:
+        raise UnsafePathError("imagePath names the annotation file, which has no imageData")
+    return file_key(path, root), embedded_in
+
+
 def _declared_size(document: dict) -> tuple[int, int] | None:
     """(imageWidth, imageHeight) when both are positive integers."""
     size = document.get("imageWidth"), document.get("imageHeight")
@@ -105,13 +139,16 @@ def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
         yield ErrorRecord(path, None, STAGE_READ, f"malformed JSON: {error}")
         return
     shapes = document.get("shapes") if isinstance(document, dict) else None
-    if not isinstance(shapes, list) or not isinstance(document.get("imagePath"), str):
+    if not isinstance(shapes, list) or not (
+        isinstance(document.get("imagePath"), str) or document.get("imageData")
+    ):
         yield ErrorRecord(path, None, STAGE_READ, "not a LabelMe file (no imagePath and shapes)")
         return
     try:
-        key = image_key_under(document["imagePath"], options.images, posixpath.dirname(path))
+        key, embedded_in = _image(document, path, options.images)
     except UnsafePathError as error:
-        yield ErrorRecord(path, document["imagePath"], STAGE_READ, str(error), len(shapes))
+        image_path = document.get("imagePath")
+        yield ErrorRecord(path, image_path, STAGE_READ, str(error), len(shapes))
         return
     size = _declared_size(document)
     boxes = []
@@ -121,8 +158,34 @@ def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
             boxes.append(_box(shape, source, size, options))
         except ValueError as error:
             yield ErrorRecord(source, key, STAGE_READ, str(error), 1)
-    yield ImageAnnotation(key, (path,), tuple(boxes), *(size or (None, None)))
+    yield ImageAnnotation(
+        key, (path,), tuple(boxes), *(size or (None, None)), embedded_in=embedded_in
+    )
 
 
 def parse_labelme_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
     return parse_labelme(file.read(), file.metadata.path, options)
+
+
+def embedded_image(path: str) -> bytes:
+    """The image a LabelMe file carries in `imageData`, decoded; raises ValueError.
+
+    Called by the image loader, after the shuffle, with the path the reader put in
+    `ImageAnnotation.embedded_in`; the loader applies its limits to the bytes.
+    """
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            text = handle.read().decode("utf-8-sig")
+    except Exception as error:  # Each filesystem raises its own error types.
+        raise ValueError(f"cannot read {path}: {error}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"malformed JSON: {error}") from None
+    encoded = document.get("imageData") if isinstance(document, dict) else None
+    if not isinstance(encoded, str) or not encoded:
+        raise ValueError("no imageData")
+    try:
+        return base64.b64decode(encoded)
+    except binascii.Error as error:
+        raise ValueError(f"imageData is not base64: {error}") from None
