@@ -327,3 +327,13 @@ def test_create_with_embedded_images(tmp_path):
         "image file not found; embedded image: not an image file (format not recognised)"
     )
     assert all(output["manifest"]["accounting"].values())
+
+
+def test_auto_detects_a_file_whose_mask_shapes_come_before_its_image_path(tmp_path):
+    from transforms.readers.detect import detect_format
+
+    shapes = [mask_shape("cat", blob(200, 200, seed), 0, 0) for seed in range(8)]
+    text = json.dumps(document(shapes, "a.png"), indent=2)
+    assert text.index('"imagePath"') > 1 << 16  # Past what detection reads of a file.
+    (tmp_path / "a.json").write_text(text)
+    assert detect_format(str(tmp_path)) == "labelme"
