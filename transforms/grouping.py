@@ -46,6 +46,7 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
         width=declared[0],
         height=declared[1],
         split=ordered[0].split,
+        embedded_in=next((m.embedded_in for m in ordered if m.embedded_in is not None), None),
     )
 
 

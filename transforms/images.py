@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from PIL import Image, UnidentifiedImageError
 
 from transforms.paths import UnsafePathError, resolve_image
+from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage
 
 DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
@@ -78,12 +79,41 @@ class ImageLoader:
         return int(shape[1]), int(shape[0])
 
     def load(self, annotation: ImageAnnotation) -> LoadedImage:
-        """Raises ImageRejected with the reason when the image cannot be used."""
+        """Raises ImageRejected with the reason when the image cannot be used.
+
+        The file the key names comes first; when it is not a readable image, the image the
+        annotation file embeds (`embedded_in`), under the same limits."""
         try:
-            path = resolve_image(self._root, annotation.image)
+            return self._checked(annotation, self._file(annotation.image))
+        except ImageRejected as error:
+            if annotation.embedded_in is None:
+                raise
+            file_error = error
+        try:
+            return self._checked(annotation, self._embedded(annotation.embedded_in))
+        except ImageRejected as error:
+            raise ImageRejected(f"{file_error}; embedded image: {error}") from None
+
+    def _file(self, key: str) -> bytes:
+        try:
+            path = resolve_image(self._root, key)
         except UnsafePathError as error:
             raise ImageRejected(str(error)) from None
-        data = _read_limited(path, self._max_bytes)
+        return _read_limited(path, self._max_bytes)
+
+    def _embedded(self, annotation_file: str) -> bytes:
+        try:
+            data = embedded_image(annotation_file)
+        except ValueError as error:
+            raise ImageRejected(str(error)) from None
+        if not data:
+            raise ImageRejected("embedded image is empty")
+        if len(data) > self._max_bytes:
+            raise ImageRejected(f"embedded image is larger than the {self._max_bytes}-byte limit")
+        return data
+
+    def _checked(self, annotation: ImageAnnotation, data: bytes) -> LoadedImage:
+        """The image in `data`, measured and checked, or ImageRejected."""
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as error:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from transforms.records import Mask
+
+# Deflate expands data at most 1032-fold and a pixel takes at least one bit, so no PNG holds
+# more pixels than this per byte.
+_PNG_PIXELS_PER_BYTE = 8 * 1032
 
 
 def rle_counts_from_string(text: str) -> list[int]:
@@ -90,6 +94,56 @@ def pixels_to_rle(pixels: np.ndarray) -> dict:
 def png_pixels(data: bytes) -> np.ndarray:
     """A PNG mask as a 0/1 uint8 array."""
     return (np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0).astype(np.uint8)
+
+
+def cropped_png_pixels(data: bytes, width: int, height: int) -> np.ndarray:
+    """An untrusted PNG mask that must be `width` x `height`, as a 0/1 uint8 array; raises
+    ValueError. The size is checked from the header before anything is decoded, and a PNG
+    claiming more pixels than its bytes can hold is refused, so memory stays proportional to
+    the input."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=["PNG"])
+    except UnidentifiedImageError:
+        raise ValueError("mask is not a PNG image") from None
+    except Exception as error:  # PIL raises many types for a malformed header.
+        raise ValueError(f"cannot read the mask PNG's header: {error}") from None
+    if image.size != (width, height):
+        raise ValueError(f"mask is {image.width}x{image.height} but its box is {width}x{height}")
+    if width * height > _PNG_PIXELS_PER_BYTE * len(data):
+        raise ValueError(f"a {len(data)}-byte PNG cannot hold a {width}x{height} mask")
+    try:
+        return (np.asarray(image.convert("L")) > 0).astype(np.uint8)
+    except Exception as error:
+        raise ValueError(f"cannot decode the mask PNG: {error}") from None
+
+
+def placed_rle(pixels: np.ndarray, left: int, top: int, width: int, height: int) -> str:
+    """COCO's compressed RLE of a `width` x `height` mask that is 0 but for `pixels`, placed
+    with its top-left corner at (left, top); what falls outside is cut off.
+
+    Works on the runs of ones of each placed column, never on the whole image, so a small
+    mask costs little however large the image claims to be.
+    """
+    rows, columns = pixels.shape
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = max(min(left + columns, width), x0), max(min(top + rows, height), y0)
+    inside = pixels[y0 - top : y1 - top, x0 - left : x1 - left]
+    # Each placed column, with a 0 above and below, so every run of ones has a start and an end.
+    steps = np.diff(np.pad(inside.T.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    starts = zip(*(axis.tolist() for axis in np.nonzero(steps == 1)), strict=True)
+    ends = zip(*(axis.tolist() for axis in np.nonzero(steps == -1)), strict=True)
+    runs: list[int] = []
+    position = 0  # Column-major index where the last run of ones ended.
+    for (column, start), (_, end) in zip(starts, ends, strict=True):
+        begin = (x0 + column) * height + y0 + start
+        if runs and begin == position:  # Goes on from the bottom of the previous column.
+            runs[-1] += end - start
+        else:
+            runs += [begin - position, end - start]
+        position = (x0 + column) * height + y0 + end
+    if position < width * height:
+        runs.append(width * height - position)
+    return rle_counts_to_string(runs)
 
 
 def mask_png(pixels: np.ndarray) -> bytes:

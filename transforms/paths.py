@@ -67,6 +67,8 @@ def image_key_under(name: str, root: str, base: str | None = None, fallback: boo
     only if it lies inside the images root; any other name is taken relative to the root,
     unless `fallback` is off: then a name relative to `base` must lie inside the root."""
     cleaned = name.strip().replace("\\", "/")
+    if posixpath.normpath(cleaned or ".") == ".":
+        raise UnsafePathError(f"image name {name!r} names a folder, not a file")
     if _ABSOLUTE.match(cleaned):
         relative = _inside(cleaned, root)
         if relative is None:
@@ -79,3 +81,14 @@ def image_key_under(name: str, root: str, base: str | None = None, fallback: boo
         if not fallback:
             raise UnsafePathError(f"image name {name!r} resolves outside the images root")
     return image_key(cleaned)
+
+
+def file_key(path: str, root: str) -> str:
+    """The key of an image known only by the annotation file that holds it (LabelMe's
+    `imageData`): the file's path relative to the images root, or its whole path without
+    scheme when it lies outside, so two files never share a key."""
+    relative = _inside(path, root)
+    if relative is None:
+        whole = os.path.abspath(path) if FileSystems.get_scheme(path) is None else path
+        relative = _ABSOLUTE.sub("", whole.replace("\\", "/")).lstrip("/")
+    return image_key(relative)

@@ -96,7 +96,9 @@ class ImageAnnotation:
 
     `width` and `height` are what the annotation claims; the pipeline measures the pixels
     itself and only reports a disagreement. `split` is the split the source puts the image
-    in, if it has one (used with `--splits source`).
+    in, if it has one (used with `--splits source`). `embedded_in` is the annotation file
+    that also carries the image's bytes (LabelMe's `imageData`), used when the file `image`
+    names is not a readable image: a path, so image bytes never travel through a shuffle.
     """
 
     image: str
@@ -105,6 +107,7 @@ class ImageAnnotation:
     width: int | None = None
     height: int | None = None
     split: str | None = None
+    embedded_in: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def sniff_json(path: str) -> str:
     with FileSystems.open(path) as handle:
         head = handle.read(_SNIFF_BYTES).decode("utf-8-sig", errors="replace").lstrip()
     if head.startswith("{"):
-        if '"shapes"' in head and '"imagePath"' in head:
+        # LabelMe writes `shapes` before `imagePath`, so with large shapes only theirs show.
+        if '"shapes"' in head and ('"imagePath"' in head or '"shape_type"' in head):
             return "labelme"
         if '"data_row"' in head:
             return "labelbox"

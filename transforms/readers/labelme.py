@@ -1,16 +1,25 @@
 """LabelMe: one JSON file per image, with `imagePath` (relative to the JSON file) and
 `shapes`. Rectangles are boxes; polygons become their bounding box (and a mask with
-`--include-masks`); circles their bounding square. Points and lines have no box."""
+`--include-masks`); circles their bounding square; LabelMe 5's mask shapes their box (and
+their bitmap as a mask). Points and lines have no box.
+
+A file may also carry its image, base64-encoded in `imageData`; as in LabelMe, that image is
+used when the file at `imagePath` is not a readable image.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import posixpath
 
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-from transforms.paths import UnsafePathError, image_key_under
+from transforms.masks import cropped_png_pixels, placed_rle
+from transforms.paths import UnsafePathError, file_key, image_key_under
 from transforms.readers.base import Parsed, ReaderOptions, file_format, split_of_folder
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
 
@@ -23,7 +32,47 @@ def _points(shape: dict) -> list[tuple[float, float]]:
         raise ValueError("points are not [x, y] pairs") from None
 
 
-def _box(shape, source: str, options: ReaderOptions) -> Box:
+def _pixel(value: float) -> int:
+    """A mask shape's corner coordinate as the pixel index labelme makes of it (truncated)."""
+    if not math.isfinite(value):
+        raise ValueError(f"mask corner {value} is not finite")
+    return int(value)
+
+
+def _mask_box(
+    shape: dict,
+    label: str,
+    points: list[tuple[float, float]],
+    source: str,
+    size: tuple[int, int] | None,
+    options: ReaderOptions,
+) -> Box:
+    """A LabelMe >= 5.3 mask shape: its two points are the top-left and bottom-right pixels of
+    its box, both inside it (labelme's `shapes_to_label` pastes the bitmap at
+    `[y1 : y2 + 1, x1 : x2 + 1]`), and `mask` is a base64 PNG of the bitmap cropped to that
+    box. The box therefore ends one pixel past the second point, and the bitmap becomes a
+    full-image RLE, which needs the file's `imageWidth` and `imageHeight`."""
+    (x1, y1), (x2, y2) = ((_pixel(x), _pixel(y)) for x, y in points)
+    left, top, right, bottom = min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1
+    mask = None
+    if options.extras.masks:
+        if size is None:
+            raise ValueError("mask shape needs the file's imageWidth and imageHeight")
+        encoded = shape.get("mask")
+        if not isinstance(encoded, str) or not encoded:
+            raise ValueError("mask shape has no base64 mask")
+        try:
+            data = base64.b64decode(encoded)
+        except binascii.Error as error:
+            raise ValueError(f"mask is not base64: {error}") from None
+        pixels = cropped_png_pixels(data, right - left, bottom - top)
+        width, height = size
+        counts = placed_rle(pixels, left, top, width, height)
+        mask = Mask(rle_size=(height, width), rle_counts=counts)
+    return Box(label, left, top, right, bottom, source, mask=mask)
+
+
+def _box(shape, source: str, size: tuple[int, int] | None, options: ReaderOptions) -> Box:
     if not isinstance(shape, dict):
         raise ValueError("shape is not a JSON object")
     label = shape.get("label")
@@ -42,7 +91,45 @@ def _box(shape, source: str, options: ReaderOptions) -> Box:
         (cx, cy), (px, py) = points
         radius = math.hypot(px - cx, py - cy)
         return Box(label, cx - radius, cy - radius, cx + radius, cy + radius, source)
+    if kind == "mask" and len(points) == 2:
+        return _mask_box(shape, label, points, source, size, options)
     raise ValueError(f"{kind} shape with {len(points)} points has no box")
+
+
+def _names_itself(image_path: str, path: str) -> bool:
+    """Whether `imagePath` names the annotation file itself (LabelMe writes that when the
+    image lives only in `imageData`)."""
+    joined = posixpath.join(posixpath.dirname(path), image_path.strip().replace("\\", "/"))
+    return posixpath.normpath(joined) == posixpath.normpath(path)
+
+
+def _image(document: dict, path: str, root: str) -> tuple[str, str | None]:
+    """The image's key, and the annotation file when it embeds the image (else None).
+
+    The key comes from `imagePath` when that is a safe name of another file (the loader
+    falls back to `imageData` if that file is not a readable image). An image only the
+    annotation file holds (`imagePath` unsafe, absent or naming the file itself) is named
+    after that file, which keeps keys unique. Raises UnsafePathError when there is neither.
+    """
+    data = document.get("imageData")
+    embedded_in = path if isinstance(data, str) and data else None
+    image_path = document.get("imagePath")
+    if isinstance(image_path, str) and not _names_itself(image_path, path):
+        try:
+            return image_key_under(image_path, root, posixpath.dirname(path)), embedded_in
+        except UnsafePathError:
+            if embedded_in is None:
+                raise
+    if embedded_in is None:
+        raise UnsafePathError("imagePath names the annotation file, which has no imageData")
+    return file_key(path, root), embedded_in
+
+
+def _declared_size(document: dict) -> tuple[int, int] | None:
+    """(imageWidth, imageHeight) when both are positive integers."""
+    size = document.get("imageWidth"), document.get("imageHeight")
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    return size if valid else None
 
 
 def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
@@ -52,28 +139,56 @@ def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
         yield ErrorRecord(path, None, STAGE_READ, f"malformed JSON: {error}")
         return
     shapes = document.get("shapes") if isinstance(document, dict) else None
-    if not isinstance(shapes, list) or not isinstance(document.get("imagePath"), str):
+    if not isinstance(shapes, list) or not (
+        isinstance(document.get("imagePath"), str) or document.get("imageData")
+    ):
         yield ErrorRecord(path, None, STAGE_READ, "not a LabelMe file (no imagePath and shapes)")
         return
     try:
-        key = image_key_under(document["imagePath"], options.images, posixpath.dirname(path))
+        key, embedded_in = _image(document, path, options.images)
     except UnsafePathError as error:
-        yield ErrorRecord(path, document["imagePath"], STAGE_READ, str(error), len(shapes))
+        image_path = document.get("imagePath")
+        yield ErrorRecord(path, image_path, STAGE_READ, str(error), len(shapes))
         return
+    size = _declared_size(document)
     boxes = []
     for number, shape in enumerate(shapes, start=1):
         source = f"{path}#shape[{number}]"
         try:
-            boxes.append(_box(shape, source, options))
+            boxes.append(_box(shape, source, size, options))
         except ValueError as error:
             yield ErrorRecord(source, key, STAGE_READ, str(error), 1)
-    width, height = document.get("imageWidth"), document.get("imageHeight")
-    size = (width, height) if isinstance(width, int) and isinstance(height, int) else (None, None)
-    yield ImageAnnotation(key, (path,), tuple(boxes), *size)
+    yield ImageAnnotation(
+        key, (path,), tuple(boxes), *(size or (None, None)), embedded_in=embedded_in
+    )
 
 
 def parse_labelme_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
     return parse_labelme(file.read(), file.metadata.path, options)
+
+
+def embedded_image(path: str) -> bytes:
+    """The image a LabelMe file carries in `imageData`, decoded; raises ValueError.
+
+    Called by the image loader, after the shuffle, with the path the reader put in
+    `ImageAnnotation.embedded_in`; the loader applies its limits to the bytes.
+    """
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            text = handle.read().decode("utf-8-sig")
+    except Exception as error:  # Each filesystem raises its own error types.
+        raise ValueError(f"cannot read {path}: {error}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"malformed JSON: {error}") from None
+    encoded = document.get("imageData") if isinstance(document, dict) else None
+    if not isinstance(encoded, str) or not encoded:
+        raise ValueError("no imageData")
+    try:
+        return base64.b64decode(encoded)
+    except binascii.Error as error:
+        raise ValueError(f"imageData is not base64: {error}") from None
 
 
 FORMAT = file_format("labelme", "*.json", parse_labelme_file, split_of_folder)
