@@ -31,8 +31,9 @@ class RecordRejected(ValueError):
 @dataclass(frozen=True)
 class DecodedRecord:
     """A record as canonical records: the image with its boxes, its id in the source, the
-    (class name, label) pair of each box, and the objects rejected on their own (source,
-    reason)."""
+    sha256 of its image bytes (computed here, never taken from `image/key/sha256`, which is
+    untrusted text and would name files), the (class name, label) pair of each box, and the
+    objects rejected on their own (source, reason)."""
 
     image: LoadedImage
     source_id: str
@@ -168,9 +169,7 @@ def decode_example(
         height=height,
         split=split,
     )
-    sha256 = _text(features, "image/key/sha256") or (
-        hashlib.sha256(encoded).hexdigest() if encoded else ""
-    )
+    sha256 = hashlib.sha256(encoded).hexdigest() if encoded else ""
     return DecodedRecord(
         LoadedImage(annotation, encoded, fmt, width, height),
         source_id,

@@ -4,7 +4,8 @@ Every writer starts from `NamedRecord`s (a decoded record and the name its image
 `DIR/images/`) and the categories ({class name: id}), never from a TFRecord, so each format is
 written once whatever the records came from. Outputs are deterministic: records are sorted
 by image name and ids are assigned in that order, so the same input gives byte-identical
-files.
+files. The per-image files of VOC and YOLO are named from the image name by
+`annotation_file`, which the export also uses to make those names unique.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -22,6 +24,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.export.decode import DecodedRecord
+from transforms.readers.yolo import label_path
 
 IMAGES_DIR = "images"
 
@@ -45,6 +48,24 @@ def pixel(value: float) -> int | float:
     float32 precision (so VOC → TFRecord → VOC gives back the same corners), else 3 decimals."""
     nearest = round(value)
     return nearest if abs(value - nearest) < 1e-3 else round(value, 3)
+
+
+def voc_id(name: str) -> str:
+    """An image's VOC id: its name without extension, with `/` and whitespace made `_`, because
+    readers look for `<id>.xml` directly in the annotations folder and ImageSets lists are
+    split on whitespace."""
+    return re.sub(r"[/\s]", "_", posixpath.splitext(name)[0])
+
+
+def annotation_file(fmt: str, name: str) -> str | None:
+    """The per-image annotation file of the image `DIR/images/<name>`, relative to DIR: VOC's
+    `annotations/<id>.xml`; YOLO's label file, exactly where Ultralytics and odrecords' reader
+    look for it (`label_path`); None for the formats with one file per split."""
+    if fmt == "voc":
+        return f"annotations/{voc_id(name)}.xml"
+    if fmt == "yolo":
+        return posixpath.normpath(label_path(f"./{IMAGES_DIR}/{name}"))
+    return None
 
 
 def write_text(path: str, text: str) -> None:
@@ -172,10 +193,6 @@ def yolo_split_key(split: str) -> str:
     return "train" if lowered.startswith("train") else split
 
 
-def _stem(name: str) -> str:
-    return posixpath.splitext(name)[0]
-
-
 class _WriteSplitFiles(beam.DoFn):
     """(split, records) → the split's file(s) of one format; yields their relative paths."""
 
@@ -197,7 +214,7 @@ class _WriteSplitFiles(beam.DoFn):
         elif self._format == "voc":
             relative = f"ImageSets/Main/{split}.txt"
             write_text(
-                _join(self._output, relative), "".join(_stem(r.name) + "\n" for r in records)
+                _join(self._output, relative), "".join(voc_id(r.name) + "\n" for r in records)
             )
         else:  # yolo
             relative = f"{split}.txt"
@@ -214,12 +231,9 @@ class _WriteImageFiles(beam.DoFn):
         self._format = fmt
 
     def process(self, named: NamedRecord, categories: dict[str, int]) -> Iterator[str]:
-        if self._format == "voc":
-            relative = f"annotations/{_stem(named.name)}.xml"
-            write_text(_join(self._output, relative), voc_xml(named))
-        else:
-            relative = f"labels/{_stem(named.name)}.txt"
-            write_text(_join(self._output, relative), yolo_labels(named, categories))
+        relative = annotation_file(self._format, named.name)
+        text = voc_xml(named) if self._format == "voc" else yolo_labels(named, categories)
+        write_text(_join(self._output, relative), text)
         yield relative
 
 
