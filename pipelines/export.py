@@ -26,7 +26,13 @@ from pipelines.settings import (
     pipeline_options,
     use_filesystem_options,
 )
-from transforms.export.decode import DecodedRecord, RecordRejected, decode_example
+from transforms.export.decode import (
+    DecodedRecord,
+    RecordRejected,
+    decode_example,
+    extension_of_format,
+    format_of_extension,
+)
 from transforms.export.writers import IMAGES_DIR, NamedRecord, WriteExport, annotation_file
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
 from transforms.paths import UnsafePathError, image_key
@@ -38,11 +44,12 @@ from transforms.tfrecord_sink import ensure_dir, parts_dir
 FORMATS = ("coco", "voc", "csv", "yolo")
 SUMMARY = "export.json"
 STAGE_RECORD = "record"
-_EXTENSIONS = {"jpeg": ".jpg", "png": ".png"}
 # Names made unique end in `~` and 16 hex digits of the image's sha256 (`-N` after them for
 # identical images). A name that already ends so is renamed too, so a name taken as it is can
 # never equal a made one.
 _MADE = re.compile(r"~[0-9a-f]{16}(-\d+)?$")
+# Control characters (a newline) would split the line lists of YOLO and VOC.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -187,16 +194,28 @@ def _digest(record: DecodedRecord) -> str:
     return record.sha256 or hashlib.sha256(source.encode()).hexdigest()
 
 
+def _with_extension(name: str, fmt: str) -> str:
+    """`name` with an extension of its image's format, so that the name says what the bytes
+    are: kept when it has one, replaced when it has another image format's (`a.webp` holding
+    the PNG that create made of it → `a.png`), else added (`frame.001` → `frame.001.jpg`)."""
+    stem, extension = posixpath.splitext(name)
+    named, wanted = format_of_extension(extension), extension_of_format(fmt)
+    if named == fmt or not wanted:
+        return name
+    return (stem if named else name) + wanted
+
+
 def _candidate_name(record: DecodedRecord) -> str:
-    """image/filename when it is a safe relative name, else source_id, else the sha256."""
-    extension = _EXTENSIONS.get(record.image.format, "")
+    """image/filename when it is a safe relative name without control characters, else
+    source_id, else the sha256; with an extension of the image's format."""
     for name in (record.image.annotation.image, record.source_id):
         try:
             key = image_key(name)
         except UnsafePathError:
             continue
-        return key if posixpath.splitext(key)[1] else key + extension
-    return _digest(record)[:16] + extension
+        if not _CONTROL.search(key):
+            return _with_extension(key, record.image.format)
+    return _with_extension(_digest(record)[:16], record.image.format)
 
 
 def _unique_key(fmt: str, name: str) -> str:

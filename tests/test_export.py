@@ -322,9 +322,12 @@ def test_masks_and_keypoints_survive_create_and_export(tmp_path):
     assert rendered[3:12, 2:13].all() and rendered.sum() == 9 * 11
 
 
-# Names as other tools write them: folders (Ultralytics' `images/`, at any depth) and two
-# images with one stem.
-AWKWARD_NAMES = ["a.jpg", "sub/a.jpg", "images/a.jpg", "x/images/y/a.jpg", "s.jpg", "s.png"]
+# Names as other tools write them: folders (Ultralytics' `images/`, at any depth), two images
+# with one stem, and formats create converts to PNG (`e.webp` then collides with `e.png`).
+AWKWARD_NAMES = [
+    "a.jpg", "sub/a.jpg", "images/a.jpg", "x/images/y/a.jpg",
+    "s.jpg", "s.png", "e.webp", "e.png", "f.bmp",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +340,7 @@ def awkward_records(tmp_path_factory):
         path = source / name
         path.parent.mkdir(parents=True, exist_ok=True)
         image = Image.new("RGB", (width, height), (20 * number, 255 - 20 * number, 90))
-        image.save(path)
+        image.save(path, **({"lossless": True} if name.endswith(".webp") else {}))
         document["images"].append(
             {"id": number, "file_name": name, "width": width, "height": height}
         )
@@ -381,10 +384,13 @@ def image_files(folder) -> dict[str, str]:
 def test_awkward_names_export_and_read_back_whole(awkward_records, tmp_path, fmt):
     out = tmp_path / "exported"
     assert run_export("--input", awkward_records, "--format", fmt, "--output", out) == 0
-    # Nothing is lost to a shared name.
+    # Every file is named after its bytes; nothing is lost to a shared name.
     files = image_files(out / "images")
     assert len(files) == len(AWKWARD_NAMES)
-    assert {"a.jpg", "sub/a.jpg", "images/a.jpg", "x/images/y/a.jpg"} <= set(files)
+    extensions = Image.registered_extensions()
+    assert all(extensions[os.path.splitext(n)[1]] == f for n, f in files.items()), files
+    assert {"a.jpg", "sub/a.jpg", "images/a.jpg", "x/images/y/a.jpg", "f.png"} <= set(files)
+    assert sum(name.startswith("e~") for name in files) == 2  # e.webp's PNG and e.png
     one_file_per_image = fmt in ("voc", "yolo")  # s.jpg and s.png would share s.xml, s.txt
     assert sum(name.startswith("s~") for name in files) == (2 if one_file_per_image else 0)
     if fmt == "yolo":  # Where Ultralytics looks: the last /images/ of the path → /labels/.
@@ -409,3 +415,41 @@ def test_awkward_names_export_and_read_back_whole(awkward_records, tmp_path, fmt
         assert classes_again == classes
         assert np.allclose(corners_again, corners, atol=1e-5), name
         assert (name_again.removeprefix("images/") if fmt == "yolo" else name_again) in files
+
+
+def png_bytes(width=40, height=30) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_names_follow_the_bytes_and_stay_inside_the_folder(tmp_path):
+    made = "m~" + "0" * 16  # Looks like a name export makes unique, so it is made unique too.
+    named = [  # (image/filename, image/source_id, image bytes) and the name export must give.
+        (b"g.jpg", b"", png_bytes(), "g.png"),  # image/format says jpeg; the bytes are PNG.
+        (b"h", b"", jpeg_bytes(41), "h.jpg"),
+        (b"frame.001", b"", jpeg_bytes(42), "frame.001.jpg"),
+        (b"bad\nname.jpg", b"ok", jpeg_bytes(43), "ok.jpg"),  # A newline would split lists.
+        (made.encode() + b".jpg", b"", jpeg_bytes(44), None),
+        # Unsafe names and an image/key/sha256 that is a path: the name comes from the bytes.
+        (b"../x.jpg", b"/etc/y", jpeg_bytes(45), None),
+    ]
+    records = [
+        example(image__encoded=data, image__format=b"jpeg", image__filename=filename,
+                image__source_id=source_id, image__key__sha256=b"../../escape",
+                image__height=30, image__width=40)
+        for filename, source_id, data, _ in named
+    ]  # fmt: skip
+    write_records(tmp_path / "r.tfrecord", records)
+    out = tmp_path / "out"
+    assert run_export("--input", tmp_path / "r.tfrecord", "--format", "yolo", "--output", out) == 0
+    digest = [hashlib.sha256(data).hexdigest()[:16] for _, _, data, _ in named]
+    want = [name for *_, name in named[:4]] + [f"{made}~{digest[4]}.jpg", f"{digest[5]}.jpg"]
+    files = image_files(out / "images")
+    assert sorted(files) == sorted(want)
+    assert all(Image.registered_extensions()[os.path.splitext(n)[1]] == f for n, f in files.items())
+    listed = (out / "r.txt").read_text().splitlines()
+    assert sorted(listed) == sorted(f"images/{name}" for name in want)
+    for name in want:
+        assert (out / "labels" / f"{os.path.splitext(name)[0]}.txt").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["out", "r.tfrecord"]
