@@ -44,8 +44,9 @@ class NamedRecord:
 
 
 def pixel(value: float) -> int | float:
-    """A pixel coordinate as written to VOC and CSV: an integer when the value is one within
-    float32 precision (so VOC → TFRecord → VOC gives back the same corners), else 3 decimals."""
+    """A pixel value (coordinate, size, area) as written to every format in pixels: an integer
+    when the value is one within float32 precision (so VOC → TFRecord → VOC gives back the same
+    corners), else 3 decimals."""
     nearest = round(value)
     return nearest if abs(value - nearest) < 1e-3 else round(value, 3)
 
@@ -109,13 +110,14 @@ def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Ite
     for number, named in enumerate(records, start=1):
         for box in named.record.image.annotation.boxes:
             annotation_id += 1
-            width, height = box.xmax - box.xmin, box.ymax - box.ymin
+            xmin, ymin, xmax, ymax = (pixel(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax))
+            width, height = pixel(xmax - xmin), pixel(ymax - ymin)
             entry = {
                 "id": annotation_id,
                 "image_id": number,
                 "category_id": categories[box.label],
-                "bbox": [box.xmin, box.ymin, width, height],
-                "area": box.area if box.area is not None else width * height,
+                "bbox": [xmin, ymin, width, height],
+                "area": pixel(box.area if box.area is not None else width * height),
                 "iscrowd": int(bool(box.is_crowd)),
                 "segmentation": (
                     {"size": list(box.mask.rle_size), "counts": box.mask.rle_counts}
@@ -124,7 +126,9 @@ def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Ite
                 ),
             }
             if box.keypoints:
-                entry["keypoints"] = [v for k in box.keypoints for v in (k.x, k.y, k.visibility)]
+                entry["keypoints"] = [
+                    v for k in box.keypoints for v in (pixel(k.x), pixel(k.y), k.visibility)
+                ]
                 entry["num_keypoints"] = sum(k.visibility > 0 for k in box.keypoints)
             yield ("," if annotation_id > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False)
     yield '],\n"categories": ' + json.dumps(coco_categories, ensure_ascii=False) + "}\n"
