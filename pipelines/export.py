@@ -26,8 +26,14 @@ from pipelines.settings import (
     pipeline_options,
     use_filesystem_options,
 )
-from transforms.export.decode import DecodedRecord, RecordRejected, decode_example
-from transforms.export.writers import IMAGES_DIR, NamedRecord, WriteExport
+from transforms.export.decode import (
+    DecodedRecord,
+    RecordRejected,
+    decode_example,
+    extension_of_format,
+    format_of_extension,
+)
+from transforms.export.writers import IMAGES_DIR, NamedRecord, WriteExport, annotation_file
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
 from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
@@ -38,7 +44,12 @@ from transforms.tfrecord_sink import ensure_dir, parts_dir
 FORMATS = ("coco", "voc", "csv", "yolo")
 SUMMARY = "export.json"
 STAGE_RECORD = "record"
-_EXTENSIONS = {"jpeg": ".jpg", "png": ".png"}
+# Names made unique end in `~` and 16 hex digits of the image's sha256 (`-N` after them for
+# identical images). A name that already ends so is renamed too, so a name taken as it is can
+# never equal a made one.
+_MADE = re.compile(r"~[0-9a-f]{16}(-\d+)?$")
+# Control characters (a newline) would split the line lists of YOLO and VOC.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -117,12 +128,14 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
 
 class _ReadAndDecode(beam.DoFn):
     """(split, TFRecord file) → records as canonical records without their image bytes,
-    which go straight to a temporary file under OUT/.parts/ (never through a shuffle)."""
+    which go straight to a temporary file under OUT/.parts/ (never through a shuffle), keyed
+    by what must be unique per image in format `fmt` (see `_unique_key`)."""
 
-    def __init__(self, parts: str, names: dict[int, str], ids: dict[str, int]):
+    def __init__(self, parts: str, names: dict[int, str], ids: dict[str, int], fmt: str):
         self._parts = parts
         self._names = names
         self._ids = ids
+        self._format = fmt
         self._records = Metrics.counter("odrecords", "records_read")
 
     def setup(self) -> None:
@@ -170,45 +183,77 @@ class _ReadAndDecode(beam.DoFn):
                     with FileSystems.create(temporary) as handle:
                         handle.write(record.image.encoded)
                 stripped = replace(record, image=replace(record.image, encoded=b""))
-                yield _candidate_name(stripped), (temporary, stripped)
+                name = _candidate_name(stripped)
+                yield _unique_key(self._format, name), (name, temporary, stripped)
+
+
+def _digest(record: DecodedRecord) -> str:
+    """The sha256 of the image bytes, or of the record's source when it has none; hex, so a
+    name made from it is safe."""
+    source = record.image.annotation.sources[0]
+    return record.sha256 or hashlib.sha256(source.encode()).hexdigest()
+
+
+def _with_extension(name: str, fmt: str) -> str:
+    """`name` with an extension of its image's format, so that the name says what the bytes
+    are: kept when it has one, replaced when it has another image format's (`a.webp` holding
+    the PNG that create made of it → `a.png`), else added (`frame.001` → `frame.001.jpg`)."""
+    stem, extension = posixpath.splitext(name)
+    named, wanted = format_of_extension(extension), extension_of_format(fmt)
+    if named == fmt or not wanted:
+        return name
+    return (stem if named else name) + wanted
 
 
 def _candidate_name(record: DecodedRecord) -> str:
-    """image/filename when it is a safe relative name, else source_id, else the sha256."""
-    extension = _EXTENSIONS.get(record.image.format, "")
+    """image/filename when it is a safe relative name without control characters, else
+    source_id, else the sha256; with an extension of the image's format."""
     for name in (record.image.annotation.image, record.source_id):
         try:
             key = image_key(name)
         except UnsafePathError:
             continue
-        return key if posixpath.splitext(key)[1] else key + extension
-    digest = (
-        record.sha256 or hashlib.sha256(record.image.annotation.sources[0].encode()).hexdigest()
-    )
-    return digest[:16] + extension
+        if not _CONTROL.search(key):
+            return _with_extension(key, record.image.format)
+    return _with_extension(_digest(record)[:16], record.image.format)
+
+
+def _unique_key(fmt: str, name: str) -> str:
+    """What must differ between images in format `fmt`: the per-image annotation file (two
+    images `s.jpg` and `s.png` would share `s.xml`), or the image name where there is none.
+    The file is a function of the name, so equal keys also catch equal names."""
+    return annotation_file(fmt, name) or name
+
+
+def _origin(item: tuple[str, str | None, DecodedRecord]) -> tuple:
+    """Orders the records that share a key: by source, then split (one file given as two
+    splits gives two records of one source)."""
+    annotation = item[2].image.annotation
+    return annotation.sources, annotation.split or ""
 
 
 class _PlaceImages(beam.DoFn):
-    """(candidate name, records) → NamedRecords, moving each image to DIR/images/<name>.
+    """(unique key, records) → NamedRecords, moving each image to DIR/images/<name>.
 
-    Names must be unique: records that share a candidate name get names from their sha256
-    (and, for identical images, their order), deterministically."""
+    Records that share a key, and names that look made, get `~` and their digest (and, for
+    identical images, their order) before the extension, deterministically. Keys are the name
+    or end in its stem, so made names differ from each other and from every name kept."""
 
     def __init__(self, output: str):
         self._output = output
         self._without_images = Metrics.counter("odrecords", "records_without_image")
 
-    def process(self, element: tuple[str, Iterable[tuple[str | None, DecodedRecord]]]) -> Iterator:
-        candidate, items = element
-        items = sorted(items, key=lambda item: item[1].image.annotation.sources[0])
-        stem, extension = posixpath.splitext(candidate)
-        for number, (temporary, record) in enumerate(items):
-            name = candidate
-            if len(items) > 1:
-                digest = record.sha256[:16] or f"{number}"
-                name = f"{stem}-{digest}{extension}"
-                if sum(other.sha256[:16] == record.sha256[:16] for _, other in items) > 1:
-                    name = f"{stem}-{digest}-{number}{extension}"
+    def process(
+        self, element: tuple[str, Iterable[tuple[str, str | None, DecodedRecord]]]
+    ) -> Iterator:
+        _, items = element
+        items = sorted(items, key=_origin)
+        digests = [_digest(record)[:16] for _, _, record in items]
+        for number, (name, temporary, record) in enumerate(items):
+            stem, extension = posixpath.splitext(name)
+            if len(items) > 1 or _MADE.search(stem):
+                suffix = f"-{number}" if digests.count(digests[number]) > 1 else ""
+                name = f"{stem}~{digests[number]}{suffix}{extension}"
             if temporary is None:
                 self._without_images.inc()
             else:
@@ -255,13 +300,13 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
         | "Files" >> beam.Create(settings.inputs)
         | "Spread" >> beam.Reshuffle()
         | "ReadAndDecode"
-        >> beam.ParDo(_ReadAndDecode(parts, settings.label_names, settings.label_ids)).with_outputs(
-            ERRORS, main="records"
-        )
+        >> beam.ParDo(
+            _ReadAndDecode(parts, settings.label_names, settings.label_ids, settings.format)
+        ).with_outputs(ERRORS, main="records")
     )
     named = (
         decoded.records
-        | "GroupByName" >> beam.GroupByKey()
+        | "GroupByKey" >> beam.GroupByKey()
         | "PlaceImages" >> beam.ParDo(_PlaceImages(settings.output))
     )
     if settings.label_names:

@@ -3,6 +3,7 @@ from odrecords output and from records other tools wrote."""
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -10,7 +11,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import RACCOON, SAMPLE, read_output, run_create
+from conftest import RACCOON, SAMPLE, example_boxes, read_output, run_create
 from format_writers import sample_boxes
 from PIL import Image
 from pycocotools.coco import COCO
@@ -74,9 +75,10 @@ def test_coco_export_of_odrecords_output_round_trips_and_passes_cocoeval(sample_
                  a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
                 for a in coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
             )  # fmt: skip
-            want = sorted(expected[image["file_name"]]["boxes"])
-            assert [b[0] for b in boxes] == [w[0] for w in want]
-            assert np.allclose([b[1:] for b in boxes], [w[1:] for w in want], atol=0.01)
+            # Whole pixels come back as the integers they were, not as float32 noise.
+            assert boxes == sorted(expected[image["file_name"]]["boxes"])
+            for annotation in coco.loadAnns(coco.getAnnIds(imgIds=image["id"])):
+                assert all(type(v) is int for v in [*annotation["bbox"], annotation["area"]])
             with open(os.path.join(SAMPLE, "images", image["file_name"]), "rb") as handle:
                 original = handle.read()
             written = (tmp_path / "c" / "images" / image["file_name"]).read_bytes()
@@ -120,13 +122,16 @@ def test_voc_export_gives_back_the_integer_corners(sample_records, tmp_path):
             assert corner_values(exported, tag) == corner_values(original, tag), (name, tag)
 
 
-@pytest.mark.parametrize("fmt, reader_args", [
-    ("voc", ["--format", "voc", "--annotations", "{out}/annotations", "--images", "{out}/images"]),
-    ("csv", ["--format", "csv", "--annotations", "{out}/*_labels.csv", "--images", "{out}/images"]),
-    ("yolo", ["--format", "yolo", "--annotations", "{out}"]),
-    ("coco", ["--format", "coco", "--annotations", "{out}/annotations",
-              "--images", "{out}/images"]),
-])  # fmt: skip
+# `odrecords create` flags that read an export of each format back.
+READ_BACK = {
+    "voc": ["--format", "voc", "--annotations", "{out}/annotations", "--images", "{out}/images"],
+    "csv": ["--format", "csv", "--annotations", "{out}/*_labels.csv", "--images", "{out}/images"],
+    "yolo": ["--format", "yolo", "--annotations", "{out}"],
+    "coco": ["--format", "coco", "--annotations", "{out}/annotations", "--images", "{out}/images"],
+}
+
+
+@pytest.mark.parametrize("fmt, reader_args", READ_BACK.items())
 def test_create_export_create_gives_the_same_examples(sample_records, tmp_path, fmt, reader_args):
     out = tmp_path / "exported"
     assert run_export("--input", sample_records, "--format", fmt, "--output", out) == 0
@@ -224,7 +229,11 @@ def test_third_party_variants(tmp_path):
     names = sorted(images)
     assert len(names) == 7
     assert "b.jpg" in names and "c.jpg" in names and "e.jpg" in names and "f.jpg" in names
-    assert sum(name.startswith("a-") for name in names) == 2  # Unique names for the two a.jpg.
+    shared = [name for name in names if name.startswith("a~")]  # The two a.jpg, made unique.
+    assert len(shared) == 2
+    for name in shared:
+        digest = hashlib.sha256((out / "images" / name).read_bytes()).hexdigest()
+        assert name == f"a~{digest[:16]}.jpg"
     assert "neg.jpg" in names  # The unsafe file name gave way to the source_id.
     assert not (tmp_path / "evil.jpg").exists()
     labels = {
@@ -233,7 +242,7 @@ def test_third_party_variants(tmp_path):
     }
     assert labels["b.jpg"] == [2] and labels["c.jpg"] == [] and labels["neg.jpg"] == []
     assert labels["e.jpg"] == [] and labels["f.jpg"] == [1]
-    dog = [labels[n] for n in names if n.startswith("a-")]
+    dog = [labels[n] for n in shared]
     assert sorted(dog) == [[], [1]]
     assert not (out / "images" / "f.jpg").exists()  # No bytes, no image file.
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
@@ -336,9 +345,142 @@ def test_masks_and_keypoints_survive_create_and_export(tmp_path):
     coco = COCO(str(tmp_path / "e" / "annotations" / "instances_train.json"))
     person, crowd_annotation = coco.loadAnns(coco.getAnnIds())
     assert coco.loadCats(1)[0]["keypoints"] == ["nose", "eye"]
-    assert np.allclose(person["keypoints"], [4, 5, 2, 6, 7, 1], atol=0.01)
+    assert person["keypoints"] == [4, 5, 2, 6, 7, 1] and person["bbox"] == [2, 3, 10, 8]
     assert person["num_keypoints"] == 2
     assert crowd_annotation["iscrowd"] == 1
     assert np.array_equal(coco.annToMask(crowd_annotation), crowd)
     rendered = coco.annToMask(person)
     assert rendered[3:12, 2:13].all() and rendered.sum() == 9 * 11
+
+
+# Names as other tools write them: folders (Ultralytics' `images/`, at any depth), two images
+# with one stem, and formats create converts to PNG (`e.webp` then collides with `e.png`).
+AWKWARD_NAMES = [
+    "a.jpg", "sub/a.jpg", "images/a.jpg", "x/images/y/a.jpg",
+    "s.jpg", "s.png", "e.webp", "e.png", "f.bmp",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def awkward_records(tmp_path_factory):
+    """Records of AWKWARD_NAMES, each image different, with one or two whole-pixel boxes."""
+    source = tmp_path_factory.mktemp("awkward")
+    document = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    for number, name in enumerate(AWKWARD_NAMES, start=1):
+        width, height = 40 + number, 30 + number
+        path = source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.new("RGB", (width, height), (20 * number, 255 - 20 * number, 90))
+        image.save(path, **({"lossless": True} if name.endswith(".webp") else {}))
+        document["images"].append(
+            {"id": number, "file_name": name, "width": width, "height": height}
+        )
+        for index in range(1 + number % 2):
+            document["annotations"].append(
+                {"id": 10 * number + index, "image_id": number, "category_id": 1,
+                 "bbox": [number + index, 2 * index + 1, 10 + index, 7 + number]}
+            )  # fmt: skip
+    (source / "a.json").write_text(json.dumps(document))
+    out = tmp_path_factory.mktemp("awkward-records")
+    code = run_create("--format", "coco", "--annotations", source / "a.json", "--images", source,
+                      "--output", out, "--splits", "train=0.5,val=0.5")  # fmt: skip
+    assert code == 0
+    return out
+
+
+def by_bytes(output) -> dict[str, tuple]:
+    """{sha256 of the image bytes: (split, filename, class texts, corners)} of an output."""
+    result = {}
+    for split, examples in output["splits"].items():
+        for e in examples:
+            boxes = example_boxes(e)
+            digest = hashlib.sha256(e["image/encoded"]).hexdigest()
+            assert digest not in result
+            result[digest] = (split, e["image/filename"].decode(), [b[0] for b in boxes],
+                              np.array([b[1:] for b in boxes]).reshape(-1, 4))  # fmt: skip
+    return result
+
+
+def image_files(folder) -> dict[str, str]:
+    """{name under folder: the image format of its bytes} of every file under it but YOLO's
+    label files (which Ultralytics' rule puts under images/ for names with an images/ folder)."""
+    return {
+        path.relative_to(folder).as_posix(): Image.open(path).format
+        for path in folder.rglob("*")
+        if path.is_file() and path.suffix != ".txt"
+    }
+
+
+@pytest.mark.parametrize("fmt", READ_BACK)
+def test_awkward_names_export_and_read_back_whole(awkward_records, tmp_path, fmt):
+    out = tmp_path / "exported"
+    assert run_export("--input", awkward_records, "--format", fmt, "--output", out) == 0
+    # Every file is named after its bytes; nothing is lost to a shared name.
+    files = image_files(out / "images")
+    assert len(files) == len(AWKWARD_NAMES)
+    extensions = Image.registered_extensions()
+    assert all(extensions[os.path.splitext(n)[1]] == f for n, f in files.items()), files
+    assert {"a.jpg", "sub/a.jpg", "images/a.jpg", "x/images/y/a.jpg", "f.png"} <= set(files)
+    assert sum(name.startswith("e~") for name in files) == 2  # e.webp's PNG and e.png
+    one_file_per_image = fmt in ("voc", "yolo")  # s.jpg and s.png would share s.xml, s.txt
+    assert sum(name.startswith("s~") for name in files) == (2 if one_file_per_image else 0)
+    if fmt == "yolo":  # Where Ultralytics looks: the last /images/ of the path → /labels/.
+        for label in ("labels/a.txt", "labels/sub/a.txt", "images/labels/a.txt",
+                      "images/x/labels/y/a.txt"):  # fmt: skip
+            assert (out / label).is_file(), label
+        labels = [p for p in out.rglob("*.txt") if "labels" in p.parts]
+        assert len(labels) == len(AWKWARD_NAMES)
+    if fmt == "voc":
+        assert len(list((out / "annotations").glob("*.xml"))) == len(AWKWARD_NAMES)
+
+    args = [a.format(out=out) for a in READ_BACK[fmt]]
+    splits = ["--splits", "source"] if fmt != "csv" else []  # CSV carries no splits
+    assert run_create(*args, *splits, "--output", tmp_path / "again") == 0
+    again = read_output(tmp_path / "again")
+    assert again["errors"] == []
+    first, second = by_bytes(read_output(awkward_records)), by_bytes(again)
+    assert sorted(first) == sorted(second)
+    for digest, (split, name, classes, corners) in first.items():
+        split_again, name_again, classes_again, corners_again = second[digest]
+        assert split_again == (split if splits else "train")
+        assert classes_again == classes
+        assert np.allclose(corners_again, corners, atol=1e-5), name
+        assert (name_again.removeprefix("images/") if fmt == "yolo" else name_again) in files
+
+
+def png_bytes(width=40, height=30) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_names_follow_the_bytes_and_stay_inside_the_folder(tmp_path):
+    made = "m~" + "0" * 16  # Looks like a name export makes unique, so it is made unique too.
+    named = [  # (image/filename, image/source_id, image bytes) and the name export must give.
+        (b"g.jpg", b"", png_bytes(), "g.png"),  # image/format says jpeg; the bytes are PNG.
+        (b"h", b"", jpeg_bytes(41), "h.jpg"),
+        (b"frame.001", b"", jpeg_bytes(42), "frame.001.jpg"),
+        (b"bad\nname.jpg", b"ok", jpeg_bytes(43), "ok.jpg"),  # A newline would split lists.
+        (made.encode() + b".jpg", b"", jpeg_bytes(44), None),
+        # Unsafe names and an image/key/sha256 that is a path: the name comes from the bytes.
+        (b"../x.jpg", b"/etc/y", jpeg_bytes(45), None),
+    ]
+    records = [
+        example(image__encoded=data, image__format=b"jpeg", image__filename=filename,
+                image__source_id=source_id, image__key__sha256=b"../../escape",
+                image__height=30, image__width=40)
+        for filename, source_id, data, _ in named
+    ]  # fmt: skip
+    write_records(tmp_path / "r.tfrecord", records)
+    out = tmp_path / "out"
+    assert run_export("--input", tmp_path / "r.tfrecord", "--format", "yolo", "--output", out) == 0
+    digest = [hashlib.sha256(data).hexdigest()[:16] for _, _, data, _ in named]
+    want = [name for *_, name in named[:4]] + [f"{made}~{digest[4]}.jpg", f"{digest[5]}.jpg"]
+    files = image_files(out / "images")
+    assert sorted(files) == sorted(want)
+    assert all(Image.registered_extensions()[os.path.splitext(n)[1]] == f for n, f in files.items())
+    listed = (out / "r.txt").read_text().splitlines()
+    assert sorted(listed) == sorted(f"images/{name}" for name in want)
+    for name in want:
+        assert (out / "labels" / f"{os.path.splitext(name)[0]}.txt").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["out", "r.tfrecord"]

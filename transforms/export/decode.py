@@ -22,6 +22,8 @@ from transforms.records import Box, ImageAnnotation, Keypoint, LoadedImage, Mask
 # Coordinates a little past 1 are clipped (some tools overshoot); beyond this they are errors.
 MAX_COORDINATE = 1.1
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+# The extension a file of a format gets where PIL's first one is not the usual one.
+_USUAL_EXTENSIONS = {"jpeg": ".jpg", "tiff": ".tif"}
 
 
 class RecordRejected(ValueError):
@@ -31,8 +33,9 @@ class RecordRejected(ValueError):
 @dataclass(frozen=True)
 class DecodedRecord:
     """A record as canonical records: the image with its boxes, its id in the source, the
-    (class name, label) pair of each box, and the objects rejected on their own (source,
-    reason)."""
+    sha256 of its image bytes (computed here, never taken from `image/key/sha256`, which is
+    untrusted text and would name files), the (class name, label) pair of each box, and the
+    objects rejected on their own (source, reason)."""
 
     image: LoadedImage
     source_id: str
@@ -99,9 +102,7 @@ def decode_example(
     lists of different lengths, no size)."""
     features = example.features.feature
     encoded = (_values(features, "image/encoded") or [b""])[0]
-    fmt = FORMATS.get(_text(features, "image/format").lower(), "")
-    if encoded and not fmt:
-        fmt = {"JPEG": "jpeg", "PNG": "png"}.get(_detect_format(encoded), "")
+    fmt = image_format(encoded) or FORMATS.get(_text(features, "image/format").lower(), "")
     width, height = _size(features, encoded)
     corners = [
         _values(features, f"image/object/bbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")
@@ -175,9 +176,7 @@ def decode_example(
         height=height,
         split=split,
     )
-    sha256 = _text(features, "image/key/sha256") or (
-        hashlib.sha256(encoded).hexdigest() if encoded else ""
-    )
+    sha256 = hashlib.sha256(encoded).hexdigest() if encoded else ""
     return DecodedRecord(
         LoadedImage(annotation, encoded, fmt, width, height),
         source_id,
@@ -187,11 +186,33 @@ def decode_example(
     )
 
 
-def _detect_format(encoded: bytes) -> str:
+def _format_name(pil_format: str) -> str:
+    """PIL's name of a format, lowercased; MPO (a camera's JPEG with extra frames) is JPEG."""
+    return "jpeg" if pil_format == "MPO" else pil_format.lower()
+
+
+def image_format(encoded: bytes) -> str:
+    """The format of image bytes ('jpeg', 'png', 'webp', ...) from the bytes themselves, which
+    may disagree with `image/format`; '' when there are none or PIL does not recognise them."""
+    if not encoded:
+        return ""
     try:
-        return Image.open(io.BytesIO(encoded)).format or ""
+        return _format_name(Image.open(io.BytesIO(encoded)).format or "")
     except Exception:
         return ""
+
+
+def format_of_extension(extension: str) -> str:
+    """The image format a file extension (`.JPG`, `.webp`) stands for, or ''."""
+    return _format_name(Image.registered_extensions().get(extension.lower(), ""))
+
+
+def extension_of_format(fmt: str) -> str:
+    """The extension a file holding an image of format `fmt` is given."""
+    if fmt in _USUAL_EXTENSIONS:
+        return _USUAL_EXTENSIONS[fmt]
+    extensions = Image.registered_extensions()
+    return next((e for e in extensions if _format_name(extensions[e]) == fmt), "")
 
 
 def _keypoints(features, count: int) -> list[list[Keypoint]]:

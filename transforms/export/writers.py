@@ -4,7 +4,8 @@ Every writer starts from `NamedRecord`s (a decoded record and the name its image
 `DIR/images/`) and the categories ({class name: id}), never from a TFRecord, so each format is
 written once whatever the records came from. Outputs are deterministic: records are sorted
 by image name and ids are assigned in that order, so the same input gives byte-identical
-files.
+files. The per-image files of VOC and YOLO are named from the image name by
+`annotation_file`, which the export also uses to make those names unique.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import posixpath
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -22,6 +24,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.export.decode import DecodedRecord
+from transforms.readers.yolo import label_path
 
 IMAGES_DIR = "images"
 
@@ -41,10 +44,29 @@ class NamedRecord:
 
 
 def pixel(value: float) -> int | float:
-    """A pixel coordinate as written to VOC and CSV: an integer when the value is one within
-    float32 precision (so VOC → TFRecord → VOC gives back the same corners), else 3 decimals."""
+    """A pixel value (coordinate, size, area) as written to every format in pixels: an integer
+    when the value is one within float32 precision (so VOC → TFRecord → VOC gives back the same
+    corners), else 3 decimals."""
     nearest = round(value)
     return nearest if abs(value - nearest) < 1e-3 else round(value, 3)
+
+
+def voc_id(name: str) -> str:
+    """An image's VOC id: its name without extension, with `/` and whitespace made `_`, because
+    readers look for `<id>.xml` directly in the annotations folder and ImageSets lists are
+    split on whitespace."""
+    return re.sub(r"[/\s]", "_", posixpath.splitext(name)[0])
+
+
+def annotation_file(fmt: str, name: str) -> str | None:
+    """The per-image annotation file of the image `DIR/images/<name>`, relative to DIR: VOC's
+    `annotations/<id>.xml`; YOLO's label file, exactly where Ultralytics and odrecords' reader
+    look for it (`label_path`); None for the formats with one file per split."""
+    if fmt == "voc":
+        return f"annotations/{voc_id(name)}.xml"
+    if fmt == "yolo":
+        return posixpath.normpath(label_path(f"./{IMAGES_DIR}/{name}"))
+    return None
 
 
 def write_text(path: str, text: str) -> None:
@@ -88,13 +110,14 @@ def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Ite
     for number, named in enumerate(records, start=1):
         for box in named.record.image.annotation.boxes:
             annotation_id += 1
-            width, height = box.xmax - box.xmin, box.ymax - box.ymin
+            xmin, ymin, xmax, ymax = (pixel(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax))
+            width, height = pixel(xmax - xmin), pixel(ymax - ymin)
             entry = {
                 "id": annotation_id,
                 "image_id": number,
                 "category_id": categories[box.label],
-                "bbox": [box.xmin, box.ymin, width, height],
-                "area": box.area if box.area is not None else width * height,
+                "bbox": [xmin, ymin, width, height],
+                "area": pixel(box.area if box.area is not None else width * height),
                 "iscrowd": int(bool(box.is_crowd)),
                 "segmentation": (
                     {"size": list(box.mask.rle_size), "counts": box.mask.rle_counts}
@@ -103,7 +126,9 @@ def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Ite
                 ),
             }
             if box.keypoints:
-                entry["keypoints"] = [v for k in box.keypoints for v in (k.x, k.y, k.visibility)]
+                entry["keypoints"] = [
+                    v for k in box.keypoints for v in (pixel(k.x), pixel(k.y), k.visibility)
+                ]
                 entry["num_keypoints"] = sum(k.visibility > 0 for k in box.keypoints)
             yield ("," if annotation_id > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False)
     yield '],\n"categories": ' + json.dumps(coco_categories, ensure_ascii=False) + "}\n"
@@ -172,10 +197,6 @@ def yolo_split_key(split: str) -> str:
     return "train" if lowered.startswith("train") else split
 
 
-def _stem(name: str) -> str:
-    return posixpath.splitext(name)[0]
-
-
 class _WriteSplitFiles(beam.DoFn):
     """(split, records) → the split's file(s) of one format; yields their relative paths."""
 
@@ -197,7 +218,7 @@ class _WriteSplitFiles(beam.DoFn):
         elif self._format == "voc":
             relative = f"ImageSets/Main/{split}.txt"
             write_text(
-                _join(self._output, relative), "".join(_stem(r.name) + "\n" for r in records)
+                _join(self._output, relative), "".join(voc_id(r.name) + "\n" for r in records)
             )
         else:  # yolo
             relative = f"{split}.txt"
@@ -214,12 +235,9 @@ class _WriteImageFiles(beam.DoFn):
         self._format = fmt
 
     def process(self, named: NamedRecord, categories: dict[str, int]) -> Iterator[str]:
-        if self._format == "voc":
-            relative = f"annotations/{_stem(named.name)}.xml"
-            write_text(_join(self._output, relative), voc_xml(named))
-        else:
-            relative = f"labels/{_stem(named.name)}.txt"
-            write_text(_join(self._output, relative), yolo_labels(named, categories))
+        relative = annotation_file(self._format, named.name)
+        text = voc_xml(named) if self._format == "voc" else yolo_labels(named, categories)
+        write_text(_join(self._output, relative), text)
         yield relative
 
 
