@@ -273,3 +273,5 @@ def test_one_file_per_split_and_an_image_in_two_splits_is_in_both_and_reported(t
         "count": 1,
         "first": ["c.jpg (train, valid)"],
     }
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "1 images in several source splits" in card and "`c.jpg (train, valid)`" in card

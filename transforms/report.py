@@ -182,6 +182,20 @@ def _input_reader(field: str, output: str, split: str) -> list[str]:
     ]
 
 
+def _card_warnings(images: dict) -> list[str]:
+    """Lines naming images merged from several files and images in several source splits."""
+    lines = []
+    for key, text in (
+        ("merged_from_several_files", "named by several annotation files (their boxes merged)"),
+        ("in_several_splits", "in several source splits (written in each: train/eval leakage)"),
+    ):
+        reported = images.get(key, {})
+        if reported.get("count"):
+            lines += ["", f"**{reported['count']} images {text}**, for example:", ""]
+            lines += [f"- `{name}`" for name in reported["first"]]
+    return lines
+
+
 def dataset_card(manifest: dict, output: str) -> str:
     """A short README for the output folder, with the lines to paste into a pipeline config."""
     lines = [
@@ -213,6 +227,7 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"{images['rejected']} rejected. Objects: {objects['read']} read = {objects['written']} "
         f"written + {objects['rejected']} rejected + {objects['dropped']} dropped by the class "
         f"map ({objects['clipped']} clipped to the image).",
+        *_card_warnings(images),
         "",
         "## Use with the TF Object Detection API",
         "",
