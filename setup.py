@@ -40,6 +40,8 @@ setup(
             "pycocotools>=2.0.7",
             "apache-beam[aws]==2.77.0",
             "moto[server]>=5",
+            # Property-based fuzzing of the readers and the record decoder.
+            "hypothesis>=6",
         ],
         # Remote storage and runners: gs:// and Dataflow, s3://.
         "gcp": ["apache-beam[gcp]==2.77.0"],
