@@ -31,6 +31,7 @@ from pipelines.settings import (
 from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
+from transforms.outputs import digest_of_file
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
@@ -168,7 +169,15 @@ def build_pipeline(
         ImageLoader(settings.images, settings.max_image_bytes, settings.max_image_pixels),
         beam.pvalue.AsSingleton(label_map),
     )
-    shard_files = shards.files
+    # Each shard's size and sha256 for the manifest, read back in parallel: one more read of
+    # the output, the price of knowing later which files a new run may replace.
+    shard_digests = shards.files | "ShardDigests" >> beam.Map(
+        lambda relative, output: (
+            relative,
+            digest_of_file(FileSystems.join(output, *relative.split("/"))),
+        ),
+        settings.output,
+    )
 
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
@@ -197,10 +206,10 @@ def build_pipeline(
         | "WriteReport"
         >> beam.ParDo(
             WriteReport(
-                settings.output, parts, _manifest_settings(settings), settings.previous_files
+                settings.output, parts, _manifest_settings(settings), settings.earlier_files
             ),
             beam.pvalue.AsSingleton(counts),
-            beam.pvalue.AsList(shard_files),
+            beam.pvalue.AsList(shard_digests),
             beam.pvalue.AsSingleton(label_map),
             beam.pvalue.AsSingleton(renumbered),
             beam.pvalue.AsList(error_files),
@@ -247,6 +256,17 @@ def _print_summary(manifest: dict, output: str) -> None:
                 + (" ..." if reported["count"] > len(reported["first"]) else ""),
                 file=sys.stderr,
             )
+    earlier = manifest["earlier_output"]
+    if earlier["removed"]:
+        print(f"removed {earlier['removed']} files of the earlier output this run replaced")
+    left = earlier["left_in_place"]
+    if left:
+        print(
+            f"warning: {len(left)} files the earlier output in this folder listed were left in "
+            f"place, as they are not what it wrote there: {'; '.join(left[:5])}"
+            + (" ..." if len(left) > 5 else ""),
+            file=sys.stderr,
+        )
     if not all(manifest["accounting"].values()):
         print("warning: the counts do not add up; please report this", file=sys.stderr)
     print(f"wrote {FileSystems.join(output, MANIFEST)}")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
@@ -21,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
+from transforms.outputs import NotOurOutput, delete_path, listed_files, read_summary
 from transforms.readers import formats
 from transforms.readers.base import Format, Request, Source, UnusableSource, is_local
 from transforms.readers.class_map import load_class_map
@@ -149,7 +149,8 @@ class CreateSettings:
     keep_empty_classes: bool = False
     detach: bool = False
     class_map: dict[str, str | None] | None = None
-    previous_files: tuple[str, ...] = ()
+    # The earlier output's files in `output`: {relative path: {size, sha256}}.
+    earlier_files: dict[str, dict] = field(default_factory=dict)
 
     @property
     def images(self) -> str:
@@ -165,7 +166,7 @@ def clear_previous_manifest(output: str) -> None:
     folder has no manifest, so nothing mistakes a half-replaced dataset for a whole one."""
     path = FileSystems.join(output, MANIFEST)
     if FileSystems.exists(path):
-        FileSystems.delete([path])
+        delete_path(path)
 
 
 def _load_config(path: str) -> tuple[dict, list[str]]:
@@ -202,23 +203,32 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
     return config, flags
 
 
-def _previous_files(output: str) -> list[str]:
-    """Shard files listed by an earlier run's manifest in `output`; refuses any other
-    non-empty folder, which is more likely a typo than a place to write a dataset into."""
-    manifest = FileSystems.join(output, MANIFEST)
-    if FileSystems.exists(manifest):
+def check_output_folder(output: str, summary: str) -> dict[str, dict]:
+    """The files an earlier odrecords output in `output` lists, with their sizes and sha256s
+    (see `transforms.outputs`), read from its `summary` file (`manifest.json`,
+    `export.json`). Refuses a path that is a file, and any other non-empty folder (a folder
+    whose summary odrecords did not write included): that is more likely a typo than a
+    place to write into, and nothing in it may be replaced."""
+    if is_local(output):
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise UsageError(f"--output {output} is a file, not a folder")
+        if not os.path.isdir(output) or not os.listdir(output):
+            return {}
+    path = FileSystems.join(output, summary)
+    if FileSystems.exists(path):
         try:
-            with FileSystems.open(manifest) as handle:
-                splits = json.load(handle)["splits"]
-            return sorted(f for split in splits.values() for f in split["files"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"cannot read the earlier run's {manifest}: {error}") from None
-    if is_local(output) and os.path.isdir(output) and os.listdir(output):
+            return listed_files(read_summary(path))
+        except NotOurOutput as error:
+            raise UsageError(
+                f"output folder {output} holds a {summary} that is not an earlier odrecords "
+                f"output ({error}); choose an empty or new folder"
+            ) from None
+    if is_local(output):
         raise UsageError(
             f"output folder {output} is not empty and holds no odrecords output; "
             "choose an empty or new folder"
         )
-    return []
+    return {}
 
 
 def check_beam_flags(flags: list[str]) -> None:
@@ -329,7 +339,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         keep_empty_classes=bool(values.get("keep_empty_classes")),
         detach=bool(values.get("detach")),
         class_map=_read_option_file(values, "class_map", load_class_map),
-        previous_files=tuple(_previous_files(output)),
+        earlier_files=check_output_folder(output, MANIFEST),
     )
     flags = config_flags + list(beam_args)
     check_beam_flags(flags)

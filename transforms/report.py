@@ -16,6 +16,13 @@ from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
 from transforms.label_map import format_label_map
+from transforms.outputs import (
+    delete_path,
+    digest_of_file,
+    is_shard_name,
+    remove_stale,
+    with_checksum,
+)
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 
 MANIFEST = "manifest.json"
@@ -250,36 +257,51 @@ def _write_text(path: str, text: str) -> None:
         handle.write(text.encode("utf-8"))
 
 
+def _is_ours(relative: str) -> bool:
+    """The files of an earlier output that a new run may remove: shards and errors."""
+    return is_shard_name(relative) or relative == ERRORS_FILE
+
+
 class WriteReport(beam.DoFn):
     """Writes label map, manifest and dataset card once every shard and error is in place,
-    then removes what a previous run in the same folder wrote and this one did not."""
+    then removes what an earlier run in the same folder wrote and this one did not, by the
+    rule of `transforms.outputs`; the manifest lists every shard and errors file with its
+    size and sha256, for the next run to apply that rule."""
 
-    def __init__(self, output: str, parts: str, settings: dict, previous_files: list[str]):
+    def __init__(self, output: str, parts: str, settings: dict, earlier_files: dict[str, dict]):
         self._output = output
         self._parts = parts
         self._settings = settings
-        self._previous_files = previous_files
+        self._earlier_files = earlier_files
 
     def process(
         self,
         _,
         counts: dict,
-        shard_files: list[str],
+        shard_digests: list[tuple[str, dict]],
         label_map: dict[str, int],
         renumbered: dict[str, int],
         error_files: list[str],
     ) -> Iterator[dict]:
-        """`error_files` is unused but makes this step wait until the errors are written."""
-        manifest = build_manifest(counts, shard_files, label_map, renumbered, self._settings)
+        """`shard_digests` are (relative path, {size, sha256}) of the shards written;
+        `error_files` is unused but makes this step wait until the errors are written."""
+        written = dict(shard_digests)
+        manifest = build_manifest(counts, sorted(written), label_map, renumbered, self._settings)
         join = lambda relative: FileSystems.join(self._output, *relative.split("/"))  # noqa: E731
+        if manifest["errors"]["files"]:
+            written[ERRORS_FILE] = digest_of_file(join(ERRORS_FILE))
         _write_text(join(LABEL_MAP), format_label_map(label_map))
         _write_text(join(CARD), dataset_card(manifest, self._output))
-        stale = sorted(set(self._previous_files) - set(shard_files))
-        existing = [join(f) for f in stale if FileSystems.exists(join(f))]
-        if existing:
-            FileSystems.delete(existing)
+        replaced = remove_stale(self._output, self._earlier_files, written, _is_ours)
         if FileSystems.exists(self._parts):
-            FileSystems.delete([self._parts])
+            delete_path(self._parts)
+        manifest = with_checksum(
+            {
+                **manifest,
+                "written": dict(sorted(written.items())),
+                "earlier_output": replaced.as_json(),
+            }
+        )
         # Last, so a manifest only ever describes a complete output.
         _write_text(join(MANIFEST), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         yield manifest
