@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import posixpath
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -23,6 +22,7 @@ from pipelines.settings import (
     Parser,
     UsageError,
     check_beam_flags,
+    check_output_folder,
     pipeline_options,
     use_filesystem_options,
 )
@@ -33,11 +33,25 @@ from transforms.export.decode import (
     extension_of_format,
     format_of_extension,
 )
-from transforms.export.writers import IMAGES_DIR, NamedRecord, WriteExport, annotation_file
+from transforms.export.writers import (
+    IMAGES_DIR,
+    STAGE_WRITE,
+    NamedRecord,
+    WriteExport,
+    annotation_file,
+    write_failure,
+)
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
+from transforms.outputs import (
+    delete_path,
+    digest_of_file,
+    remove_stale,
+    safe_relative,
+    with_checksum,
+)
 from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
-from transforms.report import ERRORS_FILE, SumCounts, write_errors
+from transforms.report import ERRORS_FILE, MANIFEST, SumCounts, write_errors
 from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import ensure_dir, parts_dir
 
@@ -50,18 +64,39 @@ STAGE_RECORD = "record"
 _MADE = re.compile(r"~[0-9a-f]{16}(-\d+)?$")
 # Control characters (a newline) would split the line lists of YOLO and VOC.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Split names are parts of file names: letters, digits, `_`, `-` and `.` (not leading).
+_SAFE_SPLIT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+# Names longer than this (in bytes, per folder or file name, and as a whole) are not taken as
+# they are: filesystems allow 255 bytes per name, and a made name adds up to 22.
+_MAX_COMPONENT = 200
+_MAX_NAME = 1000
+# The first folders (or, at the top, the endings) of the files an export writes: those a
+# later export into the same folder may remove (see `transforms.outputs`).
+_EXPORT_FOLDERS = (IMAGES_DIR, "annotations", "labels", "ImageSets")
+_EXPORT_ENDINGS = (".csv", ".txt", ".yaml", ".jsonl")
 
 
 @dataclass
 class ExportSettings:
     """Checked settings of one export job; the label map's names and ids are empty without
-    one."""
+    one; `earlier_files` lists an earlier export in `output` (see `transforms.outputs`)."""
 
     inputs: list[tuple[str, str]]  # (split, TFRecord file)
     format: str
     output: str
     label_names: dict[int, str]
     label_ids: dict[str, int]
+    earlier_files: dict[str, dict] = field(default_factory=dict)
+
+
+def safe_split_name(name: str) -> str:
+    """`name` when it is safe in file names (see `_SAFE_SPLIT`), else a safe name made from
+    it: other characters made `_`, leading dots dropped, and 8 hex digits of its sha256
+    added, so that two names never become one (`../../x` → `______x-1b4f0e98`)."""
+    if _SAFE_SPLIT.fullmatch(name):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".")[:80] or "split"
+    return f"{cleaned}-{hashlib.sha256(name.encode('utf-8', 'replace')).hexdigest()[:8]}"
 
 
 def _split_of(path: str) -> str:
@@ -72,20 +107,29 @@ def _split_of(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "all"
 
 
+def _manifest_inputs(folder: str, manifest: str) -> list[tuple[str, str]]:
+    """(split, shard) of each shard an odrecords output's manifest lists; refuses a manifest
+    of another shape, and shards named outside the folder."""
+    try:
+        with FileSystems.open(manifest) as handle:
+            splits = json.loads(handle.read(64 << 20))["splits"]
+        pairs = [(split, f) for split, entry in splits.items() for f in entry["files"]]
+    except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError) as e:
+        raise UsageError(f"{manifest} is not an odrecords manifest: {str(e)[:80]}") from None
+    for _, relative in pairs:
+        if not (isinstance(relative, str) and safe_relative(relative)):
+            raise UsageError(f"{manifest} lists {str(relative)[:80]!r}, not a file inside {folder}")
+    return [(split, FileSystems.join(folder, *f.split("/"))) for split, f in pairs]
+
+
 def _expand_input(argument: str) -> list[tuple[str | None, str]]:
     """One --input: NAME=GLOB, an odrecords output folder (its manifest's splits), or a glob."""
     name, sep, pattern = argument.partition("=")
     if not sep or "/" in name or "*" in name:
         name, pattern = None, argument
-    manifest = FileSystems.join(pattern, "manifest.json")
+    manifest = FileSystems.join(pattern, MANIFEST)
     if FileSystems.exists(manifest):
-        with FileSystems.open(manifest) as handle:
-            splits = json.load(handle)["splits"]
-        return [
-            (split, FileSystems.join(pattern, *f.split("/")))
-            for split, entry in splits.items()
-            for f in entry["files"]
-        ]
+        return _manifest_inputs(pattern, manifest)
     matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not matches:
         raise UsageError(f"no TFRecord files match {pattern}")
@@ -111,25 +155,23 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
     inputs = []
     for argument in args.input:
         for split, path in _expand_input(argument):
-            inputs.append((split or _split_of(path), path))
+            inputs.append((safe_split_name(split or _split_of(path)), path))
     names, ids = {}, {}
     if args.label_map:
         try:
             names, ids = read_label_names(args.label_map)
         except (OSError, LabelMapError) as error:
             raise UsageError(f"label map {args.label_map}: {error}") from None
-    output = args.output
-    if FileSystems.get_scheme(output) is None and os.path.isdir(output) and os.listdir(output):
-        if not os.path.exists(os.path.join(output, SUMMARY)):
-            raise UsageError(f"output folder {output} is not empty; choose an empty or new folder")
+    earlier = check_output_folder(args.output, SUMMARY)
     check_beam_flags(list(beam_args))
-    return ExportSettings(inputs, args.format, output, names, ids), beam_args
+    return ExportSettings(inputs, args.format, args.output, names, ids, earlier), beam_args
 
 
 class _ReadAndDecode(beam.DoFn):
-    """(split, TFRecord file) → records as canonical records without their image bytes,
-    which go straight to a temporary file under OUT/.parts/ (never through a shuffle), keyed
-    by what must be unique per image in format `fmt` (see `_unique_key`)."""
+    """(split, TFRecord file) → (candidate name, temporary file, record, image digest): records
+    as canonical records without their image bytes, which go straight to a temporary file
+    under OUT/.parts/ (never through a shuffle). A record that cannot be read or decoded, for
+    whatever reason, becomes an error record."""
 
     def __init__(self, parts: str, names: dict[int, str], ids: dict[str, int], fmt: str):
         self._parts = parts
@@ -158,7 +200,7 @@ class _ReadAndDecode(beam.DoFn):
             for index, data, problem in iter_records(stream):
                 source = f"{path}#record[{index}]"
                 self._records.inc()
-                try:
+                try:  # The boundary: no record, however made, ends the job.
                     if problem:
                         raise RecordRejected(problem)
                     try:
@@ -166,9 +208,14 @@ class _ReadAndDecode(beam.DoFn):
                     except Exception:
                         raise RecordRejected("record is not a tf.train.Example") from None
                     record = decode_example(example, source, split, self._names, self._ids)
-                except RecordRejected as error:
+                except Exception as error:
+                    reason = (
+                        str(error)
+                        if isinstance(error, RecordRejected)
+                        else f"cannot be decoded: {type(error).__name__}: {str(error)[:80]}"
+                    )
                     yield beam.pvalue.TaggedOutput(
-                        ERRORS, ErrorRecord(source, None, STAGE_RECORD, str(error))
+                        ERRORS, ErrorRecord(source, None, STAGE_RECORD, reason)
                     )
                     continue
                 image_name = record.image.annotation.image or None
@@ -176,15 +223,15 @@ class _ReadAndDecode(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(
                         ERRORS, ErrorRecord(object_source, image_name, STAGE_BOX, reason, 1)
                     )
-                temporary = None
+                temporary, image_digest = None, None
                 if record.image.encoded:
                     digest = hashlib.sha256(source.encode()).hexdigest()[:32]
                     temporary = FileSystems.join(parts, digest)
                     with FileSystems.create(temporary) as handle:
                         handle.write(record.image.encoded)
+                    image_digest = {"size": len(record.image.encoded), "sha256": record.sha256}
                 stripped = replace(record, image=replace(record.image, encoded=b""))
-                name = _candidate_name(stripped)
-                yield _unique_key(self._format, name), (name, temporary, stripped)
+                yield _candidate_name(stripped, self._format), temporary, stripped, image_digest
 
 
 def _digest(record: DecodedRecord) -> str:
@@ -205,17 +252,71 @@ def _with_extension(name: str, fmt: str) -> str:
     return (stem if named else name) + wanted
 
 
-def _candidate_name(record: DecodedRecord) -> str:
-    """image/filename when it is a safe relative name without control characters, else
-    source_id, else the sha256; with an extension of the image's format."""
+def _fits(fmt: str, name: str) -> bool:
+    """Whether the image `name` and its annotation file are short enough for filesystems."""
+    paths = (f"{IMAGES_DIR}/{name}", annotation_file(fmt, name) or "")
+    return len(name.encode()) <= _MAX_NAME and all(
+        len(part.encode()) <= _MAX_COMPONENT for path in paths for part in path.split("/")
+    )
+
+
+def _digest_name(record: DecodedRecord) -> str:
+    """The name made from the sha256, for records whose own names cannot be used."""
+    return _with_extension(_digest(record)[:16], record.image.format)
+
+
+def _candidate_name(record: DecodedRecord, fmt: str) -> str:
+    """image/filename when it is a safe relative name without control characters and short
+    enough, else source_id, else the sha256; with an extension of the image's format."""
     for name in (record.image.annotation.image, record.source_id):
         try:
             key = image_key(name)
         except UnsafePathError:
             continue
-        if not _CONTROL.search(key):
-            return _with_extension(key, record.image.format)
-    return _with_extension(_digest(record)[:16], record.image.format)
+        named = _with_extension(key, record.image.format)
+        if not _CONTROL.search(named) and _fits(fmt, named):
+            return named
+    return _digest_name(record)
+
+
+def _claims(item: tuple, fmt: str) -> Iterator[tuple[str, tuple[str, str]]]:
+    """(path, (kind, name)) for each path the image `name` would take: its image file and its
+    annotation file, and each folder above them."""
+    name = item[0]
+    for kind, path in (("image", f"{IMAGES_DIR}/{name}"), ("file", annotation_file(fmt, name))):
+        if path:
+            yield path, (kind, name)
+            parts = path.split("/")
+            for end in range(1, len(parts)):
+                yield "/".join(parts[:end]), ("folder", name)
+
+
+def _conflicts(element: tuple[str, Iterable[tuple[str, str]]]) -> Iterator[tuple[str, bool]]:
+    """(name, True) for each name whose image or annotation file would be at a path that
+    another name needs as a folder (`a.jpg` beside `a.jpg/b.jpg`), or whose image would be at
+    another image's annotation file. Equal files are not conflicts: `_unique_key` makes
+    those names unique."""
+    _, claims = element
+    kinds: dict[str, set[str]] = {}
+    for kind, name in claims:
+        kinds.setdefault(kind, set()).add(name)
+    if "folder" in kinds:
+        conflicting = kinds.get("image", set()) | kinds.get("file", set())
+    elif "file" in kinds:
+        conflicting = kinds.get("image", set())
+    else:
+        conflicting = set()
+    for name in sorted(conflicting):
+        yield name, True
+
+
+def _keyed(item: tuple, fmt: str, conflicts: dict[str, bool]) -> tuple[str, tuple]:
+    """The record keyed by its unique key (`_unique_key`), named from its sha256 when its
+    own name conflicts with a folder (see `_conflicts`)."""
+    name, temporary, record, image_digest = item
+    if name in conflicts:
+        name = _digest_name(record)
+    return _unique_key(fmt, name), (name, temporary, record, image_digest)
 
 
 def _unique_key(fmt: str, name: str) -> str:
@@ -225,7 +326,7 @@ def _unique_key(fmt: str, name: str) -> str:
     return annotation_file(fmt, name) or name
 
 
-def _origin(item: tuple[str, str | None, DecodedRecord]) -> tuple:
+def _origin(item: tuple) -> tuple:
     """Orders the records that share a key: by source, then split (one file given as two
     splits gives two records of one source)."""
     annotation = item[2].image.annotation
@@ -237,19 +338,18 @@ class _PlaceImages(beam.DoFn):
 
     Records that share a key, and names that look made, get `~` and their digest (and, for
     identical images, their order) before the extension, deterministically. Keys are the name
-    or end in its stem, so made names differ from each other and from every name kept."""
+    or end in its stem, so made names differ from each other and from every name kept. An
+    image that cannot be written there is an error record with its objects."""
 
     def __init__(self, output: str):
         self._output = output
         self._without_images = Metrics.counter("odrecords", "records_without_image")
 
-    def process(
-        self, element: tuple[str, Iterable[tuple[str, str | None, DecodedRecord]]]
-    ) -> Iterator:
+    def process(self, element: tuple[str, Iterable[tuple]]) -> Iterator:
         _, items = element
         items = sorted(items, key=_origin)
-        digests = [_digest(record)[:16] for _, _, record in items]
-        for number, (name, temporary, record) in enumerate(items):
+        digests = [_digest(item[2])[:16] for item in items]
+        for number, (name, temporary, record, image_digest) in enumerate(items):
             stem, extension = posixpath.splitext(name)
             if len(items) > 1 or _MADE.search(stem):
                 suffix = f"-{number}" if digests.count(digests[number]) > 1 else ""
@@ -258,9 +358,20 @@ class _PlaceImages(beam.DoFn):
                 self._without_images.inc()
             else:
                 final = FileSystems.join(self._output, IMAGES_DIR, *name.split("/"))
-                ensure_dir(FileSystems.split(final)[0])
-                FileSystems.rename([temporary], [final])
-            yield NamedRecord(name, record, has_image=temporary is not None)
+                try:
+                    ensure_dir(FileSystems.split(final)[0])
+                    FileSystems.rename([temporary], [final])
+                except OSError as error:
+                    annotation = record.image.annotation
+                    reason = f"{IMAGES_DIR}/{name[:80]}: {write_failure(error)}"
+                    yield beam.pvalue.TaggedOutput(
+                        ERRORS,
+                        ErrorRecord(
+                            annotation.sources[0], name, STAGE_WRITE, reason, len(annotation.boxes)
+                        ),
+                    )
+                    continue
+            yield NamedRecord(name, record, image_digest)
 
 
 def _counts(named: NamedRecord) -> dict:
@@ -271,21 +382,44 @@ def _counts(named: NamedRecord) -> dict:
     }
 
 
+def _is_export_file(relative: str) -> bool:
+    """Whether `relative` is named as export names its files (see `_EXPORT_FOLDERS`)."""
+    top, _, rest = relative.partition("/")
+    return top in _EXPORT_FOLDERS if rest else top.endswith(_EXPORT_ENDINGS)
+
+
 def _write_summary(
-    _, counts: dict, files: list[str], categories: dict, output: str, parts: str, fmt: str
+    _,
+    counts: dict,
+    files: list[tuple[str, dict]],
+    categories: dict,
+    error_files: list[str],
+    settings: ExportSettings,
+    parts: str,
 ) -> Iterator[dict]:
-    """Writes `export.json` once everything else is written, and removes the scratch files."""
-    summary = {
-        "format": fmt,
-        "images": counts.get("images", {}),
-        "objects": counts.get("objects", 0),
-        "records_without_image_bytes": counts.get("without_image_bytes", 0),
-        "errors": counts.get("errors", {}).get("count", 0),
-        "categories": categories,
-        "files": sorted(files),
-    }
+    """Writes `export.json` once everything else is written, removes the scratch files and
+    what an earlier export into the folder wrote and this one did not (see
+    `transforms.outputs`). `error_files` is unused but makes this step wait for the errors."""
+    output = settings.output
+    written = dict(files)
+    errors = counts.get("errors", {}).get("count", 0)
+    if errors:
+        written[ERRORS_FILE] = digest_of_file(FileSystems.join(output, ERRORS_FILE))
+    replaced = remove_stale(output, settings.earlier_files, written, _is_export_file)
     if FileSystems.exists(parts):
-        FileSystems.delete([parts])
+        delete_path(parts)
+    summary = with_checksum(
+        {
+            "format": settings.format,
+            "images": counts.get("images", {}),
+            "objects": counts.get("objects", 0),
+            "records_without_image_bytes": counts.get("without_image_bytes", 0),
+            "errors": errors,
+            "categories": categories,
+            "written": dict(sorted(written.items())),
+            "earlier_output": replaced.as_json(),
+        }
+    )
     with FileSystems.create(FileSystems.join(output, SUMMARY)) as handle:
         handle.write((json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
     yield summary
@@ -304,11 +438,21 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
             _ReadAndDecode(parts, settings.label_names, settings.label_ids, settings.format)
         ).with_outputs(ERRORS, main="records")
     )
-    named = (
+    conflicts = (
         decoded.records
-        | "GroupByKey" >> beam.GroupByKey()
-        | "PlaceImages" >> beam.ParDo(_PlaceImages(settings.output))
+        | "Claims" >> beam.FlatMap(_claims, settings.format)
+        | "ByPath" >> beam.GroupByKey()
+        | "Conflicts" >> beam.FlatMap(_conflicts)
+        | "DistinctConflicts" >> beam.Distinct()
     )
+    placed = (
+        decoded.records
+        | "Key" >> beam.Map(_keyed, settings.format, beam.pvalue.AsDict(conflicts))
+        | "GroupByKey" >> beam.GroupByKey()
+        | "PlaceImages"
+        >> beam.ParDo(_PlaceImages(settings.output)).with_outputs(ERRORS, main="named")
+    )
+    named = placed.named
     if settings.label_names:
         by_id = {number: name for number, name in settings.label_names.items()}
         categories = pipeline | "GivenCategories" >> beam.Create(
@@ -322,10 +466,15 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
             | "AllPairs" >> beam.combiners.ToList()
             | "Categories" >> beam.Map(categories_from_counts)
         )
-    files = named | "Write" >> WriteExport(
+    written = named | "Write" >> WriteExport(
         settings.output, settings.format, beam.pvalue.AsSingleton(categories)
     )
-    errors = decoded[ERRORS]
+    images = (
+        named
+        | "WithImage" >> beam.Filter(lambda n: n.has_image)
+        | "ImageFiles" >> beam.Map(lambda n: (f"{IMAGES_DIR}/{n.name}", n.image_digest))
+    )
+    errors = (decoded[ERRORS], placed[ERRORS], written["errors"]) | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, settings.output)
     counts = (
         (
@@ -342,11 +491,11 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
         >> beam.FlatMap(
             _write_summary,
             beam.pvalue.AsSingleton(counts),
-            beam.pvalue.AsList((files, error_files) | "Written" >> beam.Flatten()),
+            beam.pvalue.AsList((written["files"], images) | "Written" >> beam.Flatten()),
             beam.pvalue.AsSingleton(categories),
-            settings.output,
+            beam.pvalue.AsList(error_files),
+            settings,
             parts,
-            settings.format,
         )
     )
 
@@ -365,6 +514,17 @@ def _print_summary(output: str) -> None:
         )
     if summary["errors"]:
         print(f"{summary['errors']} errors, all in {FileSystems.join(output, ERRORS_FILE)}")
+    earlier = summary["earlier_output"]
+    if earlier["removed"]:
+        print(f"removed {earlier['removed']} files of the earlier export this one replaced")
+    if earlier["left_in_place"]:
+        left = earlier["left_in_place"]
+        print(
+            f"warning: {len(left)} files the earlier export in this folder listed were left in "
+            f"place, as they are not what it wrote there: {'; '.join(left[:5])}"
+            + (" ..." if len(left) > 5 else ""),
+            file=sys.stderr,
+        )
     print(f"wrote {FileSystems.join(output, SUMMARY)}")
 
 

@@ -11,6 +11,7 @@ files. The per-image files of VOC and YOLO are named from the image name by
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import posixpath
@@ -25,18 +26,26 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.export.decode import DecodedRecord
 from transforms.readers.yolo import label_path
+from transforms.records import ERRORS, ErrorRecord
 
 IMAGES_DIR = "images"
+# Stage of the error records of files that cannot be written.
+STAGE_WRITE = "write"
 
 
 @dataclass(frozen=True)
 class NamedRecord:
     """A decoded record (without its image bytes), its image's name under DIR/images/, and
-    whether that image file was written (records may carry no image bytes)."""
+    the {size, sha256} of the image file written there, None when the record carries no
+    image bytes."""
 
     name: str
     record: DecodedRecord
-    has_image: bool = True
+    image_digest: dict | None = None
+
+    @property
+    def has_image(self) -> bool:
+        return self.image_digest is not None
 
     @property
     def split(self) -> str:
@@ -69,9 +78,30 @@ def annotation_file(fmt: str, name: str) -> str | None:
     return None
 
 
-def write_text(path: str, text: str) -> None:
+def write_chunks(path: str, chunks: Iterable[str]) -> dict:
+    """Writes text chunks to `path`; returns the file's {size, sha256} for the summary, so a
+    later export into the same folder can tell the file is still the one written here."""
+    digest, size = hashlib.sha256(), 0
     with FileSystems.create(path) as handle:
-        handle.write(text.encode("utf-8"))
+        for chunk in chunks:
+            data = chunk.encode("utf-8")
+            handle.write(data)
+            digest.update(data)
+            size += len(data)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def write_text(path: str, text: str) -> dict:
+    return write_chunks(path, [text])
+
+
+def write_failure(error: OSError) -> str:
+    """Why a file could not be written, short: a name that collides with a folder (or a folder
+    with a file), one too long for the filesystem, ..."""
+    while isinstance(getattr(error, "exception_details", None), dict) and error.exception_details:
+        error = next(iter(error.exception_details.values()))  # Beam wraps the OSError.
+    cause = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], OSError) else error
+    return f"cannot write the file: {getattr(cause, 'strerror', None) or str(cause)[:80]}"
 
 
 def _join(output: str, relative: str) -> str:
@@ -198,7 +228,7 @@ def yolo_split_key(split: str) -> str:
 
 
 class _WriteSplitFiles(beam.DoFn):
-    """(split, records) → the split's file(s) of one format; yields their relative paths."""
+    """(split, records) → the split's file of one format; yields (relative path, digest)."""
 
     def __init__(self, output: str, fmt: str):
         self._output = output
@@ -208,53 +238,64 @@ class _WriteSplitFiles(beam.DoFn):
         split, records = element
         records = _sorted(records)
         if self._format == "coco":
-            relative = f"annotations/instances_{split}.json"
-            with FileSystems.create(_join(self._output, relative)) as handle:
-                for chunk in coco_document(records, categories):
-                    handle.write(chunk.encode("utf-8"))
+            relative, chunks = (
+                f"annotations/instances_{split}.json",
+                coco_document(records, categories),
+            )
         elif self._format == "csv":
-            relative = f"{split}_labels.csv"
-            write_text(_join(self._output, relative), csv_text(records))
+            relative, chunks = f"{split}_labels.csv", [csv_text(records)]
         elif self._format == "voc":
-            relative = f"ImageSets/Main/{split}.txt"
-            write_text(
-                _join(self._output, relative), "".join(voc_id(r.name) + "\n" for r in records)
+            relative, chunks = (
+                f"ImageSets/Main/{split}.txt",
+                (voc_id(r.name) + "\n" for r in records),
             )
         else:  # yolo
-            relative = f"{split}.txt"
-            lines = "".join(f"{IMAGES_DIR}/{r.name}\n" for r in records)
-            write_text(_join(self._output, relative), lines)
-        yield relative
+            relative, chunks = f"{split}.txt", (f"{IMAGES_DIR}/{r.name}\n" for r in records)
+        yield relative, write_chunks(_join(self._output, relative), chunks)
 
 
 class _WriteImageFiles(beam.DoFn):
-    """One annotation file per image (VOC XML, YOLO labels)."""
+    """One annotation file per image (VOC XML, YOLO labels): (relative path, digest), or an
+    error record when the file cannot be written (its name is taken by a folder, ...)."""
 
     def __init__(self, output: str, fmt: str):
         self._output = output
         self._format = fmt
 
-    def process(self, named: NamedRecord, categories: dict[str, int]) -> Iterator[str]:
+    def process(self, named: NamedRecord, categories: dict[str, int]) -> Iterator:
         relative = annotation_file(self._format, named.name)
         text = voc_xml(named) if self._format == "voc" else yolo_labels(named, categories)
-        write_text(_join(self._output, relative), text)
-        yield relative
+        path = _join(self._output, relative)
+        try:
+            yield relative, write_text(path, text)
+        except OSError as error:
+            annotation = named.record.image.annotation
+            yield beam.pvalue.TaggedOutput(
+                ERRORS,
+                ErrorRecord(
+                    annotation.sources[0],
+                    named.name,
+                    STAGE_WRITE,
+                    f"{relative[:80]}: {write_failure(error)}",
+                    len(annotation.boxes),
+                ),
+            )
 
 
-def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) -> str:
+def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) -> tuple[str, dict]:
     config = {
         "path": ".",
         "names": sorted(categories, key=categories.get),
         **{yolo_split_key(split): f"{split}.txt" for split in sorted(splits)},
     }
-    write_text(
-        _join(output, "data.yaml"), yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
-    )
-    return "data.yaml"
+    text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
+    return "data.yaml", write_text(_join(output, "data.yaml"), text)
 
 
 class WriteExport(beam.PTransform):
-    """NamedRecords → the annotation files of `fmt` under `output`; outputs their paths."""
+    """NamedRecords → the annotation files of `fmt` under `output`; outputs `files`, their
+    (relative path, digest), and `errors`, the records whose annotation file could not be
+    written."""
 
     def __init__(self, output: str, fmt: str, categories: beam.pvalue.AsSingleton):
         super().__init__()
@@ -273,12 +314,13 @@ class WriteExport(beam.PTransform):
             | "SplitFiles"
             >> beam.ParDo(_WriteSplitFiles(self._output, self._format), self._categories)
         ]
+        errors = []
         if self._format in ("voc", "yolo"):
-            files.append(
-                records
-                | "ImageFiles"
-                >> beam.ParDo(_WriteImageFiles(self._output, self._format), self._categories)
-            )
+            image_files = records | "ImageFiles" >> beam.ParDo(
+                _WriteImageFiles(self._output, self._format), self._categories
+            ).with_outputs(ERRORS, main="files")
+            files.append(image_files.files)
+            errors.append(image_files[ERRORS])
         if self._format == "yolo":
             files.append(
                 by_split
@@ -286,4 +328,7 @@ class WriteExport(beam.PTransform):
                 | "AllSplits" >> beam.combiners.ToList()
                 | "DataYaml" >> beam.Map(_yolo_data_yaml, self._output, self._categories)
             )
-        return files | "AllFiles" >> beam.Flatten()
+        return {
+            "files": files | "AllFiles" >> beam.Flatten(),
+            "errors": errors | "AllErrors" >> beam.Flatten(pipeline=records.pipeline),
+        }
