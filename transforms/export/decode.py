@@ -12,15 +12,28 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 
 from PIL import Image
 
-from transforms.masks import pixels_to_rle, png_pixels
+from transforms.masks import cropped_png_pixels, pixels_to_rle
 from transforms.records import Box, ImageAnnotation, Keypoint, LoadedImage, Mask
 
 # Coordinates a little past 1 are clipped (some tools overshoot); beyond this they are errors.
 MAX_COORDINATE = 1.1
+# The largest image side read back: TensorFlow's image ops take sizes as int32.
+MAX_SIDE = 2**31 - 1
+BYTES, FLOAT, INT64 = "bytes_list", "float_list", "int64_list"
+# The kind of list each object key holds.
+_OBJECT_KEYS = {
+    "is_crowd": INT64,
+    "area": FLOAT,
+    "difficult": INT64,
+    "truncated": INT64,
+    "view": BYTES,
+    "mask": BYTES,
+}
 FORMATS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
 # The extension a file of a format gets where PIL's first one is not the usual one.
 _USUAL_EXTENSIONS = {"jpeg": ".jpg", "tiff": ".tif"}
@@ -44,31 +57,45 @@ class DecodedRecord:
     object_errors: tuple[tuple[str, str], ...] = ()
 
 
-def _values(features, key: str) -> list:
+def _values(features, key: str, kind: str) -> list:
+    """The values of `key`, which must be a `kind` list ("bytes_list", "float_list",
+    "int64_list") when present: a record that stores a key as another kind is rejected, as the
+    OD API's decoder would fail on it."""
     feature = features.get(key)
-    if feature is None:
+    actual = feature.WhichOneof("kind") if feature is not None else None
+    if actual is None:
         return []
-    kind = feature.WhichOneof("kind")
-    return list(getattr(feature, kind).value) if kind else []
+    if actual != kind:
+        raise RecordRejected(f"{key} is a {actual}, expected {kind}")
+    return list(getattr(feature, kind).value)
 
 
 def _text(features, key: str) -> str:
-    values = _values(features, key)
+    values = _values(features, key, BYTES)
     return values[0].decode("utf-8", errors="replace") if values else ""
 
 
 def _size(features, encoded: bytes) -> tuple[int, int]:
-    width, height = _values(features, "image/width"), _values(features, "image/height")
+    """The image's width and height: from image/width and height when both are positive,
+    else measured from the image's header; either way at most MAX_SIDE."""
+    width, height = (
+        _values(features, "image/width", INT64),
+        _values(features, "image/height", INT64),
+    )
     if width and height and width[0] > 0 and height[0] > 0:
-        return int(width[0]), int(height[0])
-    if encoded:
+        size = int(width[0]), int(height[0])
+    elif encoded:
         try:
-            return Image.open(io.BytesIO(encoded)).size
+            size = Image.open(io.BytesIO(encoded)).size
         except Exception as error:
             raise RecordRejected(
-                f"no image/width and height, and the image is unreadable: {error}"
+                f"no image/width and height, and the image is unreadable: {str(error)[:80]}"
             ) from None
-    raise RecordRejected("no image/width and image/height and no image to measure")
+    else:
+        raise RecordRejected("no image/width and image/height and no image to measure")
+    if max(size) > MAX_SIDE:
+        raise RecordRejected(f"image size {size[0]}x{size[1]} is beyond {MAX_SIDE} pixels a side")
+    return size
 
 
 def class_name(text: str, label: int | None, names: dict[int, str], ids: dict[str, int]) -> str:
@@ -98,27 +125,29 @@ def decode_example(
     example, source: str, split: str, names: dict[int, str], ids: dict[str, int]
 ) -> DecodedRecord:
     """Reads one parsed tf.train.Example; `names` and `ids` come from the label map, if any
-    (see `class_name`). Raises RecordRejected when the record as a whole is unusable (object
-    lists of different lengths, no size)."""
+    (see `class_name`). Raises RecordRejected when the record as a whole is unusable (a key
+    of the wrong kind, object lists of different lengths, no size), and no other exception
+    for any Example; an unusable object becomes one of `object_errors`."""
     features = example.features.feature
-    encoded = (_values(features, "image/encoded") or [b""])[0]
+    encoded = (_values(features, "image/encoded", BYTES) or [b""])[0]
     fmt = image_format(encoded) or FORMATS.get(_text(features, "image/format").lower(), "")
     width, height = _size(features, encoded)
     corners = [
-        _values(features, f"image/object/bbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")
+        _values(features, f"image/object/bbox/{k}", FLOAT) for k in ("xmin", "ymin", "xmax", "ymax")
     ]
     texts = [
-        t.decode("utf-8", errors="replace") for t in _values(features, "image/object/class/text")
+        t.decode("utf-8", errors="replace")
+        for t in _values(features, "image/object/class/text", BYTES)
     ]
-    labels = _values(features, "image/object/class/label")
+    labels = _values(features, "image/object/class/label", INT64)
     count = len(corners[0])
     lists = {"bbox/ymin": corners[1], "bbox/xmax": corners[2], "bbox/ymax": corners[3]}
     if texts:
         lists["class/text"] = texts
     if labels:
         lists["class/label"] = labels
-    for key in ("is_crowd", "area", "difficult", "truncated", "view", "mask"):
-        values = _values(features, f"image/object/{key}")
+    for key, kind in _OBJECT_KEYS.items():
+        values = _values(features, f"image/object/{key}", kind)
         if values:
             lists[key] = values
     unequal = {key: len(values) for key, values in lists.items() if len(values) != count}
@@ -137,11 +166,15 @@ def decode_example(
             box = [corners[k][i] for k in range(4)]
             if not all(-0.0 <= v <= MAX_COORDINATE for v in box):
                 raise RecordRejected(f"box {box} has a coordinate outside [0, {MAX_COORDINATE}]")
+            if "area" in lists and not math.isfinite(lists["area"][i]):
+                raise RecordRejected(f"area {lists['area'][i]} is not a finite number")
+            if keypoints and not all(math.isfinite(k.x + k.y) for k in keypoints[i]):
+                raise RecordRejected("a keypoint coordinate is not a finite number")
             label = int(labels[i]) if labels else None
             name = class_name(texts[i] if texts else "", label, names, ids)
             mask = lists.get("mask")
-            rle = pixels_to_rle(png_pixels(mask[i])) if mask else None
-        except (RecordRejected, OSError, ValueError) as error:
+            rle = pixels_to_rle(cropped_png_pixels(mask[i], width, height)) if mask else None
+        except (RecordRejected, ValueError) as error:
             errors.append((object_source, str(error)))
             continue
         xmin, ymin, xmax, ymax = (min(v, 1.0) for v in box)
@@ -217,12 +250,12 @@ def extension_of_format(fmt: str) -> str:
 
 def _keypoints(features, count: int) -> list[list[Keypoint]]:
     """Keypoints per object (normalized), split evenly as the OD API stores them."""
-    xs = _values(features, "image/object/keypoint/x")
+    xs = _values(features, "image/object/keypoint/x", FLOAT)
+    ys = _values(features, "image/object/keypoint/y", FLOAT)
+    visibility = _values(features, "image/object/keypoint/visibility", INT64) or [2] * len(xs)
+    texts = _values(features, "image/object/keypoint/text", BYTES) or [b""] * len(xs)
     if not xs or not count or len(xs) % count:
         return []
-    ys = _values(features, "image/object/keypoint/y")
-    visibility = _values(features, "image/object/keypoint/visibility") or [2] * len(xs)
-    texts = _values(features, "image/object/keypoint/text") or [b""] * len(xs)
     if not (len(ys) == len(visibility) == len(texts) == len(xs)):
         return []
     per = len(xs) // count
