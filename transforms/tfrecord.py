@@ -6,13 +6,18 @@ streams examples into any Beam filesystem (`gs://`, `s3://`) without TensorFlow'
 layer. Reading: TFRecord files written by other tools are untrusted input like any annotation
 file, so a flipped byte or a truncated file becomes a problem report naming the record, not
 an exception that ends the job; Beam's own reader stops the whole job at the first bad CRC.
-GZIP-compressed files are recognised from their first bytes.
+GZIP-compressed files are recognised from their first bytes. A length header is untrusted too:
+data is read in bounded chunks, so a header claiming 2^63 bytes costs no more memory than the
+file holds, and ends as a truncated record.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import stat
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -21,6 +26,10 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEADER = 12  # Length (8 bytes) and its masked CRC (4 bytes).
+_CHUNK = 1 << 20
+# What reading a damaged file raises: OSError (and gzip's BadGzipFile), EOFError for a GZIP
+# stream cut short, zlib.error for corrupted compressed bytes.
+_UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 def masked_crc(data: bytes) -> int:
@@ -39,24 +48,41 @@ def frame(data: bytes) -> bytes:
 
 
 def open_records(path: str) -> BinaryIO:
-    """Opens a TFRecord file, decompressing it when its first bytes are GZIP's magic."""
+    """Opens a TFRecord file, decompressing it when its first bytes are GZIP's magic. A local
+    path must be a regular file: a FIFO would block forever, a device never end."""
+    if FileSystems.get_scheme(path) is None and not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")
     handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     head = handle.read(2)
     handle.seek(0)
     return gzip.GzipFile(fileobj=handle) if head == _GZIP_MAGIC else handle
 
 
-def iter_records(stream: BinaryIO) -> Iterator[tuple[int, bytes | None, str | None]]:
-    """Yields (index, record, None) per record, or (index, None, problem).
+def _read(stream: BinaryIO, length: int) -> bytes:
+    """Up to `length` bytes, fewer only at the end of the stream, read in bounded chunks."""
+    chunks = []
+    while length > 0:
+        chunk = stream.read(min(length, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        length -= len(chunk)
+    return b"".join(chunks)
 
-    A record whose data CRC fails is reported and skipped; a bad length header or a truncated
-    file ends the file, since nothing after it can be located."""
+
+def iter_records(stream: BinaryIO) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """Yields (index, record, None) per record, or (index, None, problem); never raises for
+    damaged or hostile bytes.
+
+    A record whose data CRC fails is reported and skipped; a bad length header, a truncated
+    file or an unreadable (corrupt GZIP) stream ends the file, since nothing after it can be
+    located."""
     index = 0
     while True:
         try:
-            header = stream.read(_HEADER)
-        except (OSError, EOFError) as error:
-            yield index, None, f"unreadable: {error}"
+            header = _read(stream, _HEADER)
+        except _UNREADABLE as error:
+            yield index, None, f"unreadable: {str(error)[:80]}; rest of file skipped"
             return
         if not header:
             return
@@ -68,10 +94,10 @@ def iter_records(stream: BinaryIO) -> Iterator[tuple[int, bytes | None, str | No
             yield index, None, "record length fails its CRC check; rest of file skipped"
             return
         try:
-            data = stream.read(length)
-            footer = stream.read(4)
-        except (OSError, EOFError) as error:
-            yield index, None, f"unreadable: {error}"
+            data = _read(stream, length)
+            footer = _read(stream, 4)
+        except _UNREADABLE as error:
+            yield index, None, f"unreadable: {str(error)[:80]}; rest of file skipped"
             return
         if len(data) < length or len(footer) < 4:
             yield index, None, "file ends inside a record (truncated)"
