@@ -8,18 +8,24 @@ would rather look than read.
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import os
 import statistics
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
+from PIL import Image
 
 from pipelines.settings import Parser, UsageError
 from transforms.export.decode import RecordRejected, class_name
 from transforms.export.render import class_histogram, contact_sheets
+from transforms.images import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_names
 from transforms.tfrecord import iter_records, open_records
 
@@ -48,8 +54,17 @@ OPTIONAL = {
     "image/object/is_crowd": "int64_list",
     "image/object/area": "float_list",
     "image/object/mask": "bytes_list",
+    "image/object/keypoint/x": "float_list",
+    "image/object/keypoint/y": "float_list",
+    "image/object/keypoint/visibility": "int64_list",
+    "image/object/keypoint/text": "bytes_list",
 }
-OBJECT_LISTS = [k for k in {**EXPECTED, **OPTIONAL} if k.startswith("image/object/")]
+# Lists with one value per object (keypoint lists hold several per object).
+OBJECT_LISTS = [
+    k
+    for k in {**EXPECTED, **OPTIONAL}
+    if k.startswith("image/object/") and not k.startswith("image/object/keypoint/")
+]
 # COCO's size buckets, in pixels of box area.
 SMALL, MEDIUM = 32**2, 96**2
 
@@ -103,6 +118,18 @@ def _values(feature) -> list:
     return list(getattr(feature, kind).value) if kind else []
 
 
+def _header_pixels(encoded: bytes) -> int:
+    """The pixel count an image's header claims (0 when PIL cannot read it: TensorFlow's
+    decoder then has its say), checked before decoding, which would allocate that much."""
+    try:
+        width, height = Image.open(io.BytesIO(encoded)).size
+    except Image.DecompressionBombError:
+        return Image.MAX_IMAGE_PIXELS * 2 + 1
+    except Exception:
+        return 0
+    return width * height
+
+
 class Inspector:
     """Checks records one by one and gathers the summary."""
 
@@ -134,6 +161,12 @@ class Inspector:
         encoded = _values(features["image/encoded"])
         fmt = _values(features["image/format"])
         self.report.formats[fmt[0].decode(errors="replace") if fmt else "?"] += 1
+        pixels = _header_pixels(encoded[0]) if encoded else 0
+        if pixels > DEFAULT_MAX_IMAGE_PIXELS:
+            report_problem(
+                f"image has {pixels} pixels, more than {DEFAULT_MAX_IMAGE_PIXELS}: not decoded"
+            )
+            return None
         try:
             shape = self._tf.io.decode_image(encoded[0], channels=3, expand_animations=False).shape
         except (self._tf.errors.OpError, IndexError) as error:
@@ -183,7 +216,7 @@ class Inspector:
                 text, label = texts[i] if texts else "", labels[i] if labels else None
                 name = self._class(where, text, label, report_problem)
                 self.report.classes[name] += 1
-            if size:
+            if size and all(math.isfinite(c) for c in corners):
                 area = (corners[2] - corners[0]) * size[0] * (corners[3] - corners[1]) * size[1]
                 bucket = "small" if area < SMALL else "medium" if area < MEDIUM else "large"
                 self.report.box_sizes[bucket] += 1
@@ -212,50 +245,61 @@ class Inspector:
             )
         return name
 
+    def _check_record(self, path: str, index: int, data: bytes, report_problem) -> Iterator:
+        """Checks one record; yields (image bytes, [(class, corners)]) if it is readable."""
+        try:
+            example = self._tf.train.Example.FromString(data)
+        except Exception:
+            report_problem("record is not a tf.train.Example")
+            return
+        self.report.examples += 1
+        features = example.features.feature
+        if not self._check_keys(features, report_problem):
+            return
+        source_id = (_values(features["image/source_id"]) or [b""])[0].decode(errors="replace")
+        if not source_id:
+            report_problem("image/source_id is empty")
+        elif source_id in self._source_ids:
+            first = self._source_ids[source_id]
+            report_problem(
+                f"duplicate image/source_id {source_id[:80]!r} "
+                f"(first in {first[0]} record {first[1]})"
+            )
+        else:
+            self._source_ids[source_id] = (path, index)
+        size = self._check_image(features, report_problem)
+        drawn = self._check_objects(features, size, report_problem)
+        if size:
+            yield _values(features["image/encoded"])[0], drawn
+
+    def inspect_stream(self, path: str, stream: BinaryIO) -> Iterator[tuple[bytes, list[tuple]]]:
+        """Checks the records of an open file; yields (image bytes, [(class, corners)]) of
+        readable examples. A record that trips a check in an unforeseen way is a problem
+        too: one record never stops the inspection."""
+        has_records = False
+        for index, data, problem in iter_records(stream):
+            has_records = True
+            report_problem = lambda message, i=index: self.report.problem(path, i, message)  # noqa: E731
+            if problem:
+                report_problem(problem)
+                continue
+            try:
+                yield from self._check_record(path, index, data, report_problem)
+            except Exception as error:
+                report_problem(f"cannot be checked: {type(error).__name__}: {str(error)[:80]}")
+        if not has_records:
+            self._files_without_records.append(path)
+
     def inspect(self, path: str) -> Iterator[tuple[bytes, list[tuple]]]:
         """Checks one file; yields (image bytes, [(class, corners)]) of readable examples."""
         self.report.files.append(path)
         try:
             stream = open_records(path)
         except OSError as error:
-            self.report.problem(path, None, f"unreadable: {error}")
+            self.report.problem(path, None, f"unreadable: {str(error)[:120]}")
             return
         with stream:
-            has_records = False
-            for index, data, problem in iter_records(stream):
-                has_records = True
-                report_problem = lambda message, i=index: self.report.problem(path, i, message)  # noqa: E731
-                if problem:
-                    report_problem(problem)
-                    continue
-                try:
-                    example = self._tf.train.Example.FromString(data)
-                except Exception:
-                    report_problem("record is not a tf.train.Example")
-                    continue
-                self.report.examples += 1
-                features = example.features.feature
-                if not self._check_keys(features, report_problem):
-                    continue
-                source_id = (_values(features["image/source_id"]) or [b""])[0].decode(
-                    errors="replace"
-                )
-                if not source_id:
-                    report_problem("image/source_id is empty")
-                elif source_id in self._source_ids:
-                    first = self._source_ids[source_id]
-                    report_problem(
-                        f"duplicate image/source_id {source_id!r} "
-                        f"(first in {first[0]} record {first[1]})"
-                    )
-                else:
-                    self._source_ids[source_id] = (path, index)
-                size = self._check_image(features, report_problem)
-                drawn = self._check_objects(features, size, report_problem)
-                if size:
-                    yield _values(features["image/encoded"])[0], drawn
-        if not has_records:
-            self._files_without_records.append(path)
+            yield from self.inspect_stream(path, stream)
 
     def check_not_empty(self) -> None:
         """Files without records are a problem when no file holds an example: an empty input
@@ -318,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"no files match {pattern}")
             paths += matches
         names, ids = read_label_names(args.label_map) if args.label_map else ({}, {})
+        if args.render and os.path.exists(args.render) and not os.path.isdir(args.render):
+            raise UsageError(f"--render {args.render} is a file, not a folder")
     except (UsageError, OSError, LabelMapError) as error:
         print(f"odrecords inspect: error: {error}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import io
+import math
 import zlib
 from collections import Counter
 
@@ -17,7 +18,7 @@ _FONT = ImageFont.load_default()
 
 def _color(name: str) -> tuple[int, int, int]:
     """A stable, saturated colour per class name."""
-    hue = (zlib.crc32(name.encode()) % 360) / 360
+    hue = (zlib.crc32(name.encode("utf-8", "replace")) % 360) / 360
     return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
 
 
@@ -31,19 +32,27 @@ def _save(image: Image.Image, folder: str, name: str) -> str:
 
 
 def _tile(encoded: bytes, objects: list[tuple[str, list[float]]]) -> Image.Image:
-    image = Image.open(io.BytesIO(encoded)).convert("RGB")
-    image.thumbnail((TILE, TILE))
+    """The image scaled into a tile with its boxes drawn; a grey tile that says so for an
+    image PIL cannot decode. Boxes are drawn as the records hold them, within reason: corners
+    in either order, clamped to the tile; boxes with a NaN or infinite corner are left out."""
     tile = Image.new("RGB", (TILE, TILE), (32, 32, 32))
+    draw = ImageDraw.Draw(tile)
+    try:
+        image = Image.open(io.BytesIO(encoded))
+        image.thumbnail((TILE, TILE))
+        image = image.convert("RGB")
+    except Exception as error:  # PIL raises many types for damaged or unusual images.
+        draw.text((8, 8), f"cannot draw:\n{str(error)[:60]}", fill="white", font=_FONT)
+        return tile
     left, top = (TILE - image.width) // 2, (TILE - image.height) // 2
     tile.paste(image, (left, top))
-    draw = ImageDraw.Draw(tile)
     for name, (xmin, ymin, xmax, ymax) in objects:
-        box = [
-            left + xmin * image.width,
-            top + ymin * image.height,
-            left + xmax * image.width,
-            top + ymax * image.height,
-        ]
+        if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)):
+            continue
+        xs = sorted(min(max(left + x * image.width, 0), TILE) for x in (xmin, xmax))
+        ys = sorted(min(max(top + y * image.height, 0), TILE) for y in (ymin, ymax))
+        box = [xs[0], ys[0], xs[1], ys[1]]
+        name = name[:40]
         draw.rectangle(box, outline=_color(name), width=2)
         text_box = draw.textbbox((box[0] + 2, box[1] + 1), name, font=_FONT)
         draw.rectangle(text_box, fill=_color(name))
