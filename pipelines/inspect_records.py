@@ -14,6 +14,7 @@ import math
 import os
 import statistics
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,9 @@ def _header_pixels(encoded: bytes) -> int:
     """The pixel count an image's header claims (0 when PIL cannot read it: TensorFlow's
     decoder then has its say), checked before decoding, which would allocate that much."""
     try:
-        width, height = Image.open(io.BytesIO(encoded)).size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(encoded)).size
     except Image.DecompressionBombError:
         return Image.MAX_IMAGE_PIXELS * 2 + 1
     except Exception:
@@ -196,6 +199,9 @@ class Inspector:
                 + ", ".join(f"{k.split('image/object/')[1]} has {n}" for k, n in unequal.items())
             )
             return []
+        for key in ("image/object/area", "image/object/keypoint/x", "image/object/keypoint/y"):
+            if key in features and not all(math.isfinite(v) for v in _values(features[key])):
+                report_problem(f"{key} holds a value that is not a finite number")
         self.report.objects += count
         if not count:
             self.report.negatives += 1
