@@ -225,7 +225,8 @@ class _ReadAndDecode(beam.DoFn):
                     )
                 temporary, image_digest = None, None
                 if record.image.encoded:
-                    digest = hashlib.sha256(source.encode()).hexdigest()[:32]
+                    # One file given as two splits gives two records of one source.
+                    digest = hashlib.sha256(f"{split}/{source}".encode()).hexdigest()[:32]
                     temporary = FileSystems.join(parts, digest)
                     with FileSystems.create(temporary) as handle:
                         handle.write(record.image.encoded)
