@@ -61,7 +61,10 @@ def test_output_that_is_a_file_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "file").write_text("mine")
     assert run_create(*SAMPLE_VOC, "--output", tmp_path / "file") == 2
     one_line_error(capsys, "--output")
-    assert run_export("--input", tmp_path / "x*", "--format", "csv", "--output", tmp_path / "file")
+    write_records(tmp_path / "r.tfrecord", records_named(b"a.jpg"))
+    args = ["--input", tmp_path / "r.tfrecord", "--format", "csv", "--output", tmp_path / "file"]
+    assert run_export(*args) == 2
+    one_line_error(capsys, "is a file, not a folder")
     assert (tmp_path / "file").read_text() == "mine"
 
 
