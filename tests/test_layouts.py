@@ -355,6 +355,9 @@ def test_download_is_read_whole_with_its_splits(layout, way, source_splits, tmp_
     )
     check_examples(output, data.images, splits)
     check_manifest(output, data.images, splits)
+    # COCO's category ids and keras' class indexes + 1 are kept; the others' sorted names
+    # are numbered from 1. Every class has objects here, so all agree.
+    assert output["label_map"] == {"circle": 1, "square": 2, "triangle": 3}
 
 
 @pytest.mark.parametrize("way", sorted(WAYS))
