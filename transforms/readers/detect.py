@@ -20,7 +20,8 @@ _SNIFF_BYTES = 1 << 16
 # Files of one kind read at most per folder: a Darknet folder holds a label file per image,
 # and an empty one (an image without objects) says nothing.
 _SNIFF_FILES = 20
-# Annotation files by extension, in the order a folder's files are tried.
+# Annotation file extensions in the order a folder's files are tried, with the format they
+# mean; JSON and text files are told apart by what they hold.
 _EXTENSIONS = {
     ".xml": "voc",
     ".csv": "csv",
@@ -31,7 +32,7 @@ _EXTENSIONS = {
 _YOLO_CONFIGS = ("data.yaml", "data.yml")
 _DOCUMENTATION = re.compile(r"^(readme|licen[cs]e|copying|notice|changelog)([._-]|$)", re.I)
 # Roboflow's name for a split's keras-yolo3 file.
-KERAS_FILE = "_annotations.txt"
+_KERAS_FILE = "_annotations.txt"
 _NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _KERAS_BOX = re.compile(rf"^{_NUMBER}(?:,{_NUMBER}){{3}},\d+$")
 _YOLO_LINE = re.compile(rf"^\d+(?:\s+{_NUMBER}){{4,}}$")
@@ -56,7 +57,7 @@ def _head_lines(path: str) -> list[str]:
 def sniff_text(path: str) -> str | None:
     """`yolo-keras` for Roboflow's `_annotations.txt` or a file of keras-yolo3 lines, `yolo`
     for YOLO label lines, None for anything else (class lists, image lists, prose)."""
-    if posixpath.basename(path) == KERAS_FILE:
+    if posixpath.basename(path) == _KERAS_FILE:
         return "yolo-keras"
     if is_documentation(path):
         return None
@@ -130,7 +131,7 @@ def _in_folder(folder: str) -> str | None:
     for extension in _EXTENSIONS:
         matches = [f for f in files if f.lower().endswith(extension) and not is_documentation(f)]
         # Roboflow's keras file first; a Darknet folder holds a label file per image.
-        matches.sort(key=lambda f: posixpath.basename(f) != KERAS_FILE)
+        matches.sort(key=lambda f: posixpath.basename(f) != _KERAS_FILE)
         found = _first_known(matches[:_SNIFF_FILES])
         if found:
             return found
