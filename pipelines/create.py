@@ -272,9 +272,8 @@ def _print_summary(manifest: dict, output: str) -> None:
     print(f"wrote {FileSystems.join(output, MANIFEST)}")
 
 
-def _rejected_images(manifest: dict) -> str:
+def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> str:
     """How many images were rejected, mostly why, and where they were looked for."""
-    images = manifest["images"]
     prefix = f"{STAGE_IMAGE}: "
     reasons = {
         reason.removeprefix(prefix): count
@@ -282,27 +281,39 @@ def _rejected_images(manifest: dict) -> str:
         if reason.startswith(prefix)
     }
     most = f" (most: {max(reasons, key=reasons.get)})" if reasons else ""
-    return (
-        f"{images['rejected']} of {images['referenced']} images were rejected{most}; images "
-        f"were looked for under {manifest['inputs']['images']}: is --images right?"
+    root = manifest["inputs"]["images"]
+    where = (
+        f"beside the annotation files that name them, under {root}"
+        if beside
+        else f"under {root}: is --images right?"
     )
+    return f"{rejected} of {referenced} images were rejected{most}; images were looked for {where}"
 
 
-def _outcome(manifest: dict) -> int:
+def _outcome(manifest: dict, beside: bool) -> int:
     """The exit code: 1 when no example was written, since an empty dataset must not pass for
     a finished one; a loud warning when most images were rejected, which usually means a
-    wrong --images rather than bad data."""
+    wrong --images rather than bad data, or most of one split's (a download that lacks many
+    of the images its annotations list). `beside`: images were looked for beside their
+    annotation files, not under --images."""
     images = manifest["images"]
     if not images["written"]:
         if images["referenced"]:
-            why = _rejected_images(manifest)
+            why = _rejected(images["rejected"], images["referenced"], manifest, beside)
         else:
             count = manifest["errors"]["count"]
             why = "the annotations name no image" + (f" ({count} errors)" if count else "")
         print(f"odrecords create: error: no example was written: {why}", file=sys.stderr)
         return 1
     if 2 * images["rejected"] > images["referenced"]:
-        print(f"warning: {_rejected_images(manifest)}", file=sys.stderr)
+        why = _rejected(images["rejected"], images["referenced"], manifest, beside)
+        print(f"warning: {why}", file=sys.stderr)
+        return 0
+    for name, split in manifest["splits"].items():
+        referenced = split["examples"] + split["rejected"]
+        if 2 * split["rejected"] > referenced:
+            why = _rejected(split["rejected"], referenced, manifest, beside)
+            print(f"warning: split {name}: {why}", file=sys.stderr)
     return 0
 
 
@@ -341,7 +352,7 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
     manifest = _read_manifest(settings.output)
     _print_summary(manifest, settings.output)
     print_counters(result)
-    return _outcome(manifest)
+    return _outcome(manifest, settings.source.options.images_beside_annotations)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -99,24 +99,31 @@ def write_csv(path: str, images: list[DrawnImage]) -> None:
                 writer.writerow([drawn.filename, drawn.width, drawn.height, "", "", "", "", ""])
 
 
+def draw_images(folder: str, filenames: list[str], seed: int = 7) -> list[DrawnImage]:
+    """Draws one image per file name into `folder`: PNG for `.png` names, JPEG otherwise."""
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    images = []
+    for filename in filenames:
+        image, drawn = _draw_one(rng, filename)
+        path = os.path.join(folder, filename)
+        if filename.lower().endswith(".png"):
+            image.save(path, "PNG", optimize=True)
+        else:
+            image.save(path, "JPEG", quality=85)
+        images.append(drawn)
+    return images
+
+
 def draw_dataset(root: str, count: int, seed: int = 7) -> list[DrawnImage]:
     """Writes `count` images to root/images, VOC XML to root/annotations and root/labels.csv."""
-    rng = random.Random(seed)
-    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    names = [f"shapes-{n:03d}.{'png' if n % 5 == 0 else 'jpg'}" for n in range(1, count + 1)]
+    images = draw_images(os.path.join(root, "images"), names, seed)
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
-    images = []
-    for number in range(1, count + 1):
-        extension = "png" if number % 5 == 0 else "jpg"
-        image, drawn = _draw_one(rng, f"shapes-{number:03d}.{extension}")
-        image_path = os.path.join(root, "images", drawn.filename)
-        if extension == "png":
-            image.save(image_path, "PNG", optimize=True)
-        else:
-            image.save(image_path, "JPEG", quality=85)
+    for drawn in images:
         stem = os.path.splitext(drawn.filename)[0]
         with open(os.path.join(root, "annotations", f"{stem}.xml"), "w", encoding="utf-8") as out:
             out.write(voc_xml(drawn))
-        images.append(drawn)
     write_csv(os.path.join(root, "labels.csv"), images)
     return images
 

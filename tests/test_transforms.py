@@ -192,8 +192,14 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
             label="errors",
         )
         assert_that(
-            written[STATS] | beam.Map(lambda c: sum(s["examples"] for s in c["splits"].values())),
-            equal_to([1] * 12),
+            written[STATS]
+            | beam.Map(
+                lambda c: tuple(
+                    sum(s.get(key, 0) for s in c["splits"].values())
+                    for key in ("examples", "rejected")
+                )
+            ),
+            equal_to([(1, 0)] * 12 + [(0, 1)]),  # Each example written, and "m" rejected.
             label="stats",
         )
     for (split, shard), expected in members.items():

@@ -101,10 +101,12 @@ def build_manifest(
     """The manifest: what was written where, and the accounting that proves nothing was lost."""
     errors = counts.get("errors", {})
     by_stage = errors.get("by_stage", {})
+    split_counts = counts.get("splits", {})
     splits = {
         name: {
-            "examples": counts.get("splits", {}).get(name, {}).get("examples", 0),
-            "objects": counts.get("splits", {}).get(name, {}).get("objects", 0),
+            "examples": split_counts.get(name, {}).get("examples", 0),
+            "objects": split_counts.get(name, {}).get("objects", 0),
+            "rejected": split_counts.get(name, {}).get("rejected", 0),
             "files": sorted(f for f in shard_files if f.startswith(f"{name}/")),
         }
         for name in settings["options"]["split_names"]

@@ -133,6 +133,8 @@ class WriteShard(beam.DoFn):
             if isinstance(image, ImageRejected):
                 error = ErrorRecord.for_image(annotation, str(image))
                 yield beam.pvalue.TaggedOutput(ERRORS, error)
+                split_counts = {"splits": {annotation.split: {"rejected": 1}}}
+                yield beam.pvalue.TaggedOutput(STATS, split_counts)
                 continue
             self._images.inc()
             example, box_errors = check_boxes(image, label_map)

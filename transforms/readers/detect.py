@@ -1,4 +1,11 @@
-"""`--format auto`: recognising an annotation format from a path, by names and a sniff."""
+"""`--format auto`: recognising an annotation format from a path, by names and a sniff.
+
+A folder is recognised from the files directly in it or, when those say nothing, from its
+immediate sub-folders: a Roboflow download keeps its annotations in `train/`, `valid/` and
+`test/`, with only README.roboflow.txt and README.dataset.txt at the top. Documentation
+(README, licence) is never taken for annotations, and a `.txt` file counts only by what its
+lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,61 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.readers.yolo import NAMES_FILES
 
 _SNIFF_BYTES = 1 << 16
+# Files of one kind read at most per folder: a Darknet folder holds a label file per image,
+# and an empty one (an image without objects) says nothing.
+_SNIFF_FILES = 20
+# Annotation file extensions in the order a folder's files are tried, with the format they
+# mean; JSON and text files are told apart by what they hold.
 _EXTENSIONS = {
     ".xml": "voc",
     ".csv": "csv",
-    ".yaml": "yolo",
-    ".yml": "yolo",
     ".ndjson": "labelbox",
-    ".txt": "yolo-keras",
+    ".json": "json",
+    ".txt": "txt",
 }
+_YOLO_CONFIGS = ("data.yaml", "data.yml")
+_DOCUMENTATION = re.compile(r"^(readme|licen[cs]e|copying|notice|changelog)([._-]|$)", re.I)
+# Roboflow's name for a split's keras-yolo3 file.
+_KERAS_FILE = "_annotations.txt"
+_NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
+_KERAS_BOX = re.compile(rf"^{_NUMBER}(?:,{_NUMBER}){{3}},\d+$")
+_YOLO_LINE = re.compile(rf"^\d+(?:\s+{_NUMBER}){{4,}}$")
+
+
+def is_documentation(path: str) -> bool:
+    """README.roboflow.txt, README.dataset.txt, LICENSE, ...: text about a dataset."""
+    return bool(_DOCUMENTATION.match(posixpath.basename(path)))
+
+
+def _head_lines(path: str) -> list[str]:
+    """The complete, non-empty lines at the start of a file."""
+    with FileSystems.open(path) as handle:
+        head = handle.read(_SNIFF_BYTES)
+    text = head.decode("utf-8-sig", errors="replace")
+    lines = text.splitlines()
+    if len(head) == _SNIFF_BYTES:
+        lines = lines[:-1]  # Cut off where the sniff stopped reading.
+    return [line.strip() for line in lines if line.strip()]
+
+
+def sniff_text(path: str) -> str | None:
+    """`yolo-keras` for Roboflow's `_annotations.txt` or a file of keras-yolo3 lines, `yolo`
+    for YOLO label lines, None for anything else (class lists, image lists, prose)."""
+    if posixpath.basename(path) == _KERAS_FILE:
+        return "yolo-keras"
+    if is_documentation(path):
+        return None
+    lines = _head_lines(path)
+    if not lines:
+        return None
+    fields = [line.split() for line in lines]
+    if all(all(_KERAS_BOX.match(box) for box in f[1:]) for f in fields) and any(
+        len(f) > 1 for f in fields
+    ):
+        return "yolo-keras"
+    if all(_YOLO_LINE.match(line) for line in lines):
+        return "yolo"
+    return None
 
 
 def sniff_json(path: str) -> str:
@@ -40,30 +94,76 @@ def sniff_json(path: str) -> str:
     raise ValueError(f"{path} is JSON of no known annotation format")
 
 
-def _by_name(path: str) -> str:
+def _by_name(path: str) -> str | None:
+    """The format of one file, None when it holds no annotations of a known kind."""
     extension = posixpath.splitext(path)[1].lower()
-    if extension == ".json":
+    if extension in (".yaml", ".yml"):
+        return "yolo"
+    kind = _EXTENSIONS.get(extension)
+    if kind == "json":
         return sniff_json(path)
-    if extension in _EXTENSIONS:
-        return _EXTENSIONS[extension]
-    raise ValueError(f"cannot tell the annotation format of {path}")
+    if kind == "txt":
+        return sniff_text(path)
+    return kind
+
+
+def _first_known(files: list[str]) -> str | None:
+    """The format of the first of `files` that is an annotation file of a known format;
+    files that are not (an unrelated JSON, a list of image names) are passed over."""
+    for path in files:
+        try:
+            found = _by_name(path)
+        except ValueError:
+            continue
+        if found:
+            return found
+    return None
+
+
+def _in_folder(folder: str) -> str | None:
+    """The format of the annotations directly in `folder`, None when it holds none."""
+    files = sorted(
+        m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list
+    )
+    names = {posixpath.basename(path) for path in files}
+    if names & set(_YOLO_CONFIGS):
+        return "yolo"
+    for extension in _EXTENSIONS:
+        matches = [f for f in files if f.lower().endswith(extension) and not is_documentation(f)]
+        # Roboflow's keras file first; a Darknet folder holds a label file per image.
+        matches.sort(key=lambda f: posixpath.basename(f) != _KERAS_FILE)
+        found = _first_known(matches[:_SNIFF_FILES])
+        if found:
+            return found
+    # Class names without annotation files beside them: labels are in sub-folders, the
+    # Ultralytics way (labels/train/...).
+    return "yolo" if names & set(NAMES_FILES) else None
+
+
+def _sub_folders(folder: str) -> list[str]:
+    """The immediate sub-folders of `folder` that hold files (object stores have no empty
+    folders to list, so they are found from the files)."""
+    pattern = FileSystems.join(folder, "*", "*")
+    files = FileSystems.match([pattern])[0].metadata_list
+    return sorted({posixpath.dirname(m.path) for m in files})
 
 
 def detect_format(path: str) -> str:
-    """The format of a file, a glob (by its first match) or a folder; raises ValueError."""
-    files = [m.path for m in FileSystems.match([path])[0].metadata_list] if "*" in path else []
-    if files:
-        return _by_name(sorted(files)[0])
+    """The format of a file, a glob (by its first matches) or a folder; raises ValueError."""
+    if any(c in path for c in "*?["):
+        files = sorted(m.path for m in FileSystems.match([path])[0].metadata_list)
+        found = _first_known([f for f in files if not is_documentation(f)][:_SNIFF_FILES])
+        if found:
+            return found
+        raise ValueError(f"found no annotation files of a known format matching {path}")
     if FileSystems.exists(path) and posixpath.splitext(path)[1]:
-        return _by_name(path)
+        found = _by_name(path)
+        if found:
+            return found
+        raise ValueError(f"cannot tell the annotation format of {path}")
     folder = path.rstrip("/")
-    if any(FileSystems.exists(FileSystems.join(folder, n)) for n in ("data.yaml", *NAMES_FILES)):
-        return "yolo"
-    inside = sorted(
-        m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list
-    )
-    for extension in (".xml", ".csv", ".ndjson", ".json", ".txt"):
-        matches = [f for f in inside if f.lower().endswith(extension)]
-        if matches:
-            return _by_name(matches[0])
-    raise ValueError(f"found no annotation files in {path}")
+    for candidate in [folder, *_sub_folders(folder)]:
+        found = _in_folder(candidate)
+        if found:
+            return found
+    raise ValueError(f"found no annotation files in {path} nor in its sub-folders")
