@@ -14,6 +14,7 @@ also tried as `x` (Roboflow's exports name `../train/images` from inside the dat
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,14 +75,32 @@ def read_names(path: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in _read_text(path).splitlines() if line.strip())
 
 
-def _yaml_names(names) -> tuple[str, ...]:
+def _yaml_names(config: dict, yaml_path: str) -> tuple[str, ...]:
+    """`names` as a list, or as a mapping of index to name (keys may be digit strings, as
+    JSON-minded tools write them), numbered 0, 1, 2, ... and agreeing with `nc` if given."""
+    names = config.get("names")
     if isinstance(names, list):
-        return tuple(str(name) for name in names)
-    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
-        if sorted(names) != list(range(len(names))):
-            raise UnusableSource("data.yaml names must be numbered 0, 1, 2, ...")
-        return tuple(str(names[index]) for index in range(len(names)))
-    raise UnusableSource("data.yaml names must be a list or a mapping of index to name")
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not names:
+        raise UnusableSource(
+            f"{yaml_path}: names is {'missing' if names is None else 'not a list of names'}; "
+            "give the class names with --classes"
+        )
+    if not all(isinstance(k, int) or isinstance(k, str) and k.isdigit() for k in names):
+        raise UnusableSource(f"{yaml_path}: names keys must be class indexes 0, 1, 2, ...")
+    by_index = {int(key): value for key, value in names.items()}
+    if sorted(by_index) != list(range(len(by_index))):
+        raise UnusableSource(
+            f"{yaml_path}: names must be numbered 0 to {len(by_index) - 1}, "
+            f"not {', '.join(map(str, sorted(by_index)))}"
+        )
+    empty = [index for index, name in by_index.items() if name is None or not str(name).strip()]
+    if empty:
+        raise UnusableSource(f"{yaml_path}: class {empty[0]} has no name")
+    count = config.get("nc")
+    if count is not None and count != len(by_index):
+        raise UnusableSource(f"{yaml_path}: nc is {count} but names holds {len(by_index)} names")
+    return tuple(str(by_index[index]) for index in range(len(by_index)))
 
 
 def _join(root: str, relative: str) -> str:
@@ -112,6 +131,21 @@ def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
     )
 
 
+def _missing_entry_hint(path: str, root: str) -> str:
+    """What lies nearest to a split entry that is missing on this machine: the deepest
+    existing folder on the way from `root` to `path`, and what it holds. A Roboflow download
+    whose `train/images` was flattened into `train/` gets the entry that would work."""
+    while path.startswith(root.rstrip("/") + "/") and not os.path.isdir(path):
+        path = posixpath.dirname(path)
+    if not path.startswith(root.rstrip("/") + "/"):
+        return ""
+    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    if any(entry.name.lower().endswith(IMAGE_EXTENSIONS) for entry in entries):
+        return f"; {path} holds the images: correct the entry to {posixpath.relpath(path, root)!r}"
+    folders = [entry.name for entry in entries if entry.is_dir()]
+    return f"; {path} holds {', '.join(folders) or 'no folders'}"
+
+
 def _split_source(root: str, split: str, entry: str, yaml_path: str) -> str:
     """A split entry resolved as Ultralytics does; raises UnusableSource if it is nowhere."""
     tried = [entry if _is_absolute(entry) else _join(root, entry)]
@@ -121,7 +155,8 @@ def _split_source(root: str, split: str, entry: str, yaml_path: str) -> str:
         if FileSystems.exists(candidate):
             return candidate
     raise UnusableSource(
-        f"{yaml_path}: {split} entry {entry!r} points at nothing (looked for {' and '.join(tried)})"
+        f"{yaml_path}: {split} entry {entry!r} points at nothing (looked for "
+        f"{' and '.join(tried)})" + (_missing_entry_hint(tried[-1], root) if is_local(root) else "")
     )
 
 
@@ -143,34 +178,57 @@ def _names_file(folder: str) -> str | None:
     return None
 
 
+def _split_entries(config: dict, split: str) -> list[str]:
+    """A split's entries: one folder, list file or image, or a list of them. Ultralytics
+    reads a `validation` key as `val`."""
+    entries = config.get(split)
+    if entries is None and split == "val":
+        entries = config.get("validation")
+    if not entries:
+        return []
+    return [str(entry) for entry in (entries if isinstance(entries, list) else [entries])]
+
+
+def _load_yaml(yaml_path: str, classes_file: str | None) -> YoloDataset:
+    try:
+        config = yaml.safe_load(_read_text(yaml_path)) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())  # YAML's messages span lines.
+        raise UnusableSource(f"{yaml_path} is not readable YAML: {reason}") from None
+    if not isinstance(config, dict):
+        raise UnusableSource(f"{yaml_path} is not a mapping")
+    root, notices = _dataset_root(config, yaml_path)
+    sources = [
+        (split, _split_source(root, split, entry, yaml_path))
+        for split in SPLIT_KEYS
+        for entry in _split_entries(config, split)
+    ]
+    if not sources:
+        raise UnusableSource(f"{yaml_path} names no train, val or test images")
+    names = read_names(classes_file) if classes_file else _yaml_names(config, yaml_path)
+    return YoloDataset(root, names, tuple(sources), notices)
+
+
 def load_dataset(path: str, classes_file: str | None = None) -> YoloDataset:
-    """Reads a dataset's `data.yaml` (a file, or one in the folder) or, without one, takes
-    every image under the folder. Raises UnusableSource when the dataset cannot be used."""
-    yaml_path = path if path.endswith((".yaml", ".yml")) else FileSystems.join(path, "data.yaml")
+    """Reads a dataset's YAML (the file given, or the folder's data.yaml) or, without one,
+    takes every image under the folder. Raises UnusableSource when the dataset cannot be
+    used."""
+    if path.endswith((".yaml", ".yml")):
+        if not FileSystems.exists(path):
+            raise UnusableSource(f"{path} does not exist")
+        return _load_yaml(path, classes_file)
+    if not FileSystems.exists(path):
+        raise UnusableSource(f"{path} does not exist")
+    yaml_path = FileSystems.join(path, "data.yaml")
     if FileSystems.exists(yaml_path):
-        try:
-            config = yaml.safe_load(_read_text(yaml_path)) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise UnusableSource(f"{yaml_path} is not readable YAML: {error}") from None
-        if not isinstance(config, dict):
-            raise UnusableSource(f"{yaml_path} is not a mapping")
-        root, notices = _dataset_root(config, yaml_path)
-        sources = []
-        for split in SPLIT_KEYS:
-            entries = config.get(split)
-            for entry in entries if isinstance(entries, list) else [entries] if entries else []:
-                sources.append((split, _split_source(root, split, str(entry), yaml_path)))
-        if not sources:
-            raise UnusableSource(f"{yaml_path} names no train, val or test images")
-        names = read_names(classes_file) if classes_file else _yaml_names(config.get("names"))
-        return YoloDataset(root, names, tuple(sources), notices)
-    if not path.endswith((".yaml", ".yml")) and FileSystems.exists(path):
-        names_file = classes_file or _names_file(path)
-        if names_file is not None:
-            return YoloDataset(path, read_names(names_file), ((None, path),))
-    raise UnusableSource(
-        f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; give the class names with --classes"
-    )
+        return _load_yaml(yaml_path, classes_file)
+    names_file = classes_file or _names_file(path)
+    if names_file is None:
+        raise UnusableSource(
+            f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; "
+            "give the class names with --classes"
+        )
+    return YoloDataset(path, read_names(names_file), ((None, path),))
 
 
 def folder_split(relative: str) -> str | None:
