@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 import yaml
@@ -318,73 +318,89 @@ def parse_yolo_labels(
 
 
 class _ListImages(beam.DoFn):
-    """(split, folder or list file) → (split, image path) for every image in it.
+    """(split, folder, list file or image) → (image key, split) for every image in it.
 
     List-file lines starting with `./` are relative to the list file's folder, as Ultralytics
-    reads them; other relative lines to the dataset root. Without data.yaml, an image's split
-    is its folder (`folder_split`)."""
+    reads them; other relative lines to the dataset root; lines that name no image file are
+    skipped, as Ultralytics skips them. Without data.yaml, an image's split is its folder
+    (`folder_split`)."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
 
-    def _listed(self, split: str | None, source: str) -> Iterator:
-        try:
-            text = _read_text(source)
-        except (OSError, UnicodeDecodeError) as error:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(source, None, STAGE_READ, f"unreadable image list: {error}")
-            )
-            return
+    def _listed(self, split: str | None, source: str) -> Iterator[tuple[str | None, str, str]]:
         folder = posixpath.dirname(source)
-        for line in text.splitlines():
+        for number, line in enumerate(_read_text(source).splitlines(), start=1):
             line = line.strip()
+            if not line.lower().endswith(IMAGE_EXTENSIONS):
+                continue
             if line.startswith("./"):
-                yield split, FileSystems.join(folder, *line[2:].split("/"))
-            elif line:
-                yield split, line
+                line = FileSystems.join(folder, *line[2:].split("/"))
+            yield split, line, f"{source}:{number}"
 
-    def process(self, element: tuple[str | None, str]) -> Iterator:
-        split, source = element
-        if source.endswith(".txt"):
-            yield from self._listed(split, source)
-            return
+    def _in_folder(self, split: str | None, source: str) -> Iterator[tuple[str | None, str, str]]:
         prefix = source.rstrip("/") + "/"
         for path in matching_files(FileSystems.join(source, "**")):
             if path.lower().endswith(IMAGE_EXTENSIONS):
                 if split is None and self._options.source_splits and path.startswith(prefix):
-                    yield folder_split(path[len(prefix) :]), path
+                    yield folder_split(path[len(prefix) :]), path, path
                 else:
-                    yield split, path
+                    yield split, path, path
+
+    def process(self, element: tuple[str | None, str]) -> Iterator:
+        split, source = element
+        if source.lower().endswith(IMAGE_EXTENSIONS):
+            paths: Iterable[tuple[str | None, str, str]] = [(split, source, source)]
+        elif source.endswith(".txt"):
+            try:
+                paths = list(self._listed(split, source))
+            except (OSError, UnicodeDecodeError) as error:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord(source, None, STAGE_READ, f"unreadable image list: {error}")
+                )
+                return
+        else:
+            paths = self._in_folder(split, source)
+        for split, path, origin in paths:
+            try:
+                key = image_key_under(path, self._options.images, self._options.annotations_root)
+            except UnsafePathError as error:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord(origin, path, STAGE_READ, str(error))
+                )
+                continue
+            yield key, split if self._options.source_splits else None
 
 
 class _ReadLabels(beam.DoFn):
-    """(split, image path) → the image's annotation from its label file."""
+    """(image key, its splits) → the image's annotation from its label file.
+
+    The label file is read once however many splits list the image (coco128 lists its train
+    folder as `val` too): one annotation in the first split, `other_splits` naming the rest,
+    so its objects and errors count once and the image is written once in each split."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
 
-    def process(self, element: tuple[str | None, str]) -> Iterator:
-        split, path = element
-        split = split if self._options.source_splits else None
-        try:
-            key = image_key_under(path, self._options.images, self._options.annotations_root)
-        except UnsafePathError as error:
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(path, path, STAGE_READ, str(error)))
-            return
+    def process(self, element: tuple[str, Iterable[str | None]]) -> Iterator:
+        key, splits = element
+        split, *others = sorted(set(splits), key=lambda name: name or "")
         labels = label_path(FileSystems.join(self._options.images, *key.split("/")))
         try:
             text = _read_text(labels)
         except FileNotFoundError:
-            yield ImageAnnotation(image=key, sources=(labels,), split=split)
-            return
+            text = ""  # No label file: an image without objects.
         except (OSError, UnicodeDecodeError) as error:
             yield beam.pvalue.TaggedOutput(
                 ERRORS, ErrorRecord(labels, key, STAGE_READ, f"unreadable label file: {error}")
             )
             return
-        self._files.inc()
+        else:
+            self._files.inc()
         for record in parse_yolo_labels(text, labels, key, self._options.class_names, split):
+            if isinstance(record, ImageAnnotation):
+                record = replace(record, other_splits=tuple(others))
             yield route(record)
 
 
@@ -405,11 +421,11 @@ class ReadYolo(beam.PTransform):
             pbegin
             | "Sources" >> beam.Create(self._options.split_sources)
             | "ListImages"
-            >> beam.ParDo(_ListImages(self._options)).with_outputs(ERRORS, main="paths")
+            >> beam.ParDo(_ListImages(self._options)).with_outputs(ERRORS, main="images")
         )
         read = (
-            listed.paths
-            | "Spread" >> beam.Reshuffle()
+            listed.images
+            | "SplitsOfImage" >> beam.GroupByKey()
             | "ReadLabels"
             >> beam.ParDo(_ReadLabels(self._options)).with_outputs(ERRORS, main=ANNOTATIONS)
         )
