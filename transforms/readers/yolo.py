@@ -50,6 +50,9 @@ from transforms.records import (
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NAMES_FILES = ("classes.txt", "obj.names", "_darknet.labels")
 SPLIT_KEYS = ("train", "val", "test")
+# How far label values may stray outside [0, 1], as Ultralytics allows (exporters round); the
+# box is clipped to the image like any other box reaching past it.
+_TOLERANCE = 0.01
 # Folders that hold a split's images or labels rather than naming a split.
 _LAYOUT_FOLDERS = ("images", "labels")
 
@@ -298,7 +301,7 @@ def parse_yolo_labels(
                 raise ValueError(f"line {line.strip()!r} is not numbers") from None
             if not 0 <= index < len(names):
                 raise ValueError(f"class index {index} is not one of the {len(names)} names")
-            if not all(0 <= value <= 1 for value in (cx, cy, width, height)):
+            if not all(-_TOLERANCE <= value <= 1 + _TOLERANCE for value in (cx, cy, width, height)):
                 raise ValueError(f"values {fields[1:]} are outside [0, 1]")
         except ValueError as error:
             yield ErrorRecord(line_source, key, STAGE_READ, str(error), 1)
