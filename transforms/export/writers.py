@@ -222,7 +222,8 @@ class _WriteSplitFiles(beam.DoFn):
             )
         else:  # yolo
             relative = f"{split}.txt"
-            lines = "".join(f"{IMAGES_DIR}/{r.name}\n" for r in records)
+            # Ultralytics takes `./` lines from the list's folder, others from where it runs.
+            lines = "".join(f"./{IMAGES_DIR}/{r.name}\n" for r in records)
             write_text(_join(self._output, relative), lines)
         yield relative
 
@@ -242,8 +243,9 @@ class _WriteImageFiles(beam.DoFn):
 
 
 def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) -> str:
+    """Without `path`, Ultralytics' root is the YAML's folder; `path: .` would be the folder
+    it runs in."""
     config = {
-        "path": ".",
         "names": sorted(categories, key=categories.get),
         **{yolo_split_key(split): f"{split}.txt" for split in sorted(splits)},
     }
