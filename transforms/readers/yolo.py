@@ -7,9 +7,11 @@ come from `data.yaml` (`names` as a list or a dict), `classes.txt`, `obj.names` 
 `_darknet.labels`. A missing label file means an image without objects.
 
 A `data.yaml` is resolved as Ultralytics' `check_det_dataset` resolves it, where that makes
-sense on this machine: the root is `path`, or the YAML's folder; split entries (folders or
-list files, alone or in lists) are relative to the root, and a `../x` that does not exist is
-also tried as `x` (Roboflow's exports name `../train/images` from inside the dataset).
+sense on this machine: the root is `path`, or the YAML's folder; split entries (folders, list
+files or images, alone or in lists) are relative to the root, and a `../x` that does not
+exist is also tried as `x` (Roboflow's exports name `../train/images` from inside the
+dataset). An image that several entries list (coco128's `val` is its train folder) is read
+once, and its annotation names every split it is in.
 """
 
 from __future__ import annotations
@@ -228,8 +230,8 @@ def load_dataset(path: str, classes_file: str | None = None) -> YoloDataset:
     names_file = classes_file or _names_file(path)
     if names_file is None:
         raise UnusableSource(
-            f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; "
-            "give the class names with --classes"
+            f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; give the dataset's YAML "
+            "as --annotations, or the class names with --classes"
         )
     return YoloDataset(path, read_names(names_file), ((None, path),))
 
