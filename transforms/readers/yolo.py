@@ -117,6 +117,17 @@ def _is_absolute(path: str) -> bool:
     return not is_local(path) or posixpath.isabs(path)
 
 
+def _exists(path: str) -> bool:
+    """A file or folder; in object stores (`gs://`, `s3://`), where folders are only key
+    prefixes, a folder exists when some object lies under it."""
+    if FileSystems.exists(path):
+        return True
+    if is_local(path):
+        return False
+    pattern = FileSystems.join(path.rstrip("/"), "**")
+    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
+
+
 def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
     """The root split entries are relative to, and a notice when `path` was not usable.
 
@@ -129,7 +140,7 @@ def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
         return base, ()
     given = str(given)
     candidate = given if _is_absolute(given) else _join(base, given)
-    if FileSystems.exists(candidate):
+    if _exists(candidate):
         return candidate, ()
     return base, (
         f"{yaml_path}: path {given!r} does not exist here; using the YAML's folder {base}",
@@ -157,7 +168,7 @@ def _split_source(root: str, split: str, entry: str, yaml_path: str) -> str:
     if not _is_absolute(entry) and entry.startswith("../"):
         tried.append(_join(root, entry[3:]))
     for candidate in tried:
-        if FileSystems.exists(candidate):
+        if _exists(candidate):
             return candidate
     raise UnusableSource(
         f"{yaml_path}: {split} entry {entry!r} points at nothing (looked for "
@@ -222,7 +233,7 @@ def load_dataset(path: str, classes_file: str | None = None) -> YoloDataset:
         if not FileSystems.exists(path):
             raise UnusableSource(f"{path} does not exist")
         return _load_yaml(path, classes_file)
-    if not FileSystems.exists(path):
+    if not _exists(path):
         raise UnusableSource(f"{path} does not exist")
     yaml_path = FileSystems.join(path, "data.yaml")
     if FileSystems.exists(yaml_path):
