@@ -40,10 +40,11 @@ from transforms.report import (
     MANIFEST,
     SumCounts,
     WriteReport,
+    copies_text,
     error_counts,
     write_errors,
 )
-from transforms.splits import RequireSourceSplit
+from transforms.splits import RequireSourceSplit, in_each_split
 from transforms.tfrecord_sink import STATS, ShardSettings, WriteShardedTFRecords, parts_dir
 
 _LOG = logging.getLogger(__name__)
@@ -115,14 +116,22 @@ def _derived_label_map(pipeline: beam.Pipeline, read: dict, keep_empty: bool):
 
 
 def _read_counts(image: ImageAnnotation) -> dict:
-    """An image's objects, and whether several annotation files named it (a labelImg copy
-    error, a CSV listing an image another CSV lists too): their boxes are merged, and the
-    manifest names a few such images."""
+    """An image's objects, the copies written for the other splits its source lists it in,
+    and whether several annotation files named it (a labelImg copy error, a CSV listing an
+    image another CSV lists too): their boxes are merged, and the manifest names a few such
+    images."""
     counts = {"read": {"images": 1, "objects": len(image.boxes)}}
+    copies = len(image.other_splits)
+    if copies:
+        counts["copies"] = {"images": copies, "objects": copies * len(image.boxes)}
     files = annotation_files(image)
     if len(files) > 1:
         counts["merged"] = {"count": 1, "first": [f"{image.image} ({', '.join(files)})"]}
     return counts
+
+
+def _splits_of(image: ImageAnnotation) -> list[tuple[str, str | None]]:
+    return [(image.image, split) for split in (image.split, *image.other_splits)]
 
 
 def _overlap_counts(element: tuple[str, Iterable[str | None]]) -> Iterator[dict]:
@@ -152,7 +161,7 @@ def build_pipeline(
             ERRORS, main="images"
         )
         step_errors.append(checked[ERRORS])
-        images = checked.images
+        images = checked.images | "InEachSplit" >> beam.FlatMap(in_each_split)
 
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
     parts = parts_dir(settings.output, temp_location)
@@ -185,7 +194,7 @@ def build_pipeline(
     read_counts = grouped | "CountRead" >> beam.Map(_read_counts)
     overlap = (
         grouped
-        | "SplitsOfImage" >> beam.Map(lambda image: (image.image, image.split))
+        | "SplitsOfImage" >> beam.FlatMap(_splits_of)
         | "GroupSplits" >> beam.GroupByKey()
         | "InSeveralSplits" >> beam.FlatMap(_overlap_counts)
     )
@@ -232,9 +241,10 @@ def _print_summary(manifest: dict, output: str) -> None:
     images, objects = manifest["images"], manifest["objects"]
     dropped = f" + {objects['dropped']} dropped" if objects["dropped"] else ""
     print(
-        f"images: {images['referenced']} referenced = {images['written']} written + "
-        f"{images['rejected']} rejected; objects: {objects['read']} read = {objects['written']} "
-        f"written + {objects['rejected']} rejected{dropped} ({objects['clipped']} clipped)"
+        f"images: {images['referenced']} referenced{copies_text(images)} = {images['written']} "
+        f"written + {images['rejected']} rejected; objects: {objects['read']} read"
+        f"{copies_text(objects)} = {objects['written']} written + {objects['rejected']} "
+        f"rejected{dropped} ({objects['clipped']} clipped)"
     )
     errors_path = FileSystems.join(output, ERRORS_FILE)
     count = manifest["errors"]["count"]
@@ -272,6 +282,12 @@ def _print_summary(manifest: dict, output: str) -> None:
     print(f"wrote {FileSystems.join(output, MANIFEST)}")
 
 
+def _to_write(images: dict) -> int:
+    """The examples the job tried to write: images referenced, and their copies in the other
+    splits their source lists them in."""
+    return images["referenced"] + images["copies_in_other_splits"]
+
+
 def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> str:
     """How many images were rejected, mostly why, and where they were looked for."""
     prefix = f"{STAGE_IMAGE}: "
@@ -305,8 +321,8 @@ def _outcome(manifest: dict, beside: bool) -> int:
             why = "the annotations name no image" + (f" ({count} errors)" if count else "")
         print(f"odrecords create: error: no example was written: {why}", file=sys.stderr)
         return 1
-    if 2 * images["rejected"] > images["referenced"]:
-        why = _rejected(images["rejected"], images["referenced"], manifest, beside)
+    if 2 * images["rejected"] > _to_write(images):
+        why = _rejected(images["rejected"], _to_write(images), manifest, beside)
         print(f"warning: {why}", file=sys.stderr)
         return 0
     for name, split in manifest["splits"].items():

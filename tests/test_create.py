@@ -119,6 +119,7 @@ def test_sample_manifest_counts_and_shards(sample_outputs):
         "dropped": 0,
         "dropped_by_class": {},
         "clipped": 0,
+        "copies_in_other_splits": 0,
     }
     assert manifest["images"]["referenced"] == manifest["images"]["written"] == 24
     assert sum(c["objects"] for c in manifest["classes"].values()) == total_objects
@@ -311,6 +312,7 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
         "size_differs_from_annotation": 0,
         "merged_from_several_files": {"count": 1, "first": [merged]},
         "in_several_splits": {"count": 0, "first": []},
+        "copies_in_other_splits": 0,
     }
     # good: 6 boxes, truncated/empty/text/bomb/escape: 1 each, missing: 2, scan: 1.
     assert objects == {
@@ -320,6 +322,7 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
         "dropped": 0,
         "dropped_by_class": {},
         "clipped": 1,
+        "copies_in_other_splits": 0,
     }
     assert manifest["errors"]["count"] == len(broken_dataset["errors"]) == 10
     assert sum(e["objects"] for e in broken_dataset["errors"]) == 10

@@ -480,7 +480,7 @@ def test_names_follow_the_bytes_and_stay_inside_the_folder(tmp_path):
     assert sorted(files) == sorted(want)
     assert all(Image.registered_extensions()[os.path.splitext(n)[1]] == f for n, f in files.items())
     listed = (out / "r.txt").read_text().splitlines()
-    assert sorted(listed) == sorted(f"images/{name}" for name in want)
+    assert sorted(listed) == sorted(f"./images/{name}" for name in want)
     for name in want:
         assert (out / "labels" / f"{os.path.splitext(name)[0]}.txt").is_file()
     assert sorted(os.listdir(tmp_path)) == ["out", "r.tfrecord"]

@@ -63,7 +63,10 @@ def test_darknet_folder_takes_names_from_obj_names(tmp_path):
     (tmp_path / "obj.names").write_text("cat\ndog\n\n")
     dataset = load_dataset(str(tmp_path))
     assert (dataset.names, dataset.sources) == (("cat", "dog"), ((None, str(tmp_path)),))
+    (tmp_path / "unnamed").mkdir()
     with pytest.raises(ValueError, match="--classes"):
+        load_dataset(str(tmp_path / "unnamed"))
+    with pytest.raises(ValueError, match="does not exist"):
         load_dataset(str(tmp_path / "nothing"))
 
 

@@ -5,9 +5,10 @@ import shutil
 
 import boto3
 import pytest
-from conftest import SAMPLE, run_create
+from conftest import SAMPLE, read_output, run_create
 from services import s3_server
 from test_portable import same_output
+from test_yolo_layouts import ultralytics_layout, write_yaml
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -57,3 +58,26 @@ def test_create_from_and_to_s3_equals_the_local_run(s3, tmp_path):
     names = {p.name for p in (tmp_path / "remote").iterdir()}
     assert {"manifest.json", "label_map.pbtxt", "errors.jsonl", "README.md"} <= names
     assert ".parts" not in names
+
+
+def test_yolo_dataset_in_s3_equals_the_local_run(s3, tmp_path):
+    """A data.yaml in a bucket names folders, which object stores know only as key prefixes;
+    images without a label file are still negative examples there."""
+    endpoint, client = s3
+    root = tmp_path / "coco8"
+    ultralytics_layout(root)
+    write_yaml(
+        root / "data.yaml", {"train": "images/train", "val": "images/val", "names": ["a", "b"]}
+    )
+    client.create_bucket(Bucket="yolo")
+    upload(client, root, "yolo", "coco8")
+    options = [f"--s3_endpoint_url={endpoint}", "--s3_region_name=us-east-1",
+               "--s3_access_key_id=testing", "--s3_secret_access_key=testing"]  # fmt: skip
+    args = ["--format", "yolo", "--splits", "source", "--num-shards", "1"]
+    assert run_create(*args, "--annotations", root, "--output", tmp_path / "local") == 0
+    for number, annotations in enumerate(["s3://yolo/coco8", "s3://yolo/coco8/data.yaml"]):
+        out = f"s3://yolo/out{number}"
+        assert run_create(*args, "--annotations", annotations, "--output", out, *options) == 0
+        download(client, "yolo", f"out{number}", tmp_path / f"remote{number}")
+        same_output(tmp_path / "local", tmp_path / f"remote{number}")
+    assert read_output(tmp_path / "local")["manifest"]["images"]["written"] == 5

@@ -2,8 +2,10 @@
 
 Several CSV rows, or several XML files naming one image, become one example. Only annotations
 travel through this shuffle; image bytes are read after it. Mentions are grouped per image and
-source split: an image a source lists in two splits (coco128 lists its train folder as `val`
-too) is written once in each, never twice in one.
+source split: an image two annotation files put in two splits is written once in each, never
+twice in one. One annotation a source lists in several splits (coco128 lists its train folder
+as `val` too) travels once, naming its `other_splits`, and is copied into them after counting
+(`splits.in_each_split`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
     """
     distinct = {mention.sources: mention for mention in mentions}
     ordered = sorted(distinct.values(), key=lambda mention: natural_key(mention.sources[0]))
+    image_split = ordered[0].split
     boxes = sorted(
         (box for mention in ordered for box in mention.boxes),
         key=lambda box: natural_key(box.source),
@@ -45,8 +48,9 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
         boxes=tuple(boxes),
         width=declared[0],
         height=declared[1],
-        split=ordered[0].split,
+        split=image_split,
         embedded_in=next((m.embedded_in for m in ordered if m.embedded_in is not None), None),
+        other_splits=tuple(sorted({s for m in ordered for s in m.other_splits} - {image_split})),
     )
 
 

@@ -96,9 +96,12 @@ class ImageAnnotation:
 
     `width` and `height` are what the annotation claims; the pipeline measures the pixels
     itself and only reports a disagreement. `split` is the split the source puts the image
-    in, if it has one (used with `--splits source`). `embedded_in` is the annotation file
-    that also carries the image's bytes (LabelMe's `imageData`), used when the file `image`
-    names is not a readable image: a path, so image bytes never travel through a shuffle.
+    in, if it has one (used with `--splits source`); `other_splits` are further splits the
+    source puts the same annotation in (coco128 lists its train folder as `val` too): it is
+    read and counted once, and written once in each split. `embedded_in` is the annotation
+    file that also carries the image's bytes (LabelMe's `imageData`), used when the file
+    `image` names is not a readable image: a path, so image bytes never travel through a
+    shuffle.
     """
 
     image: str
@@ -108,6 +111,7 @@ class ImageAnnotation:
     height: int | None = None
     split: str | None = None
     embedded_in: str | None = None
+    other_splits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,12 @@ def _reported(counts: dict, key: str) -> dict:
     }
 
 
+def copies_text(counts: dict) -> str:
+    """` + N copies in other splits` for the manifest's `images` or `objects`, when any."""
+    copies = counts["copies_in_other_splits"]
+    return f" + {copies} copies in other splits" if copies else ""
+
+
 def build_manifest(
     counts: dict,
     shard_files: list[str],
@@ -98,7 +104,10 @@ def build_manifest(
     renumbered: dict[str, int],
     settings: dict,
 ) -> dict:
-    """The manifest: what was written where, and the accounting that proves nothing was lost."""
+    """The manifest: what was written where, and the accounting that proves nothing was lost.
+
+    What was read counts once; an annotation the source lists in several splits is written
+    once in each, and its copies are counted apart (`copies_in_other_splits`)."""
     errors = counts.get("errors", {})
     by_stage = errors.get("by_stage", {})
     split_counts = counts.get("splits", {})
@@ -113,7 +122,7 @@ def build_manifest(
     }
     written_examples = sum(split["examples"] for split in splits.values())
     written_objects = sum(split["objects"] for split in splits.values())
-    read = counts.get("read", {})
+    read, copies = counts.get("read", {}), counts.get("copies", {})
     images = {
         "referenced": read.get("images", 0),
         "written": written_examples,
@@ -122,6 +131,7 @@ def build_manifest(
         "size_differs_from_annotation": counts.get("size_mismatch", 0),
         "merged_from_several_files": _reported(counts, "merged"),
         "in_several_splits": _reported(counts, "split_overlap"),
+        "copies_in_other_splits": copies.get("images", 0),
     }
     dropped = counts.get("dropped", {})
     objects = {
@@ -133,6 +143,7 @@ def build_manifest(
         "dropped": sum(dropped.values()),
         "dropped_by_class": dict(sorted(dropped.items())),
         "clipped": counts.get("clipped", 0),
+        "copies_in_other_splits": copies.get("objects", 0),
     }
     return {
         "splits": splits,
@@ -155,8 +166,9 @@ def build_manifest(
         "images": images,
         "objects": objects,
         "accounting": {
-            "images_balanced": images["referenced"] == images["written"] + images["rejected"],
-            "objects_balanced": objects["read"]
+            "images_balanced": images["referenced"] + images["copies_in_other_splits"]
+            == images["written"] + images["rejected"],
+            "objects_balanced": objects["read"] + objects["copies_in_other_splits"]
             == objects["written"] + objects["rejected"] + objects["dropped"],
         },
         **settings,
@@ -232,9 +244,10 @@ def dataset_card(manifest: dict, output: str) -> str:
     images, objects = manifest["images"], manifest["objects"]
     lines += [
         "",
-        f"Images: {images['referenced']} referenced = {images['written']} written + "
-        f"{images['rejected']} rejected. Objects: {objects['read']} read = {objects['written']} "
-        f"written + {objects['rejected']} rejected + {objects['dropped']} dropped by the class "
+        f"Images: {images['referenced']} referenced{copies_text(images)} = {images['written']} "
+        f"written + {images['rejected']} rejected. Objects: {objects['read']} read"
+        f"{copies_text(objects)} = {objects['written']} written + {objects['rejected']} "
+        f"rejected + {objects['dropped']} dropped by the class "
         f"map ({objects['clipped']} clipped to the image).",
         *_card_warnings(images),
         "",

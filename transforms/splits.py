@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import apache_beam as beam
 
@@ -73,3 +74,14 @@ class RequireSourceSplit(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             ERRORS, ErrorRecord.for_image(image, "the source puts the image in no split")
         )
+
+
+def in_each_split(image: ImageAnnotation) -> Iterator[ImageAnnotation]:
+    """An annotation the source lists in several splits, once in each: read and counted
+    once, but a model trained on one split and evaluated on another sees it in both, as the
+    source asks (and the manifest reports as leakage)."""
+    if not image.other_splits:
+        yield image
+        return
+    for split in (image.split, *image.other_splits):
+        yield replace(image, split=split, other_splits=())

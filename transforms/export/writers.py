@@ -250,7 +250,9 @@ class _WriteSplitFiles(beam.DoFn):
                 (voc_id(r.name) + "\n" for r in records),
             )
         else:  # yolo
-            relative, chunks = f"{split}.txt", (f"{IMAGES_DIR}/{r.name}\n" for r in records)
+            relative = f"{split}.txt"
+            # Ultralytics takes `./` lines from the list's folder, others from where it runs.
+            chunks = (f"./{IMAGES_DIR}/{r.name}\n" for r in records)
         yield relative, write_chunks(_join(self._output, relative), chunks)
 
 
@@ -283,8 +285,9 @@ class _WriteImageFiles(beam.DoFn):
 
 
 def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) -> tuple[str, dict]:
+    """Without `path`, Ultralytics' root is the YAML's folder; `path: .` would be the folder
+    it runs in."""
     config = {
-        "path": ".",
         "names": sorted(categories, key=categories.get),
         **{yolo_split_key(split): f"{split}.txt" for split in sorted(splits)},
     }

@@ -30,6 +30,7 @@ _EXTENSIONS = {
     ".txt": "txt",
 }
 _YOLO_CONFIGS = ("data.yaml", "data.yml")
+_DARKNET_NAMES = ("obj.names", "_darknet.labels")
 _DOCUMENTATION = re.compile(r"^(readme|licen[cs]e|copying|notice|changelog)([._-]|$)", re.I)
 # Roboflow's name for a split's keras-yolo3 file.
 _KERAS_FILE = "_annotations.txt"
@@ -126,7 +127,9 @@ def _in_folder(folder: str) -> str | None:
         m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list
     )
     names = {posixpath.basename(path) for path in files}
-    if names & set(_YOLO_CONFIGS):
+    # A Darknet names file says YOLO labels are beside the images, even where a download
+    # also carries another format's files (`classes.txt` is keras-yolo3's name too).
+    if names & {*_YOLO_CONFIGS, *_DARKNET_NAMES}:
         return "yolo"
     for extension in _EXTENSIONS:
         matches = [f for f in files if f.lower().endswith(extension) and not is_documentation(f)]

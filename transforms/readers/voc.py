@@ -152,11 +152,12 @@ def _listed_stems(element: tuple[str, str]) -> Iterator[tuple[str, str]]:
                 yield line.split()[0], split
 
 
-def _in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]):
-    """One mention per split whose list names the annotation file (none: no split)."""
+def _in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]) -> ImageAnnotation:
+    """The mention in the first split whose list names the annotation file, carrying the
+    others (read once, copied into each); no split when no list names it."""
     stem = posixpath.splitext(posixpath.basename(mention.sources[0]))[0]
-    for split in splits.get(stem) or [None]:
-        yield replace(mention, split=split)
+    first, *others = splits.get(stem) or [None]
+    return replace(mention, split=first, other_splits=tuple(others))
 
 
 class ReadVoc(beam.PTransform):
@@ -181,7 +182,7 @@ class ReadVoc(beam.PTransform):
             | "SplitsOfStem" >> beam.GroupByKey()
             | "Sorted" >> beam.MapTuple(lambda stem, names: (stem, sorted(set(names))))
         )
-        annotations = read[ANNOTATIONS] | "SourceSplit" >> beam.FlatMap(
+        annotations = read[ANNOTATIONS] | "SourceSplit" >> beam.Map(
             _in_listed_splits, beam.pvalue.AsDict(splits)
         )
         return {**read, ANNOTATIONS: annotations}

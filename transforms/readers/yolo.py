@@ -7,16 +7,19 @@ come from `data.yaml` (`names` as a list or a dict), `classes.txt`, `obj.names` 
 `_darknet.labels`. A missing label file means an image without objects.
 
 A `data.yaml` is resolved as Ultralytics' `check_det_dataset` resolves it, where that makes
-sense on this machine: the root is `path`, or the YAML's folder; split entries (folders or
-list files, alone or in lists) are relative to the root, and a `../x` that does not exist is
-also tried as `x` (Roboflow's exports name `../train/images` from inside the dataset).
+sense on this machine: the root is `path`, or the YAML's folder; split entries (folders, list
+files or images, alone or in lists) are relative to the root, and a `../x` that does not
+exist is also tried as `x` (Roboflow's exports name `../train/images` from inside the
+dataset). An image that several entries list (coco128's `val` is its train folder) is read
+once, and its annotation names every split it is in.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 import yaml
@@ -49,6 +52,9 @@ from transforms.records import (
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NAMES_FILES = ("classes.txt", "obj.names", "_darknet.labels")
 SPLIT_KEYS = ("train", "val", "test")
+# How far label values may stray outside [0, 1], as Ultralytics allows (exporters round); the
+# box is clipped to the image like any other box reaching past it.
+_TOLERANCE = 0.01
 # Folders that hold a split's images or labels rather than naming a split.
 _LAYOUT_FOLDERS = ("images", "labels")
 
@@ -74,14 +80,32 @@ def read_names(path: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in _read_text(path).splitlines() if line.strip())
 
 
-def _yaml_names(names) -> tuple[str, ...]:
+def _yaml_names(config: dict, yaml_path: str) -> tuple[str, ...]:
+    """`names` as a list, or as a mapping of index to name (keys may be digit strings, as
+    JSON-minded tools write them), numbered 0, 1, 2, ... and agreeing with `nc` if given."""
+    names = config.get("names")
     if isinstance(names, list):
-        return tuple(str(name) for name in names)
-    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
-        if sorted(names) != list(range(len(names))):
-            raise UnusableSource("data.yaml names must be numbered 0, 1, 2, ...")
-        return tuple(str(names[index]) for index in range(len(names)))
-    raise UnusableSource("data.yaml names must be a list or a mapping of index to name")
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or not names:
+        raise UnusableSource(
+            f"{yaml_path}: names is {'missing' if names is None else 'not a list of names'}; "
+            "give the class names with --classes"
+        )
+    if not all(isinstance(k, int) or isinstance(k, str) and k.isdigit() for k in names):
+        raise UnusableSource(f"{yaml_path}: names keys must be class indexes 0, 1, 2, ...")
+    by_index = {int(key): value for key, value in names.items()}
+    if sorted(by_index) != list(range(len(by_index))):
+        raise UnusableSource(
+            f"{yaml_path}: names must be numbered 0 to {len(by_index) - 1}, "
+            f"not {', '.join(map(str, sorted(by_index)))}"
+        )
+    empty = [index for index, name in by_index.items() if name is None or not str(name).strip()]
+    if empty:
+        raise UnusableSource(f"{yaml_path}: class {empty[0]} has no name")
+    count = config.get("nc")
+    if count is not None and count != len(by_index):
+        raise UnusableSource(f"{yaml_path}: nc is {count} but names holds {len(by_index)} names")
+    return tuple(str(by_index[index]) for index in range(len(by_index)))
 
 
 def _join(root: str, relative: str) -> str:
@@ -91,6 +115,17 @@ def _join(root: str, relative: str) -> str:
 
 def _is_absolute(path: str) -> bool:
     return not is_local(path) or posixpath.isabs(path)
+
+
+def _exists(path: str) -> bool:
+    """A file or folder; in object stores (`gs://`, `s3://`), where folders are only key
+    prefixes, a folder exists when some object lies under it."""
+    if FileSystems.exists(path):
+        return True
+    if is_local(path):
+        return False
+    pattern = FileSystems.join(path.rstrip("/"), "**")
+    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
 
 
 def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
@@ -105,11 +140,26 @@ def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
         return base, ()
     given = str(given)
     candidate = given if _is_absolute(given) else _join(base, given)
-    if FileSystems.exists(candidate):
+    if _exists(candidate):
         return candidate, ()
     return base, (
         f"{yaml_path}: path {given!r} does not exist here; using the YAML's folder {base}",
     )
+
+
+def _missing_entry_hint(path: str, root: str) -> str:
+    """What lies nearest to a split entry that is missing on this machine: the deepest
+    existing folder on the way from `root` to `path`, and what it holds. A Roboflow download
+    whose `train/images` was flattened into `train/` gets the entry that would work."""
+    while path.startswith(root.rstrip("/") + "/") and not os.path.isdir(path):
+        path = posixpath.dirname(path)
+    if not path.startswith(root.rstrip("/") + "/"):
+        return ""
+    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    if any(entry.name.lower().endswith(IMAGE_EXTENSIONS) for entry in entries):
+        return f"; {path} holds the images: correct the entry to {posixpath.relpath(path, root)!r}"
+    folders = [entry.name for entry in entries if entry.is_dir()]
+    return f"; {path} holds {', '.join(folders) or 'no folders'}"
 
 
 def _split_source(root: str, split: str, entry: str, yaml_path: str) -> str:
@@ -118,10 +168,11 @@ def _split_source(root: str, split: str, entry: str, yaml_path: str) -> str:
     if not _is_absolute(entry) and entry.startswith("../"):
         tried.append(_join(root, entry[3:]))
     for candidate in tried:
-        if FileSystems.exists(candidate):
+        if _exists(candidate):
             return candidate
     raise UnusableSource(
-        f"{yaml_path}: {split} entry {entry!r} points at nothing (looked for {' and '.join(tried)})"
+        f"{yaml_path}: {split} entry {entry!r} points at nothing (looked for "
+        f"{' and '.join(tried)})" + (_missing_entry_hint(tried[-1], root) if is_local(root) else "")
     )
 
 
@@ -143,34 +194,57 @@ def _names_file(folder: str) -> str | None:
     return None
 
 
+def _split_entries(config: dict, split: str) -> list[str]:
+    """A split's entries: one folder, list file or image, or a list of them. Ultralytics
+    reads a `validation` key as `val`."""
+    entries = config.get(split)
+    if entries is None and split == "val":
+        entries = config.get("validation")
+    if not entries:
+        return []
+    return [str(entry) for entry in (entries if isinstance(entries, list) else [entries])]
+
+
+def _load_yaml(yaml_path: str, classes_file: str | None) -> YoloDataset:
+    try:
+        config = yaml.safe_load(_read_text(yaml_path)) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())  # YAML's messages span lines.
+        raise UnusableSource(f"{yaml_path} is not readable YAML: {reason}") from None
+    if not isinstance(config, dict):
+        raise UnusableSource(f"{yaml_path} is not a mapping")
+    root, notices = _dataset_root(config, yaml_path)
+    sources = [
+        (split, _split_source(root, split, entry, yaml_path))
+        for split in SPLIT_KEYS
+        for entry in _split_entries(config, split)
+    ]
+    if not sources:
+        raise UnusableSource(f"{yaml_path} names no train, val or test images")
+    names = read_names(classes_file) if classes_file else _yaml_names(config, yaml_path)
+    return YoloDataset(root, names, tuple(sources), notices)
+
+
 def load_dataset(path: str, classes_file: str | None = None) -> YoloDataset:
-    """Reads a dataset's `data.yaml` (a file, or one in the folder) or, without one, takes
-    every image under the folder. Raises UnusableSource when the dataset cannot be used."""
-    yaml_path = path if path.endswith((".yaml", ".yml")) else FileSystems.join(path, "data.yaml")
+    """Reads a dataset's YAML (the file given, or the folder's data.yaml) or, without one,
+    takes every image under the folder. Raises UnusableSource when the dataset cannot be
+    used."""
+    if path.endswith((".yaml", ".yml")):
+        if not FileSystems.exists(path):
+            raise UnusableSource(f"{path} does not exist")
+        return _load_yaml(path, classes_file)
+    if not _exists(path):
+        raise UnusableSource(f"{path} does not exist")
+    yaml_path = FileSystems.join(path, "data.yaml")
     if FileSystems.exists(yaml_path):
-        try:
-            config = yaml.safe_load(_read_text(yaml_path)) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise UnusableSource(f"{yaml_path} is not readable YAML: {error}") from None
-        if not isinstance(config, dict):
-            raise UnusableSource(f"{yaml_path} is not a mapping")
-        root, notices = _dataset_root(config, yaml_path)
-        sources = []
-        for split in SPLIT_KEYS:
-            entries = config.get(split)
-            for entry in entries if isinstance(entries, list) else [entries] if entries else []:
-                sources.append((split, _split_source(root, split, str(entry), yaml_path)))
-        if not sources:
-            raise UnusableSource(f"{yaml_path} names no train, val or test images")
-        names = read_names(classes_file) if classes_file else _yaml_names(config.get("names"))
-        return YoloDataset(root, names, tuple(sources), notices)
-    if not path.endswith((".yaml", ".yml")) and FileSystems.exists(path):
-        names_file = classes_file or _names_file(path)
-        if names_file is not None:
-            return YoloDataset(path, read_names(names_file), ((None, path),))
-    raise UnusableSource(
-        f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; give the class names with --classes"
-    )
+        return _load_yaml(yaml_path, classes_file)
+    names_file = classes_file or _names_file(path)
+    if names_file is None:
+        raise UnusableSource(
+            f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; give the dataset's YAML "
+            "as --annotations, or the class names with --classes"
+        )
+    return YoloDataset(path, read_names(names_file), ((None, path),))
 
 
 def folder_split(relative: str) -> str | None:
@@ -240,7 +314,7 @@ def parse_yolo_labels(
                 raise ValueError(f"line {line.strip()!r} is not numbers") from None
             if not 0 <= index < len(names):
                 raise ValueError(f"class index {index} is not one of the {len(names)} names")
-            if not all(0 <= value <= 1 for value in (cx, cy, width, height)):
+            if not all(-_TOLERANCE <= value <= 1 + _TOLERANCE for value in (cx, cy, width, height)):
                 raise ValueError(f"values {fields[1:]} are outside [0, 1]")
         except ValueError as error:
             yield ErrorRecord(line_source, key, STAGE_READ, str(error), 1)
@@ -260,73 +334,89 @@ def parse_yolo_labels(
 
 
 class _ListImages(beam.DoFn):
-    """(split, folder or list file) → (split, image path) for every image in it.
+    """(split, folder, list file or image) → (image key, split) for every image in it.
 
     List-file lines starting with `./` are relative to the list file's folder, as Ultralytics
-    reads them; other relative lines to the dataset root. Without data.yaml, an image's split
-    is its folder (`folder_split`)."""
+    reads them; other relative lines to the dataset root; lines that name no image file are
+    skipped, as Ultralytics skips them. Without data.yaml, an image's split is its folder
+    (`folder_split`)."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
 
-    def _listed(self, split: str | None, source: str) -> Iterator:
-        try:
-            text = _read_text(source)
-        except (OSError, UnicodeDecodeError) as error:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(source, None, STAGE_READ, f"unreadable image list: {error}")
-            )
-            return
+    def _listed(self, split: str | None, source: str) -> Iterator[tuple[str | None, str, str]]:
         folder = posixpath.dirname(source)
-        for line in text.splitlines():
+        for number, line in enumerate(_read_text(source).splitlines(), start=1):
             line = line.strip()
+            if not line.lower().endswith(IMAGE_EXTENSIONS):
+                continue
             if line.startswith("./"):
-                yield split, FileSystems.join(folder, *line[2:].split("/"))
-            elif line:
-                yield split, line
+                line = FileSystems.join(folder, *line[2:].split("/"))
+            yield split, line, f"{source}:{number}"
 
-    def process(self, element: tuple[str | None, str]) -> Iterator:
-        split, source = element
-        if source.endswith(".txt"):
-            yield from self._listed(split, source)
-            return
+    def _in_folder(self, split: str | None, source: str) -> Iterator[tuple[str | None, str, str]]:
         prefix = source.rstrip("/") + "/"
         for path in matching_files(FileSystems.join(source, "**")):
             if path.lower().endswith(IMAGE_EXTENSIONS):
                 if split is None and self._options.source_splits and path.startswith(prefix):
-                    yield folder_split(path[len(prefix) :]), path
+                    yield folder_split(path[len(prefix) :]), path, path
                 else:
-                    yield split, path
+                    yield split, path, path
+
+    def process(self, element: tuple[str | None, str]) -> Iterator:
+        split, source = element
+        if source.lower().endswith(IMAGE_EXTENSIONS):
+            paths: Iterable[tuple[str | None, str, str]] = [(split, source, source)]
+        elif source.endswith(".txt"):
+            try:
+                paths = list(self._listed(split, source))
+            except (OSError, UnicodeDecodeError) as error:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord(source, None, STAGE_READ, f"unreadable image list: {error}")
+                )
+                return
+        else:
+            paths = self._in_folder(split, source)
+        for split, path, origin in paths:
+            try:
+                key = image_key_under(path, self._options.images, self._options.annotations_root)
+            except UnsafePathError as error:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord(origin, path, STAGE_READ, str(error))
+                )
+                continue
+            yield key, split if self._options.source_splits else None
 
 
 class _ReadLabels(beam.DoFn):
-    """(split, image path) → the image's annotation from its label file."""
+    """(image key, its splits) → the image's annotation from its label file.
+
+    The label file is read once however many splits list the image (coco128 lists its train
+    folder as `val` too): one annotation in the first split, `other_splits` naming the rest,
+    so its objects and errors count once and the image is written once in each split."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
 
-    def process(self, element: tuple[str | None, str]) -> Iterator:
-        split, path = element
-        split = split if self._options.source_splits else None
-        try:
-            key = image_key_under(path, self._options.images, self._options.annotations_root)
-        except UnsafePathError as error:
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(path, path, STAGE_READ, str(error)))
-            return
+    def process(self, element: tuple[str, Iterable[str | None]]) -> Iterator:
+        key, splits = element
+        split, *others = sorted(set(splits), key=lambda name: name or "")
         labels = label_path(FileSystems.join(self._options.images, *key.split("/")))
         try:
             text = _read_text(labels)
         except FileNotFoundError:
-            yield ImageAnnotation(image=key, sources=(labels,), split=split)
-            return
+            text = ""  # No label file: an image without objects.
         except (OSError, UnicodeDecodeError) as error:
             yield beam.pvalue.TaggedOutput(
                 ERRORS, ErrorRecord(labels, key, STAGE_READ, f"unreadable label file: {error}")
             )
             return
-        self._files.inc()
+        else:
+            self._files.inc()
         for record in parse_yolo_labels(text, labels, key, self._options.class_names, split):
+            if isinstance(record, ImageAnnotation):
+                record = replace(record, other_splits=tuple(others))
             yield route(record)
 
 
@@ -347,11 +437,11 @@ class ReadYolo(beam.PTransform):
             pbegin
             | "Sources" >> beam.Create(self._options.split_sources)
             | "ListImages"
-            >> beam.ParDo(_ListImages(self._options)).with_outputs(ERRORS, main="paths")
+            >> beam.ParDo(_ListImages(self._options)).with_outputs(ERRORS, main="images")
         )
         read = (
-            listed.paths
-            | "Spread" >> beam.Reshuffle()
+            listed.images
+            | "SplitsOfImage" >> beam.GroupByKey()
             | "ReadLabels"
             >> beam.ParDo(_ReadLabels(self._options)).with_outputs(ERRORS, main=ANNOTATIONS)
         )
