@@ -8,6 +8,7 @@ data are never reported here, they become error records.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import sys
@@ -263,6 +264,20 @@ def _read_option_file(values: dict, key: str, read):
         raise UsageError(f"--{key.replace('_', '-')} {path}: {error}") from None
 
 
+def _limit(values: dict, key: str, default: int) -> int:
+    """An image limit: a whole number >= 1, from a flag or the config. 0 is refused rather
+    than read as "the default" or "no limit": either would be a guess."""
+    value = values.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"--{key.replace('_', '-')} must be a whole number >= 1, not {value!r}")
+    return value
+
+
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = _parser().parse_known_args(argv)
@@ -332,8 +347,8 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         splits=splits,
         split_names=tuple(splits) if splits else source.split_names,
         num_shards=num_shards,
-        max_image_bytes=int(values.get("max_image_bytes") or DEFAULT_MAX_IMAGE_BYTES),
-        max_image_pixels=int(values.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS),
+        max_image_bytes=_limit(values, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES),
+        max_image_pixels=_limit(values, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
         label_map_path=label_map_path,
         label_map=label_map,
         keep_empty_classes=bool(values.get("keep_empty_classes")),

@@ -18,6 +18,7 @@ from transforms.records import (
     ExampleInput,
     LabeledObject,
     LoadedImage,
+    excerpt,
 )
 
 
@@ -29,12 +30,13 @@ def normalize_box(box: Box, width: int, height: int) -> tuple[tuple[float, ...],
     """Returns the box's corners divided by the image size, clipped to [0, 1], and whether
     clipping changed them. Raises BoxRejected for boxes no clipping can repair."""
     corners = (box.xmin, box.ymin, box.xmax, box.ymax)
+    shown = excerpt(corners)
     if not all(math.isfinite(value) for value in corners):
-        raise BoxRejected(f"box {corners} has a non-finite corner")
+        raise BoxRejected(f"box {shown} has a non-finite corner")
     if box.xmin > box.xmax or box.ymin > box.ymax:
-        raise BoxRejected(f"box {corners} is inverted (min corner past max corner)")
+        raise BoxRejected(f"box {shown} is inverted (min corner past max corner)")
     if box.xmin == box.xmax or box.ymin == box.ymax:
-        raise BoxRejected(f"box {corners} is empty (zero width or height)")
+        raise BoxRejected(f"box {shown} is empty (zero width or height)")
     # Normalized sources (YOLO) already give fractions of the image size.
     scale_x, scale_y = (1.0, 1.0) if box.normalized else (float(width), float(height))
     clipped = (
@@ -44,7 +46,7 @@ def normalize_box(box: Box, width: int, height: int) -> tuple[tuple[float, ...],
         min(max(box.ymax, 0.0), scale_y),
     )
     if clipped[0] >= clipped[2] or clipped[1] >= clipped[3]:
-        raise BoxRejected(f"box {corners} lies outside the {width}x{height} image")
+        raise BoxRejected(f"box {shown} lies outside the {width}x{height} image")
     normalized = (
         clipped[0] / scale_x,
         clipped[1] / scale_y,
@@ -54,36 +56,49 @@ def normalize_box(box: Box, width: int, height: int) -> tuple[tuple[float, ...],
     return normalized, clipped != corners
 
 
+def _labeled(box: Box, image: LoadedImage, label_map: dict[str, int]) -> tuple[LabeledObject, bool]:
+    """The box as a LabeledObject, and whether it was clipped; raises BoxRejected."""
+    if box.label not in label_map:
+        raise BoxRejected(f"class {excerpt(repr(box.label))} is not in the label map")
+    (xmin, ymin, xmax, ymax), clipped = normalize_box(box, image.width, image.height)
+    mask = None
+    if box.mask is not None:
+        try:
+            mask = mask_png(mask_pixels(box.mask, image.width, image.height))
+        except Exception as error:  # Masks come in many shapes; any failure is the mask's.
+            raise BoxRejected(f"unusable mask: {excerpt(str(error))}") from None
+    labeled = LabeledObject(
+        label=box.label,
+        label_id=label_map[box.label],
+        xmin=xmin,
+        ymin=ymin,
+        xmax=xmax,
+        ymax=ymax,
+        box=box,
+        mask_png=mask,
+    )
+    return labeled, clipped
+
+
 def check_boxes(
     image: LoadedImage, label_map: dict[str, int]
 ) -> tuple[ExampleInput, list[ErrorRecord]]:
-    """The image with the boxes that pass, and an error record per rejected box."""
+    """The image with the boxes that pass, and an error record per rejected box.
+
+    Each box is its own error boundary: whatever goes wrong with one box (a value no check
+    foresaw included) rejects that box alone, and the image keeps its other boxes."""
     objects, errors, clipped = [], [], 0
     for box in image.annotation.boxes:
         try:
-            if box.label not in label_map:
-                raise BoxRejected(f"class {box.label!r} is not in the label map")
-            (xmin, ymin, xmax, ymax), was_clipped = normalize_box(box, image.width, image.height)
-            mask = None
-            if box.mask is not None:
-                try:
-                    mask = mask_png(mask_pixels(box.mask, image.width, image.height))
-                except ValueError as error:
-                    raise BoxRejected(f"unusable mask: {error}") from None
-        except BoxRejected as error:
-            errors.append(ErrorRecord(box.source, image.annotation.image, STAGE_BOX, str(error), 1))
+            labeled, was_clipped = _labeled(box, image, label_map)
+        except Exception as error:
+            reason = (
+                str(error)
+                if isinstance(error, BoxRejected)
+                else f"unusable box: {type(error).__name__}: {excerpt(str(error))}"
+            )
+            errors.append(ErrorRecord(box.source, image.annotation.image, STAGE_BOX, reason, 1))
             continue
         clipped += was_clipped
-        objects.append(
-            LabeledObject(
-                label=box.label,
-                label_id=label_map[box.label],
-                xmin=xmin,
-                ymin=ymin,
-                xmax=xmax,
-                ymax=ymax,
-                box=box,
-                mask_png=mask,
-            )
-        )
+        objects.append(labeled)
     return ExampleInput(image=image, objects=tuple(objects), clipped=clipped), errors

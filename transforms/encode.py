@@ -7,20 +7,69 @@ Keys and types follow the API's `TfExampleDecoder` and its dataset tools, so the
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
+from collections.abc import Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from transforms.masks import mask_png
-from transforms.records import ExampleInput, Extras, Keypoint
+from transforms.records import ExampleInput, Extras, Keypoint, excerpt, writable_text
 
 if TYPE_CHECKING:
     import tensorflow
 
 
 NO_EXTRAS = Extras()
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class EncodeError(ValueError):
+    """A value a tf.train.Example cannot hold; the message names the feature and the value."""
+
+
+def writable_int(value: object) -> bool:
+    """Whether `value` fits an int64 feature."""
+    return isinstance(value, int) and INT64_MIN <= value <= INT64_MAX
+
+
+def writable_float(value: object) -> bool:
+    """Whether `value` is a finite number that stays finite as a float32 feature: protobuf
+    would store NaN, infinity and 1e300 (which becomes infinity) without a word."""
+    if not isinstance(value, (int, float)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:  # An int beyond any float.
+        return False
+    return math.isfinite(number) and abs(number) <= FLOAT32_MAX
+
+
+def _ints(key: str, values: Iterable) -> list[int]:
+    values = list(values)
+    for value in values:
+        if not writable_int(value):
+            raise EncodeError(f"{key}: {excerpt(value)} is not an integer in the int64 range")
+    return [int(value) for value in values]  # Flags are bools.
+
+
+def _floats(key: str, values: Iterable) -> list[float]:
+    values = list(values)
+    for value in values:
+        if not writable_float(value):
+            raise EncodeError(f"{key}: {excerpt(value)} is not a finite float32")
+    return values
+
+
+def _bytes(key: str, values: Iterable) -> list[bytes]:
+    values = list(values)
+    for value in values:
+        if not isinstance(value, bytes) and not writable_text(value):
+            raise EncodeError(f"{key}: {excerpt(value)} is not UTF-8 text")
+    return [value if isinstance(value, bytes) else value.encode("utf-8") for value in values]
 
 
 def build_example(
@@ -30,46 +79,42 @@ def build_example(
 
     COCO's `is_crowd` and `area` are written when the source gives them. With masks or
     keypoints on, every object gets an entry (an empty mask, no keypoints) so the lists stay
-    aligned with the boxes."""
+    aligned with the boxes. Raises EncodeError, naming the feature, for a value the example
+    cannot hold (an int beyond int64, a non-finite float, text that is not UTF-8) rather than
+    let protobuf fail or, for floats, silently write NaN or infinity."""
     image = item.image
-    key = image.annotation.image.encode("utf-8")
-
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-    def floats(values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
-
-    def strings(values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
-
+    key = image.annotation.image
     objects = item.objects
-    feature = {
-        "image/encoded": strings([image.encoded]),
-        "image/format": strings([image.format.encode()]),
-        "image/filename": strings([key]),
-        "image/source_id": strings([key]),
-        "image/key/sha256": strings([hashlib.sha256(image.encoded).hexdigest().encode()]),
-        "image/height": ints([image.height]),
-        "image/width": ints([image.width]),
-        "image/object/bbox/xmin": floats(o.xmin for o in objects),
-        "image/object/bbox/ymin": floats(o.ymin for o in objects),
-        "image/object/bbox/xmax": floats(o.xmax for o in objects),
-        "image/object/bbox/ymax": floats(o.ymax for o in objects),
-        "image/object/class/text": strings(o.label.encode("utf-8") for o in objects),
-        "image/object/class/label": ints(o.label_id for o in objects),
-        "image/object/difficult": ints(int(o.box.difficult) for o in objects),
-        "image/object/truncated": ints(int(o.box.truncated) for o in objects),
-        "image/object/view": strings(o.box.view.encode("utf-8") for o in objects),
+    ints = {
+        "image/height": [image.height],
+        "image/width": [image.width],
+        "image/object/class/label": [o.label_id for o in objects],
+        "image/object/difficult": [o.box.difficult for o in objects],
+        "image/object/truncated": [o.box.truncated for o in objects],
+    }
+    floats = {
+        "image/object/bbox/xmin": [o.xmin for o in objects],
+        "image/object/bbox/ymin": [o.ymin for o in objects],
+        "image/object/bbox/xmax": [o.xmax for o in objects],
+        "image/object/bbox/ymax": [o.ymax for o in objects],
+    }
+    strings = {
+        "image/encoded": [image.encoded],
+        "image/format": [image.format],
+        "image/filename": [key],
+        "image/source_id": [key],
+        "image/key/sha256": [hashlib.sha256(image.encoded).hexdigest()],
+        "image/object/class/text": [o.label for o in objects],
+        "image/object/view": [o.box.view for o in objects],
     }
     if any(o.box.is_crowd is not None for o in objects):
-        feature["image/object/is_crowd"] = ints(int(bool(o.box.is_crowd)) for o in objects)
+        ints["image/object/is_crowd"] = [int(bool(o.box.is_crowd)) for o in objects]
     if any(o.box.area is not None for o in objects):
         pixels = image.width * image.height
-        feature["image/object/area"] = floats(
+        floats["image/object/area"] = [
             o.box.area if o.box.area is not None else (o.xmax - o.xmin) * (o.ymax - o.ymin) * pixels
             for o in objects
-        )
+        ]
     if extras.masks:
         empty = None
         masks = []
@@ -77,7 +122,7 @@ def build_example(
             if o.mask_png is None and empty is None:
                 empty = mask_png(np.zeros((image.height, image.width), dtype=np.uint8))
             masks.append(o.mask_png if o.mask_png is not None else empty)
-        feature["image/object/mask"] = strings(masks)
+        strings["image/object/mask"] = masks
     if extras.keypoints:
         # Every object gets as many entries as the object with the most keypoints, padded with
         # unnamed, invisible points, so the lists split evenly per object as the API expects.
@@ -88,13 +133,27 @@ def build_example(
             for o in objects
             for point in (*o.box.keypoints, *[padding] * (size - len(o.box.keypoints)))
         ]
-        feature["image/object/keypoint/x"] = floats(p.x / image.width for p in points)
-        feature["image/object/keypoint/y"] = floats(p.y / image.height for p in points)
-        feature["image/object/keypoint/visibility"] = ints(p.visibility for p in points)
-        feature["image/object/keypoint/text"] = strings(p.name.encode("utf-8") for p in points)
-        feature["image/object/keypoint/num"] = ints(
+        floats["image/object/keypoint/x"] = [p.x / image.width for p in points]
+        floats["image/object/keypoint/y"] = [p.y / image.height for p in points]
+        ints["image/object/keypoint/visibility"] = [p.visibility for p in points]
+        strings["image/object/keypoint/text"] = [p.name for p in points]
+        ints["image/object/keypoint/num"] = [
             sum(p.visibility > 0 for p in o.box.keypoints) for o in objects
-        )
+        ]
+    feature = {
+        **{
+            name: tf.train.Feature(int64_list=tf.train.Int64List(value=_ints(name, values)))
+            for name, values in ints.items()
+        },
+        **{
+            name: tf.train.Feature(float_list=tf.train.FloatList(value=_floats(name, values)))
+            for name, values in floats.items()
+        },
+        **{
+            name: tf.train.Feature(bytes_list=tf.train.BytesList(value=_bytes(name, values)))
+            for name, values in strings.items()
+        },
+    }
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 

@@ -9,13 +9,16 @@ Object Detection API's decoder expects `image/format` to be jpeg or png.
 from __future__ import annotations
 
 import io
+import os
+import stat
+from typing import BinaryIO
 
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from PIL import Image, UnidentifiedImageError
 
 from transforms.paths import UnsafePathError, resolve_image
 from transforms.readers.labelme import embedded_image
-from transforms.records import ImageAnnotation, LoadedImage
+from transforms.records import ImageAnnotation, LoadedImage, excerpt
 
 DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
@@ -29,14 +32,66 @@ class ImageRejected(Exception):
     """An image that cannot go into the dataset; the message is the error record's reason."""
 
 
+# Bytes read at a time: memory follows the file, never the size limit, which may be huge.
+_CHUNK = 1024 * 1024
+_FILE_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _read_up_to(handle: BinaryIO, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of `handle`, in chunks: `read(limit + 1)` would allocate
+    the whole limit up front, however small the file."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = handle.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _require_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise ImageRejected(f"image path is {kind}, not a regular file")
+
+
+def _open_local(path: str) -> BinaryIO:
+    """Opens a local image only if it is a regular file: reading a FIFO would wait forever,
+    a device (/dev/zero) would never end, and merely opening some devices has effects. The
+    path is checked before opening, and the opened file again (opened without blocking), so
+    a file swapped for a FIFO in between cannot hang the job either."""
+    _require_regular(os.stat(path).st_mode)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        _require_regular(os.fstat(descriptor).st_mode)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def _read_limited(path: str, max_bytes: int) -> bytes:
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = handle.read(max_bytes + 1)
+        if FileSystems.get_scheme(path) is None:
+            handle = _open_local(path)
+        else:
+            handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        with handle:
+            data = _read_up_to(handle, max_bytes)
+    except ImageRejected:
+        raise
     except FileNotFoundError:
         raise ImageRejected("image file not found") from None
     except Exception as error:  # Each filesystem raises its own error types.
-        raise ImageRejected(f"cannot read image: {error}") from None
+        raise ImageRejected(f"cannot read image: {excerpt(str(error))}") from None
     if not data:
         raise ImageRejected("image file is empty")
     if len(data) > max_bytes:
@@ -56,8 +111,11 @@ class ImageLoader:
     """ImageAnnotation → LoadedImage (bytes, format, measured size), or ImageRejected.
 
     The pixel limit is checked from the header before anything is decoded, so a
-    decompression bomb costs a few bytes of parsing, never gigabytes of memory. Call `setup`
-    once per worker (from a DoFn's setup): it imports TensorFlow.
+    decompression bomb costs a few bytes of parsing, never gigabytes of memory. It is ours
+    that decides, not Pillow's own bomb limit (about 89 million pixels, refused above twice
+    that): `setup` raises Pillow's to ours when ours is higher, and an image Pillow still
+    refuses or warns about is reported against ours. Call `setup` once per worker (from a
+    DoFn's setup): it imports TensorFlow.
     """
 
     def __init__(self, images_root: str, max_bytes: int, max_pixels: int):
@@ -69,13 +127,17 @@ class ImageLoader:
         import tensorflow as tf
 
         self._tf = tf
+        if Image.MAX_IMAGE_PIXELS is not None:
+            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, self._max_pixels)
 
     def _decode_size(self, data: bytes) -> tuple[int, int]:
         """(width, height) as TensorFlow decodes the bytes; raises if it cannot."""
         try:
             shape = self._tf.io.decode_image(data, channels=3, expand_animations=False).shape
         except self._tf.errors.OpError as error:
-            raise ImageRejected(f"TensorFlow cannot decode the image: {error.message}") from None
+            raise ImageRejected(
+                f"TensorFlow cannot decode the image: {excerpt(error.message)}"
+            ) from None
         return int(shape[1]), int(shape[0])
 
     def load(self, annotation: ImageAnnotation) -> LoadedImage:
@@ -116,12 +178,13 @@ class ImageLoader:
         """The image in `data`, measured and checked, or ImageRejected."""
         try:
             image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as error:
-            raise ImageRejected(str(error)) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow's limit is at least ours: such an image is past ours too.
+            raise ImageRejected(f"image has more than {self._max_pixels} pixels") from None
         except UnidentifiedImageError:
             raise ImageRejected("not an image file (format not recognised)") from None
         except Exception as error:
-            raise ImageRejected(f"cannot decode image: {error}") from None
+            raise ImageRejected(f"cannot decode image: {excerpt(str(error))}") from None
         if image.width * image.height > self._max_pixels:
             raise ImageRejected(
                 f"image is {image.width}x{image.height}, more than {self._max_pixels} pixels"
@@ -133,7 +196,9 @@ class ImageLoader:
                 image.load()
                 data = _to_png(image)
             except Exception as error:
-                raise ImageRejected(f"cannot decode {image.format} image: {error}") from None
+                raise ImageRejected(
+                    f"cannot decode {image.format} image: {excerpt(str(error))}"
+                ) from None
             converted_from, fmt = (image.format or "unknown").lower(), "png"
         width, height = self._decode_size(data)
         return LoadedImage(annotation, data, fmt, width, height, converted_from)

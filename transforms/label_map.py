@@ -11,7 +11,7 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from transforms.records import ClassDeclaration
+from transforms.records import ClassDeclaration, excerpt, writable_text
 
 
 def _build_messages():
@@ -73,6 +73,9 @@ def _build_messages():
 
 
 StringIntLabelMap = _build_messages()
+
+# Ids are int32 in the API's message; 0 is its implicit background.
+MAX_ID = 2**31 - 1
 
 
 class LabelMapError(ValueError):
@@ -168,6 +171,13 @@ def categories_from_counts(counts: list[tuple[tuple[str, int | None], int]]) -> 
     return dict(sorted(chosen.items(), key=lambda pair: pair[1]))
 
 
+def usable_class_name(name: object) -> bool:
+    """Whether a class name can go into a label map and be read back as the same name: a
+    non-empty string UTF-8 can encode. (The API's parser refuses an item without a name, and
+    protobuf cannot write lone surrogates; everything else is escaped.)"""
+    return writable_text(name) and name != ""
+
+
 def derive_label_map(
     used: list[str], declared: list[ClassDeclaration] = (), keep_unused: bool = False
 ) -> tuple[dict[str, int], dict[str, int]]:
@@ -176,9 +186,9 @@ def derive_label_map(
 
     Without declarations (VOC, CSV, ...) ids follow sorted names from 1, so the same classes
     always get the same ids. Declared ids (COCO category ids, YOLO index + 1) are kept when all
-    are >= 1 and distinct, so predictions map back to the source's ids; otherwise all classes
-    are renumbered from 1 in declared-id order. A declared class without objects is kept only
-    with `keep_unused`.
+    are valid label map ids (1 to 2**31 - 1) and distinct, so predictions map back to the
+    source's ids; otherwise all classes are renumbered from 1 in declared-id order. A declared
+    class without objects is kept only with `keep_unused`.
     """
     used_names = set(used)
     if not declared:
@@ -190,7 +200,7 @@ def derive_label_map(
     names = [name for name in source_ids if keep_unused or name in used_names]
     undeclared = sorted(used_names - set(source_ids))
     ids = [source_ids[name] for name in names]
-    if not undeclared and all(i >= 1 for i in ids) and len(set(ids)) == len(ids):
+    if not undeclared and all(1 <= i <= MAX_ID for i in ids) and len(set(ids)) == len(ids):
         return {name: source_ids[name] for name in names}, {}
     ordered = sorted(names, key=lambda name: (source_ids[name], name)) + undeclared
     label_map = {name: number for number, name in enumerate(ordered, start=1)}
@@ -199,8 +209,15 @@ def derive_label_map(
 
 
 def format_label_map(classes: dict[str, int]) -> str:
-    """Label map text in id order, with names quoted as protobuf text format requires."""
+    """Label map text in id order, with names quoted and escaped as protobuf text format
+    requires. Raises LabelMapError for a class the text could not give back as it is (see
+    `usable_class_name`) and for an id outside 1 to 2**31 - 1: a label map that does not
+    parse back must never be written."""
     message = StringIntLabelMap()
     for name, number in sorted(classes.items(), key=lambda pair: pair[1]):
+        if not usable_class_name(name):
+            raise LabelMapError(f"class name {excerpt(repr(name))} cannot be written")
+        if not isinstance(number, int) or not 1 <= number <= MAX_ID:
+            raise LabelMapError(f"class {excerpt(repr(name))} has id {excerpt(number)}")
         message.item.add(name=name, id=number)
     return text_format.MessageToString(message, as_utf8=True) or "# no classes\n"

@@ -18,8 +18,16 @@ from transforms.records import Mask
 _PNG_PIXELS_PER_BYTE = 8 * 1032
 
 
+# Characters one number of a compressed RLE may take: 12 hold 60 bits, where a run of any
+# real mask needs at most 7. pycocotools decodes into a C long; a longer number is not COCO's,
+# and accumulating it would cost time quadratic in its length.
+_RLE_NUMBER_CHARACTERS = 12
+
+
 def rle_counts_from_string(text: str) -> list[int]:
-    """Decodes COCO's compressed RLE string (pycocotools' `rleFrString`) into run lengths."""
+    """Decodes COCO's compressed RLE string (pycocotools' `rleFrString`) into run lengths, in
+    time and memory linear in the string: each number is at most 12 characters long, or
+    ValueError."""
     counts: list[int] = []
     position = 0
     while position < len(text):
@@ -27,6 +35,10 @@ def rle_counts_from_string(text: str) -> list[int]:
         while more:
             if position >= len(text):
                 raise ValueError("compressed RLE ends inside a number")
+            if shift == _RLE_NUMBER_CHARACTERS:
+                raise ValueError(
+                    f"compressed RLE has a number longer than {_RLE_NUMBER_CHARACTERS} characters"
+                )
             code = ord(text[position]) - 48
             value |= (code & 0x1F) << (5 * shift)
             more = bool(code & 0x20)
@@ -42,7 +54,8 @@ def rle_counts_from_string(text: str) -> list[int]:
 
 def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
     """The mask as a height x width uint8 array of 0 and 1; raises ValueError when the mask
-    does not fit the image."""
+    does not fit the image. Run lengths are checked to cover exactly the image before any
+    pixel is made, so memory is the image's size whatever the runs claim."""
     if mask.rle_counts is not None:
         if mask.rle_size != (height, width):
             raise ValueError(

@@ -22,6 +22,44 @@ ERRORS = "errors"
 # A source that is a line of a file: `labels.csv:12`.
 _LINE_SOURCE = re.compile(r"^(.+):(\d+)$")
 
+# The most characters of input an error reason quotes.
+EXCERPT_CHARS = 80
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """`value` as an error reason quotes it: a string as it is, anything else by its repr,
+    cut to `limit` characters and always writable as UTF-8.
+
+    Reasons name the offending input so it can be found, but never echo a whole file (a
+    label file that turns out to be someone's secrets, a megabyte-long class name) into
+    `errors.jsonl`. Integers too long to print are described by their size.
+    """
+    if isinstance(value, int) and value.bit_length() > 4 * limit:
+        text = f"<an integer of {value.bit_length()} bits>"
+    else:
+        text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = f"{text[: limit - 1]}…"
+    return utf8_safe(text)
+
+
+def writable_text(value: object) -> bool:
+    """Whether `value` is a string UTF-8 can encode: JSON escapes and non-UTF-8 file names
+    can give Python strings with lone surrogates, which no output file can hold."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def utf8_safe(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates, as JSON escapes and non-UTF-8
+    file names produce) shown as backslash escapes, so output files can always be written."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 @dataclass(frozen=True)
 class Extras:
@@ -165,11 +203,12 @@ class ErrorRecord:
     objects: int = 0
 
     def to_json(self) -> dict:
+        """The errors-file line; every text UTF-8-writable, whatever the input held."""
         return {
-            "source": self.source,
-            "image": self.image,
+            "source": utf8_safe(self.source),
+            "image": None if self.image is None else utf8_safe(self.image),
             "stage": self.stage,
-            "reason": self.reason,
+            "reason": utf8_safe(self.reason),
             "objects": self.objects,
         }
 

@@ -33,9 +33,17 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
-from transforms.encode import build_example, example_counts
+from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
-from transforms.records import ERRORS, ErrorRecord, Extras, ImageAnnotation, LoadedImage
+from transforms.records import (
+    ERRORS,
+    ErrorRecord,
+    ExampleInput,
+    Extras,
+    ImageAnnotation,
+    LoadedImage,
+    excerpt,
+)
 from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame
 
@@ -105,15 +113,17 @@ class WriteShard(beam.DoFn):
     def teardown(self) -> None:
         self._pool.shutdown()
 
-    def _load(self, annotation: ImageAnnotation) -> LoadedImage | ImageRejected:
+    def _load(self, annotation: ImageAnnotation) -> LoadedImage | Exception:
+        """The loaded image, or whatever stopped it, returned rather than raised: it runs in a
+        thread, and its failure is the image's, handled with the image's other failures."""
         try:
             return self._loader.load(annotation)
-        except ImageRejected as error:
+        except Exception as error:
             return error
 
     def _loaded(self, images: list[ImageAnnotation]) -> Iterator[tuple]:
-        """(annotation, LoadedImage or ImageRejected) in the images' order, with a bounded
-        number loading ahead, so memory holds a few images, not the shard."""
+        """(annotation, LoadedImage or Exception) in the images' order, with a bounded number
+        loading ahead, so memory holds a few images, not the shard."""
         ahead: deque = deque()
         for annotation in images:
             ahead.append((annotation, self._pool.submit(self._load, annotation)))
@@ -123,30 +133,52 @@ class WriteShard(beam.DoFn):
         for annotation, future in ahead:
             yield annotation, future.result()
 
+    def _example(
+        self, annotation: ImageAnnotation, image: LoadedImage | Exception, label_map: dict
+    ) -> tuple[bytes, ExampleInput, dict, list[ErrorRecord]]:
+        """The serialized example of one loaded image, the checked input it was built from, its
+        manifest counts and its rejected boxes; raises whatever stopped the image."""
+        if isinstance(image, Exception):
+            raise image
+        example, box_errors = check_boxes(image, label_map)
+        # Deterministic serialization orders the feature map by key; otherwise the order
+        # depends on the process, and shards written by different workers would differ.
+        serialized = build_example(example, self._tf, self._settings.extras).SerializeToString(
+            deterministic=True
+        )
+        return serialized, example, example_counts(example, annotation.split), box_errors
+
     def _records(
         self, images: list[ImageAnnotation], label_map: dict[str, int], total: int
     ) -> Iterator:
-        """Yields serialized examples, and TaggedOutputs for errors and counts."""
+        """Yields serialized examples, and TaggedOutputs for errors and counts.
+
+        Each image is one error boundary: anything that goes wrong while loading, checking or
+        encoding it (a damaged file, a value the example cannot hold, a failure no check
+        foresaw) rejects that image with all its boxes and the shard goes on. Nothing of an
+        image is emitted before all of it succeeded, so its boxes are never counted twice
+        and the shard never holds half an example."""
         for annotation, image in self._loaded(images):
             if self._settings.progress_run:
                 progress.report(self._settings.progress_run, 1, total)
-            if isinstance(image, ImageRejected):
-                error = ErrorRecord.for_image(annotation, str(image))
-                yield beam.pvalue.TaggedOutput(ERRORS, error)
-                split_counts = {"splits": {annotation.split: {"rejected": 1}}}
-                yield beam.pvalue.TaggedOutput(STATS, split_counts)
+            try:
+                serialized, example, counts, box_errors = self._example(
+                    annotation, image, label_map
+                )
+            except Exception as error:
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, ErrorRecord.for_image(annotation, _image_reason(error))
+                )
+                yield beam.pvalue.TaggedOutput(
+                    STATS, {"splits": {annotation.split: {"rejected": 1}}}
+                )
                 continue
             self._images.inc()
-            example, box_errors = check_boxes(image, label_map)
             for box_error in box_errors:
                 yield beam.pvalue.TaggedOutput(ERRORS, box_error)
             self._objects.inc(len(example.objects))
-            # Deterministic serialization orders the feature map by key; otherwise the order
-            # depends on the process, and shards written by different workers would differ.
-            yield build_example(example, self._tf, self._settings.extras).SerializeToString(
-                deterministic=True
-            )
-            yield beam.pvalue.TaggedOutput(STATS, example_counts(example, annotation.split))
+            yield serialized
+            yield beam.pvalue.TaggedOutput(STATS, counts)
 
     def process(
         self,
@@ -179,6 +211,14 @@ class WriteShard(beam.DoFn):
         FileSystems.rename([temporary], [final])
         _LOG.info("wrote %s", final)
         yield relative
+
+
+def _image_reason(error: Exception) -> str:
+    """The reason an image was rejected: the message of the checks that name the problem,
+    or the kind of failure and a short excerpt of its message."""
+    if isinstance(error, ImageRejected | EncodeError):
+        return str(error)
+    return f"cannot convert the image: {type(error).__name__}: {excerpt(str(error))}"
 
 
 def shard_key(
