@@ -31,7 +31,6 @@ from pipelines.settings import (
 from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
-from transforms.outputs import digest_of_file
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
@@ -178,16 +177,6 @@ def build_pipeline(
         ImageLoader(settings.images, settings.max_image_bytes, settings.max_image_pixels),
         beam.pvalue.AsSingleton(label_map),
     )
-    # Each shard's size and sha256 for the manifest, read back in parallel: one more read of
-    # the output, the price of knowing later which files a new run may replace.
-    shard_digests = shards.files | "ShardDigests" >> beam.Map(
-        lambda relative, output: (
-            relative,
-            digest_of_file(FileSystems.join(output, *relative.split("/"))),
-        ),
-        settings.output,
-    )
-
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, settings.output)
@@ -218,7 +207,7 @@ def build_pipeline(
                 settings.output, parts, _manifest_settings(settings), settings.earlier_files
             ),
             beam.pvalue.AsSingleton(counts),
-            beam.pvalue.AsList(shard_digests),
+            beam.pvalue.AsList(shards.files),
             beam.pvalue.AsSingleton(label_map),
             beam.pvalue.AsSingleton(renumbered),
             beam.pvalue.AsList(error_files),

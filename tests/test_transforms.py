@@ -180,7 +180,7 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
             )
         )
         assert_that(
-            written.files,
+            written.files | "Paths" >> beam.Map(lambda file: file[0]),
             equal_to(
                 [f"{s}/{s}.tfrecord-0000{n}-of-00003" for (s, n), ids in members.items() if ids]
             ),

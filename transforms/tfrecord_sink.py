@@ -19,6 +19,7 @@ worker never leaves a partial shard behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import uuid
@@ -91,7 +92,8 @@ class ShardSettings:
 
 
 class WriteShard(beam.DoFn):
-    """((split, shard), annotations) → the shard file's relative path (if it got examples),
+    """((split, shard), annotations) → (the shard file's relative path, its size and sha256)
+    if it got examples,
     plus error records (tag `errors`) and the manifest counts of each example (tag `stats`)."""
 
     def __init__(self, settings: ShardSettings, loader: ImageLoader):
@@ -191,6 +193,9 @@ class WriteShard(beam.DoFn):
         relative = shard_path(split, shard, self._settings.num_shards)
         parts = self._settings.parts
         temporary = FileSystems.join(parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
+        # Hashed as written: the manifest lists each shard's size and sha256, so that a later
+        # run replaces only files that are still what this run wrote.
+        digest, size = hashlib.sha256(), 0
         with contextlib.ExitStack() as stack:
             handle = None
             for item in self._records(images, label_map, total):
@@ -202,6 +207,8 @@ class WriteShard(beam.DoFn):
                     handle = stack.enter_context(FileSystems.create(temporary))
                 record = frame(item)
                 handle.write(record)
+                digest.update(record)
+                size += len(record)
                 Metrics.counter("odrecords", f"examples_{split}").inc()
                 self._bytes.inc(len(record))
         if handle is None:
@@ -210,7 +217,7 @@ class WriteShard(beam.DoFn):
         ensure_dir(FileSystems.split(final)[0])
         FileSystems.rename([temporary], [final])
         _LOG.info("wrote %s", final)
-        yield relative
+        yield relative, {"size": size, "sha256": digest.hexdigest()}
 
 
 def _image_reason(error: Exception) -> str:
@@ -232,7 +239,8 @@ def shard_key(
 class WriteShardedTFRecords(beam.PTransform):
     """ImageAnnotations → `num_shards` TFRecord files per split.
 
-    Outputs the shard files' relative paths (main), `errors` and `stats`. The label map is a
+    Outputs (relative path, {"size", "sha256"}) of each shard file (main), `errors` and
+    `stats`. The label map is a
     side input because, when derived from the data, it is known only once every annotation
     has been read.
     """
