@@ -3,7 +3,9 @@
 An image is accepted only if TensorFlow decodes all of it: a truncated JPEG is caught here,
 not hours into training. JPEG and PNG keep their original bytes; any other format the Python
 Imaging Library reads (TIFF, BMP, GIF, WebP, ...) is converted losslessly to PNG, because the
-Object Detection API's decoder expects `image/format` to be jpeg or png.
+Object Detection API's decoder expects `image/format` to be jpeg or png. An image with an EXIF
+orientation is made to hold the pixels its annotation was drawn on (`transforms.orientation`),
+since TensorFlow ignores the tag.
 """
 
 from __future__ import annotations
@@ -14,8 +16,20 @@ import stat
 from typing import BinaryIO
 
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from transforms.orientation import (
+    DEFAULT_POLICY,
+    DISPLAYED,
+    STORED,
+    Orientation,
+    OrientationPolicy,
+    OrientationTag,
+    find_orientation,
+    stored_pixels,
+    stored_size,
+    without_orientation,
+)
 from transforms.paths import UnsafePathError, resolve_image
 from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage, excerpt
@@ -107,6 +121,25 @@ def _to_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _to_jpeg(turned: Image.Image, source: Image.Image) -> bytes:
+    """A turned JPEG, re-encoded with the source's quantization tables and chroma subsampling
+    and optimized Huffman tables: Pillow cannot turn a JPEG without decoding it, and the
+    source's own tables keep its quality, where a fixed quality would blur a fine image or
+    bloat a coarse one (on the Raccoon photos: 42 dB PSNR against the source turned, files
+    27% larger, both medians). The colour profile is kept; EXIF is not, as it describes the
+    unturned image."""
+    buffer = io.BytesIO()
+    turned.save(
+        buffer,
+        "JPEG",
+        qtables=source.quantization,
+        subsampling=JpegImagePlugin.get_sampling(source),
+        optimize=True,
+        icc_profile=source.info.get("icc_profile"),
+    )
+    return buffer.getvalue()
+
+
 class ImageLoader:
     """ImageAnnotation → LoadedImage (bytes, format, measured size), or ImageRejected.
 
@@ -118,10 +151,17 @@ class ImageLoader:
     DoFn's setup): it imports TensorFlow.
     """
 
-    def __init__(self, images_root: str, max_bytes: int, max_pixels: int):
+    def __init__(
+        self,
+        images_root: str,
+        max_bytes: int,
+        max_pixels: int,
+        orientation: OrientationPolicy = DEFAULT_POLICY,
+    ):
         self._root = images_root
         self._max_bytes = max_bytes
         self._max_pixels = max_pixels
+        self._orientation = orientation
 
     def setup(self) -> None:
         import tensorflow as tf
@@ -189,16 +229,40 @@ class ImageLoader:
             raise ImageRejected(
                 f"image is {image.width}x{image.height}, more than {self._max_pixels} pixels"
             )
-        converted_from = None
-        fmt = _KEPT_FORMATS.get(image.format or "")
-        if fmt is None:
-            try:
-                image.load()
-                data = _to_png(image)
-            except Exception as error:
-                raise ImageRejected(
-                    f"cannot decode {image.format} image: {excerpt(str(error))}"
-                ) from None
-            converted_from, fmt = (image.format or "unknown").lower(), "png"
+        tag = find_orientation(data, image.format)
+        orientation = None
+        if tag is not None:
+            declared = annotation.width, annotation.height
+            orientation = self._orientation.decide(
+                tag.value, stored_size(image), None if None in declared else declared
+            )
+        try:
+            data, fmt, converted_from = _written(image, data, tag, orientation)
+        except Exception as error:
+            raise ImageRejected(
+                f"cannot decode {image.format} image: {excerpt(str(error))}"
+            ) from None
         width, height = self._decode_size(data)
-        return LoadedImage(annotation, data, fmt, width, height, converted_from)
+        return LoadedImage(annotation, data, fmt, width, height, converted_from, orientation)
+
+
+def _written(
+    image: Image.Image, data: bytes, tag: OrientationTag | None, orientation: Orientation | None
+) -> tuple[bytes, str, str | None]:
+    """(bytes, format, format converted from or None) of the image to write. JPEG and PNG keep
+    their bytes, other formats become PNG; pixels are turned to the displayed image when the
+    annotation was drawn on it (PNG losslessly, JPEG re-encoded), and kept bytes of an image
+    annotated as stored get the tag set to 1."""
+    fmt = _KEPT_FORMATS.get(image.format or "")
+    frame = orientation.frame if orientation else None
+    if fmt is not None and frame != DISPLAYED:
+        if frame == STORED:
+            return without_orientation(data, tag), fmt, None
+        return data, fmt, None
+    image.load()
+    pixels = stored_pixels(image, orientation.value) if frame else image
+    if frame == DISPLAYED:
+        pixels = pixels.transpose(orientation.turn)
+    if fmt is None:
+        return _to_png(pixels), "png", (image.format or "unknown").lower()
+    return (_to_jpeg(pixels, image) if fmt == "jpeg" else _to_png(pixels)), fmt, None

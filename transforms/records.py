@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transforms.orientation import Orientation
 
 # Stages named in error records, in the order a record passes them.
 STAGE_READ = "read"
@@ -154,7 +158,8 @@ class ImageAnnotation:
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """An annotated image whose bytes decode with TensorFlow to `width` x `height`."""
+    """An annotated image whose bytes decode with TensorFlow to `width` x `height`;
+    `orientation` is what was made of its EXIF orientation tag, if it has one."""
 
     annotation: ImageAnnotation
     encoded: bytes
@@ -162,6 +167,7 @@ class LoadedImage:
     width: int
     height: int
     converted_from: str | None = None
+    orientation: Orientation | None = None
 
 
 @dataclass(frozen=True)
