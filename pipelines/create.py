@@ -31,6 +31,8 @@ from pipelines.settings import (
 from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
+from transforms.orientation import OrientationPolicy
+from transforms.orientation import summary as orientation_summary
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
@@ -71,6 +73,7 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "class_map": settings.class_map,
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
+            "exif_orientation": settings.exif_orientation,
         },
         "versions": {
             "python": platform.python_version(),
@@ -174,7 +177,12 @@ def build_pipeline(
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
         shard_settings,
-        ImageLoader(settings.images, settings.max_image_bytes, settings.max_image_pixels),
+        ImageLoader(
+            settings.images,
+            settings.max_image_bytes,
+            settings.max_image_pixels,
+            OrientationPolicy.of(settings.exif_orientation, settings.format.name),
+        ),
         beam.pvalue.AsSingleton(label_map),
     )
     step_errors.append(shards[ERRORS])
@@ -235,6 +243,11 @@ def _print_summary(manifest: dict, output: str) -> None:
         f"{copies_text(objects)} = {objects['written']} written + {objects['rejected']} "
         f"rejected{dropped} ({objects['clipped']} clipped)"
     )
+    oriented, orientation_warning = orientation_summary(manifest["exif_orientation"])
+    if oriented:
+        print(oriented)
+    if orientation_warning:
+        print(f"warning: {orientation_warning}", file=sys.stderr)
     errors_path = FileSystems.join(output, ERRORS_FILE)
     count = manifest["errors"]["count"]
     if count:

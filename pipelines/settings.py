@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
+from transforms.orientation import AUTO, OPTIONS
 from transforms.outputs import NotOurOutput, delete_path, listed_files, read_summary
 from transforms.readers import formats
 from transforms.readers.base import Format, Request, Source, UnusableSource, is_local
@@ -119,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="reject images with more pixels, checked from their header "
         f"(default {DEFAULT_MAX_IMAGE_PIXELS})",
     )
+    parser.add_argument(
+        "--exif-orientation",
+        dest="exif_orientation",
+        metavar="{" + ",".join(OPTIONS) + "}",
+        help=f"the frame boxes on images with an EXIF orientation were drawn in (default {AUTO}: "
+        "from the declared size where it tells, else the displayed image); the pixels written "
+        "are made to match it",
+    )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
@@ -150,6 +159,7 @@ class CreateSettings:
     keep_empty_classes: bool = False
     detach: bool = False
     class_map: dict[str, str | None] | None = None
+    exif_orientation: str = AUTO
     # The earlier output's files in `output`: {relative path: {size, sha256}}.
     earlier_files: dict[str, dict] = field(default_factory=dict)
 
@@ -278,6 +288,15 @@ def _limit(values: dict, key: str, default: int) -> int:
     return value
 
 
+def _exif_orientation(values: dict) -> str:
+    """`--exif-orientation`, from a flag or the config; checked here rather than by argparse
+    so a config's value is checked alike."""
+    value = values.get("exif_orientation", AUTO)
+    if value not in OPTIONS:
+        raise UsageError(f"--exif-orientation must be one of {', '.join(OPTIONS)}, not {value!r}")
+    return value
+
+
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = _parser().parse_known_args(argv)
@@ -354,6 +373,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         keep_empty_classes=bool(values.get("keep_empty_classes")),
         detach=bool(values.get("detach")),
         class_map=_read_option_file(values, "class_map", load_class_map),
+        exif_orientation=_exif_orientation(values),
         earlier_files=check_output_folder(output, MANIFEST),
     )
     flags = config_flags + list(beam_args)

@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
 from transforms.label_map import format_label_map
+from transforms.orientation import manifest_entry as orientation_entry
 from transforms.outputs import (
     delete_path,
     digest_of_file,
@@ -165,6 +166,7 @@ def build_manifest(
         },
         "images": images,
         "objects": objects,
+        "exif_orientation": orientation_entry(counts.get("orientation", {})),
         "accounting": {
             "images_balanced": images["referenced"] + images["copies_in_other_splits"]
             == images["written"] + images["rejected"],

@@ -36,6 +36,7 @@ from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
+from transforms.orientation import orientation_counts
 from transforms.records import (
     ERRORS,
     ErrorRecord,
@@ -148,7 +149,10 @@ class WriteShard(beam.DoFn):
         serialized = build_example(example, self._tf, self._settings.extras).SerializeToString(
             deterministic=True
         )
-        return serialized, example, example_counts(example, annotation.split), box_errors
+        counts = example_counts(example, annotation.split)
+        if image.orientation is not None:
+            counts |= orientation_counts(annotation.image, image.orientation)
+        return serialized, example, counts, box_errors
 
     def _records(
         self, images: list[ImageAnnotation], label_map: dict[str, int], total: int
