@@ -2,7 +2,9 @@
 
 COCO's train2017 annotation file is 448 MB; `json.load` turns it into several GB of Python
 objects. This reader decodes one array element at a time from a buffered text stream, so
-memory holds one element and one chunk, whatever the file size.
+memory holds one element and one chunk, whatever the file size. Bytes that are not UTF-8
+become U+FFFD, so they cost the element holding them (see `values.undecodable`), not the
+rest of the file.
 """
 
 from __future__ import annotations
@@ -10,25 +12,38 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
+
+from transforms.readers.values import decode_json, kind
 
 _CHUNK = 1 << 20
 _WHITESPACE = " \t\n\r"
 
 
+@dataclass(frozen=True)
+class NotAList:
+    """A top-level key asked for whose value is not an array: `kind` of value it is and, for
+    an object, how many entries it has (what was skipped)."""
+
+    kind: str
+    entries: int
+
+
 class _Reader:
     def __init__(self, stream: BinaryIO):
-        self._stream = io.TextIOWrapper(stream, encoding="utf-8-sig")
-        self._decoder = json.JSONDecoder()
+        self._stream = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace")
         self._text = ""
         self._pos = 0
         self._eof = False
         self._consumed = 0  # Characters dropped from the buffer, for error positions.
 
     def _fill(self) -> bool:
+        """Reads more text: at least a chunk, and at least as much as is buffered, so a value
+        spanning many chunks is decoded a logarithmic number of times, in linear time."""
         if self._eof:
             return False
-        chunk = self._stream.read(_CHUNK)
+        chunk = self._stream.read(max(_CHUNK, len(self._text) - self._pos))
         if not chunk:
             self._eof = True
             return False
@@ -59,15 +74,20 @@ class _Reader:
         return found
 
     def value(self) -> Any:
-        """Decodes the next complete JSON value, reading more text until it is whole."""
+        """Decodes the next complete JSON value, reading more text until it is whole. Raises
+        ValueError naming the character where the document is malformed or too deep."""
         self.peek()
         while True:
             try:
-                value, end = self._decoder.raw_decode(self._text, self._pos)
+                value, end = decode_json(self._text, self._pos)
             except json.JSONDecodeError as error:
                 if self._fill():
                     continue
                 raise ValueError(f"{error.msg} at character {self._consumed + error.pos}") from None
+            except RecursionError:
+                raise ValueError(
+                    f"a value nested too deeply to read at character {self.position()}"
+                ) from None
             if end == len(self._text) and self._fill():
                 continue  # A number may go on in the next chunk.
             self._pos = end
@@ -76,8 +96,9 @@ class _Reader:
 
 def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
     """Yields (key, element) for each element of the top-level arrays named in `keys`, in
-    file order; other top-level values are decoded and dropped. Raises ValueError (after
-    yielding what came before) where the document is malformed."""
+    file order, and (key, NotAList) for such a key whose value is not an array; other
+    top-level values are decoded and dropped. Raises ValueError (after yielding what came
+    before) where the document is malformed, naming the character."""
     reader = _Reader(stream)
     reader.expect("{")
     if reader.peek() == "}":
@@ -96,6 +117,9 @@ def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
                     yield key, reader.value()
                     if reader.expect(",]") == "]":
                         break
+        elif key in keys:
+            value = reader.value()
+            yield key, NotAList(kind(value), len(value) if isinstance(value, dict) else 0)
         else:
             reader.value()
         if reader.expect(",}") == "}":
