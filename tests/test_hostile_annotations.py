@@ -363,6 +363,20 @@ def test_fifos_where_annotation_and_label_files_should_be_are_errors_not_hangs(t
     reason, objects = reasons(result)["pipe.csv"]
     assert reason.endswith("pipe.csv is a FIFO, not a regular file; file skipped") and objects == 0
 
+    # --format auto sniffs JSON files: it passes over a FIFO, which the job then reports.
+    coco_folder = tmp_path / "coco"
+    jpeg(coco_folder / "a.jpg")
+    (coco_folder / "b.json").write_text(
+        json.dumps(coco_document(images=[coco_document()["images"][0]]))
+    )
+    writer = fifo(coco_folder / "a.json")
+    code = create("--format", "auto", "--annotations", coco_folder, "--output", tmp_path / "a")
+    release(coco_folder / "a.json", writer)
+    assert code == 0
+    result = finished(tmp_path / "a")
+    assert result["manifest"]["objects"]["written"] == 1
+    assert reasons(result)["a.json"][0].endswith("is a FIFO, not a regular file; file skipped")
+
     root = tmp_path / "yolo"
     for stem in ("a", "b"):
         jpeg(root / "images" / f"{stem}.jpg")
