@@ -29,14 +29,13 @@ from transforms.readers.base import (
     route,
     split_of_file,
 )
-from transforms.readers.json_stream import NotAList, iter_arrays
+from transforms.readers.json_stream import NotAList, NotUtf8, iter_arrays
 from transforms.readers.values import (
     declared_size,
     flag,
     json_list,
     json_object,
     number,
-    undecodable,
     whole,
 )
 from transforms.records import (
@@ -228,7 +227,7 @@ class _StreamCocoFile(beam.DoFn):
                     continue
                 source = f"{path}#{key}[{index[key]}]"
                 index[key] += 1
-                if undecodable(element):
+                if isinstance(element, NotUtf8):
                     reason = f"{key[:-1]} holds bytes that are not UTF-8 text"
                     yield ErrorRecord(source, None, STAGE_READ, reason, objects)
                     continue

@@ -3,8 +3,7 @@
 COCO's train2017 annotation file is 448 MB; `json.load` turns it into several GB of Python
 objects. This reader decodes one array element at a time from a buffered text stream, so
 memory holds one element and one chunk, whatever the file size. Bytes that are not UTF-8
-become U+FFFD, so they cost the element holding them (see `values.undecodable`), not the
-rest of the file.
+become U+FFFD, so they cost the element holding them, not the rest of the file.
 """
 
 from __future__ import annotations
@@ -15,10 +14,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from transforms.readers.values import decode_json, kind
+from transforms.readers.values import REPLACEMENT, decode_json, kind
 
 _CHUNK = 1 << 20
 _WHITESPACE = " \t\n\r"
+
+
+@dataclass(frozen=True)
+class NotUtf8:
+    """An array element whose text held bytes that are not UTF-8 (U+FFFD once decoded):
+    its strings would be wrong, so it is not decoded at all."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,16 @@ class _Reader:
     def value(self) -> Any:
         """Decodes the next complete JSON value, reading more text until it is whole. Raises
         ValueError naming the character where the document is malformed or too deep."""
+        value, _ = self._decoded()
+        return value
+
+    def element(self) -> Any:
+        """The next value, or NotUtf8 when its text held bytes that were not UTF-8."""
+        value, start = self._decoded()
+        return NotUtf8() if self._text.find(REPLACEMENT, start, self._pos) >= 0 else value
+
+    def _decoded(self) -> tuple[Any, int]:
+        """The next value and where its text starts in the buffer."""
         self.peek()
         while True:
             try:
@@ -90,13 +105,14 @@ class _Reader:
                 ) from None
             if end == len(self._text) and self._fill():
                 continue  # A number may go on in the next chunk.
-            self._pos = end
-            return value
+            start, self._pos = self._pos, end
+            return value, start
 
 
 def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
     """Yields (key, element) for each element of the top-level arrays named in `keys`, in
-    file order, and (key, NotAList) for such a key whose value is not an array; other
+    file order (NotUtf8 for an element holding bytes that are not UTF-8), and (key,
+    NotAList) for such a key whose value is not an array; other
     top-level values are decoded and dropped. Raises ValueError (after yielding what came
     before) where the document is malformed, naming the character."""
     reader = _Reader(stream)
@@ -114,7 +130,7 @@ def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
                 reader.expect("]")
             else:
                 while True:
-                    yield key, reader.value()
+                    yield key, reader.element()
                     if reader.expect(",]") == "]":
                         break
         elif key in keys:
