@@ -268,7 +268,7 @@ def test_non_utf8_imagesets_and_yolo_list_lines_cost_their_line(tmp_path):
     result = finished(tmp_path / "v")
     assert len(result["splits"]["train"]) == 1
     found = reasons(result)
-    assert found["train.txt:2"][0].startswith("line is not UTF-8 text")
+    assert found["train.txt:2"][0].startswith("list line holds bytes that are not UTF-8 text")
     assert found["b.xml"] == ("the source puts the image in no split", 0)
 
     yolo = tmp_path / "yolo"

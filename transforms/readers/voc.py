@@ -80,8 +80,9 @@ def _parse_object(element: etree._Element, source: str) -> Box:
     )
 
 
-def _annotation(root: etree._Element, source: str, options: ReaderOptions) -> Parsed:
-    objects = root.findall("object")
+def _annotation(
+    root: etree._Element, objects: list[etree._Element], source: str, options: ReaderOptions
+) -> Parsed:
     name = _text(root, "filename")
     try:
         key = image_key_for(name, source, options)
@@ -115,8 +116,9 @@ def parse_voc(data: bytes, source: str, options: ReaderOptions | None = None) ->
         tag = excerpt(str(root.tag))
         yield ErrorRecord(source, None, STAGE_READ, f"root element is <{tag}>, not <annotation>")
         return
-    objects = len(root.findall("object"))
-    yield from guarded(_annotation(root, source, options or ReaderOptions()), source, None, objects)
+    objects = root.findall("object")
+    annotation = _annotation(root, objects, source, options or ReaderOptions())
+    yield from guarded(annotation, source, None, len(objects))
 
 
 def _parse_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
@@ -152,7 +154,10 @@ class _ListedStems(beam.DoFn):
             if not fields:
                 continue
             if undecodable(fields[0]):
-                reason = "line is not UTF-8 text; the annotation it names gets no split from it"
+                reason = (
+                    "list line holds bytes that are not UTF-8 text; "
+                    "the annotation it names gets no split from it"
+                )
                 yield ErrorRecord(f"{path}:{number}", None, STAGE_READ, reason)
             else:
                 yield fields[0], split
