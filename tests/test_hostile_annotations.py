@@ -289,6 +289,7 @@ def test_a_csv_field_beyond_the_csv_modules_limit_skips_nothing(tmp_path):
     jpeg(tmp_path / "a.jpg")
     rows = ["a.jpg,40,30,cat,1,1,9,9,", f"a.jpg,40,30,cat,2,2,9,9,{'x' * 300_000}"]
     rows += ["a.jpg,40,30,dog,3,3,9,9,", "a.jpg,40,30,dog,4,4,9,9,"]
+    rows += [f"/{'y' * 300_000}.jpg,40,30,dog,4,4,9,9,"]  # Rejected, and not echoed whole.
     (tmp_path / "l.csv").write_text(
         "filename,width,height,class,xmin,ymin,xmax,ymax,notes\n" + "\n".join(rows) + "\n"
     )
@@ -297,8 +298,11 @@ def test_a_csv_field_beyond_the_csv_modules_limit_skips_nothing(tmp_path):
     )
     assert code == 0
     result = finished(tmp_path / "o")
-    assert result["manifest"]["objects"]["read"] == result["manifest"]["objects"]["written"] == 4
-    assert result["errors"] == []
+    assert result["manifest"]["objects"]["written"] == 4
+    (error,) = result["errors"]
+    assert error["source"].endswith("l.csv:6") and error["objects"] == 1
+    assert error["reason"].endswith("… lies outside the images root")
+    assert len(json.dumps(error)) < 400
 
 
 def test_a_known_coco_key_that_is_not_a_list_is_an_error_saying_what_was_skipped(tmp_path):

@@ -158,7 +158,7 @@ class _StreamCocoFile(beam.DoFn):
         try:
             key = image_key_for(name, path, self._options)
         except UnsafePathError as error:
-            yield ErrorRecord(source, name, STAGE_READ, str(error))
+            yield ErrorRecord(source, excerpt(name), STAGE_READ, str(error))
             return
         duplicate = (
             f"duplicate image id {image_id}"

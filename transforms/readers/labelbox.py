@@ -76,7 +76,7 @@ def _image(
     try:
         key = image_key_for(external_id, path, options)
     except UnsafePathError as error:
-        yield ErrorRecord(source, external_id, STAGE_READ, str(error), len(objects))
+        yield ErrorRecord(source, excerpt(external_id), STAGE_READ, str(error), len(objects))
         return
     boxes, errors = parse_each(
         ((f"{source}#object[{index}]", obj) for index, obj in enumerate(objects, start=1)),

@@ -140,7 +140,7 @@ def _annotation(document: dict, shapes: list, path: str, options: ReaderOptions)
         key, embedded_in = _image(document, path, options.images)
     except UnsafePathError as error:
         image_path = document.get("imagePath")
-        image = image_path if isinstance(image_path, str) else None
+        image = excerpt(image_path) if isinstance(image_path, str) else None
         yield ErrorRecord(path, image, STAGE_READ, str(error), len(shapes))
         return
     size = _declared_size(document)

@@ -33,7 +33,7 @@ def _parse_row(
     try:
         key = image_key_for(cells.get("filename", ""), path, options)
     except UnsafePathError as error:
-        name = cells.get("filename") or None
+        name = excerpt(cells.get("filename", "")) or None
         yield ErrorRecord(source, name, STAGE_READ, str(error), int(has_box))
         return
     boxes: tuple[Box, ...] = ()

@@ -87,7 +87,7 @@ def _annotation(
     try:
         key = image_key_for(name, source, options)
     except UnsafePathError as error:
-        yield ErrorRecord(source, name or None, STAGE_READ, str(error), len(objects))
+        yield ErrorRecord(source, excerpt(name) or None, STAGE_READ, str(error), len(objects))
         return
     boxes, errors = parse_each(
         ((f"{source}#object[{index}]", element) for index, element in enumerate(objects, 1)),

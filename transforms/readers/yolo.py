@@ -407,7 +407,7 @@ class _ListImages(beam.DoFn):
             try:
                 key = image_key_under(path, self._options.images, self._options.annotations_root)
             except UnsafePathError as error:
-                yield ErrorRecord(origin, path, STAGE_READ, str(error))
+                yield ErrorRecord(origin, excerpt(path), STAGE_READ, str(error))
                 continue
             yield key, split if self._options.source_splits else None
 
