@@ -178,6 +178,8 @@ def test_bytes_that_are_not_utf8_cost_the_element_holding_them(tmp_path):
     data = (row % ("a.jpg", box % "cat", box % "do\udcffg")) + (
         row % ("b\udcff.jpg", box % "cat", box % "cat")
     )
+    # A key that is not UTF-8 makes the row's structure unknown: the row is an error.
+    data += (row % ("b.jpg", box % "cat", box % "cat")).replace('"objects"', '"obj\udcffects"')
     (tmp_path / "e.ndjson").write_bytes(data.encode("utf-8", "surrogateescape"))
     code = create(
         "--format", "labelbox", "--annotations", tmp_path / "e.ndjson", "--output", tmp_path / "lb"
@@ -188,6 +190,10 @@ def test_bytes_that_are_not_utf8_cost_the_element_holding_them(tmp_path):
     found = reasons(result)
     assert found["e.ndjson:1#object[2]"] == ("holds bytes that are not UTF-8 text", 1)
     assert found["e.ndjson:2"][1] == 2 and "not UTF-8" in found["e.ndjson:2"][0]
+    assert found["e.ndjson:3"] == (
+        "row has keys holding bytes that are not UTF-8 text; row skipped",
+        0,
+    )
 
     # COCO: a bad byte in one image's file_name costs that image (and so its annotation);
     # everything after it is still read.
@@ -423,3 +429,14 @@ def test_a_label_file_linked_out_of_the_dataset_is_refused_unread(tmp_path):
         1,
     )
     assert all(len(e["reason"]) <= 160 for e in result["errors"])
+
+
+def test_a_coco_key_that_is_not_utf8_is_an_error_saying_what_was_skipped(tmp_path):
+    document = json.dumps(coco_document()).replace('"annotations"', '"annot\udcffations"')
+    code, result = coco(tmp_path, document)
+    assert code == 0  # Both images, as negative examples: their annotations went unread.
+    (error,) = result["errors"]
+    assert error["reason"] == (
+        "a top-level key holds bytes that are not UTF-8 text: its value, a list of 2 entries, "
+        "was skipped"
+    )

@@ -29,7 +29,7 @@ from transforms.readers.base import (
     route,
     split_of_file,
 )
-from transforms.readers.json_stream import NotAList, NotUtf8, iter_arrays
+from transforms.readers.json_stream import NotUtf8, SkippedValue, iter_arrays
 from transforms.readers.values import (
     declared_size,
     flag,
@@ -53,6 +53,8 @@ from transforms.records import (
 IMAGES = "coco_images"
 OBJECTS = "coco_annotations"
 CATEGORIES = "coco_categories"
+# The top-level arrays read, streaming.
+_ARRAYS = ("images", "annotations", "categories")
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,21 @@ def _annotation_source(path: str, annotation: dict) -> str:
     return f"{path}#annotation[{excerpt(annotation.get('id'), 24)}]"
 
 
+def _skipped(path: str, key: str, value: SkippedValue) -> ErrorRecord:
+    """The error for a top-level value that was not read: what it was, how many entries it
+    had and, for annotations, the objects they were."""
+    entries = f" of {value.entries} entries" if value.entries else ""
+    if key in _ARRAYS:
+        reason = f'"{key}" is {value.kind}{entries}, not a list: all skipped'
+    else:
+        reason = (
+            "a top-level key holds bytes that are not UTF-8 text: its value, "
+            f"{value.kind}{entries}, was skipped"
+        )
+    lost = value.entries if key == "annotations" else 0
+    return ErrorRecord(path, None, STAGE_READ, reason, lost)
+
+
 class _StreamCocoFile(beam.DoFn):
     """One COCO file → keyed images, annotations and categories, streaming.
 
@@ -210,20 +227,17 @@ class _StreamCocoFile(beam.DoFn):
     def _elements(self, path: str) -> Iterator:
         ids: set = set()
         names: set = set()
-        index = {"images": 0, "annotations": 0, "categories": 0}
+        index = dict.fromkeys(_ARRAYS, 0)
         handlers = {
             "images": lambda element: self._image(element, path, ids, names),
             "annotations": lambda element: self._annotation(element, path),
             "categories": lambda element: self._category(element, path),
         }
         with open_regular(path) as stream:
-            for key, element in iter_arrays(stream, set(handlers)):
+            for key, element in iter_arrays(stream, set(_ARRAYS)):
                 objects = int(key == "annotations")
-                if isinstance(element, NotAList):
-                    entries = f" of {element.entries} entries" if element.entries else ""
-                    reason = f'"{key}" is {element.kind}{entries}, not a list: all skipped'
-                    lost = element.entries * objects
-                    yield ErrorRecord(path, None, STAGE_READ, reason, lost)
+                if isinstance(element, SkippedValue):
+                    yield _skipped(path, key, element)
                     continue
                 source = f"{path}#{key}[{index[key]}]"
                 index[key] += 1

@@ -15,7 +15,14 @@ from transforms.readers.base import (
     image_key_for,
     parse_each,
 )
-from transforms.readers.values import json_list, json_object, kind, load_json, number
+from transforms.readers.values import (
+    json_list,
+    json_object,
+    kind,
+    load_json,
+    number,
+    undecodable,
+)
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
 
@@ -31,6 +38,10 @@ def _box(annotation: object, source: str) -> Box:
 
 def _entry(row: dict, source: str, path: str, options: ReaderOptions) -> Parsed:
     annotations = json_list(row.get("annotations"), "annotations")
+    if undecodable(row, keys_only=True):
+        reason = "entry has keys holding bytes that are not UTF-8 text; entry skipped"
+        yield ErrorRecord(source, None, STAGE_READ, reason, len(annotations))
+        return
     try:
         key = image_key_for(row.get("image"), path, options)
     except UnsafePathError as error:

@@ -27,9 +27,10 @@ class NotUtf8:
 
 
 @dataclass(frozen=True)
-class NotAList:
-    """A top-level key asked for whose value is not an array: `kind` of value it is and, for
-    an object, how many entries it has (what was skipped)."""
+class SkippedValue:
+    """A top-level value that is not streamed: under a key asked for but not an array, or
+    under a key holding bytes that are not UTF-8 (it may have been one asked for). `kind` of
+    value it is and, for a list or an object, how many entries it has: what was skipped."""
 
     kind: str
     entries: int
@@ -112,9 +113,9 @@ class _Reader:
 def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
     """Yields (key, element) for each element of the top-level arrays named in `keys`, in
     file order (NotUtf8 for an element holding bytes that are not UTF-8), and (key,
-    NotAList) for such a key whose value is not an array; other
-    top-level values are decoded and dropped. Raises ValueError (after yielding what came
-    before) where the document is malformed, naming the character."""
+    SkippedValue) for such a key whose value is not an array and for a key that is not UTF-8
+    text; other top-level values are decoded and dropped. Raises ValueError (after yielding
+    what came before) where the document is malformed, naming the character."""
     reader = _Reader(stream)
     reader.expect("{")
     if reader.peek() == "}":
@@ -133,9 +134,10 @@ def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
                     yield key, reader.element()
                     if reader.expect(",]") == "]":
                         break
-        elif key in keys:
+        elif key in keys or REPLACEMENT in key:
             value = reader.value()
-            yield key, NotAList(kind(value), len(value) if isinstance(value, dict) else 0)
+            entries = len(value) if isinstance(value, (list, dict)) else 0
+            yield key, SkippedValue(kind(value), entries)
         else:
             reader.value()
         if reader.expect(",}") == "}":

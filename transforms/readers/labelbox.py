@@ -28,8 +28,11 @@ from transforms.readers.values import (
     kind,
     load_json,
     number,
+    undecodable,
 )
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask, excerpt
+
+_UNDECODABLE_KEYS = "row has keys holding bytes that are not UTF-8 text; row skipped"
 
 
 def _point(point: object) -> tuple[float, float]:
@@ -112,6 +115,9 @@ def _ndjson_image(
 
 def _ndjson_row(row: dict, source: str, path: str, options: ReaderOptions) -> Parsed:
     objects = _ndjson_objects(row)
+    if undecodable(row, keys_only=True):
+        yield ErrorRecord(source, None, STAGE_READ, _UNDECODABLE_KEYS, len(objects))
+        return
     image = _ndjson_image(row, objects, source, path, options)
     yield from guarded(image, source, None, len(objects))
 
@@ -120,9 +126,11 @@ def _json_row(row: dict, source: str, path: str, options: ReaderOptions) -> Pars
     label = row.get("Label")
     # "Skip" rows have a text label and no objects.
     objects = json_list(label.get("objects"), "objects") if isinstance(label, dict) else []
-    yield from guarded(
-        _image(row.get("External ID"), objects, source, path, options), source, None, len(objects)
-    )
+    if undecodable(row, keys_only=True):
+        yield ErrorRecord(source, None, STAGE_READ, _UNDECODABLE_KEYS, len(objects))
+        return
+    image = _image(row.get("External ID"), objects, source, path, options)
+    yield from guarded(image, source, None, len(objects))
 
 
 def _ndjson_line(line: str, source: str, path: str, options: ReaderOptions) -> Parsed:

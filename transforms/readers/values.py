@@ -136,10 +136,12 @@ def json_list(value: object, what: str) -> list:
     return value
 
 
-def undecodable(value: object) -> bool:
+def undecodable(value: object, keys_only: bool = False) -> bool:
     """Whether any text in `value` (a line, a JSON value) holds U+FFFD, which is what bytes
     that are not UTF-8 decode to: the element holding them is rejected, and the rest of the
-    file still read. Walks without recursion, however deep the value."""
+    file still read. With `keys_only`, only object keys count: a row whose structure cannot
+    be trusted (is `objects` one of its keys?) is rejected whole, while its values are left
+    to the elements holding them. Walks without recursion, however deep the value."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -148,9 +150,9 @@ def undecodable(value: object) -> bool:
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())
-            stack.extend(item.values())
+            stack.extend(v for v in item.values() if not (keys_only and isinstance(v, str)))
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend(v for v in item if not (keys_only and isinstance(v, str)))
     return False
 
 
