@@ -259,7 +259,7 @@ def read_coco(data: bytes) -> list:
         path = os.path.join(folder, "instances.json")
         with open(path, "wb") as handle:
             handle.write(data)
-        streamed = list(_StreamCocoFile(OPTIONS).process(path))
+        streamed = list(_StreamCocoFile(path, OPTIONS).process(path))
     keyed: dict[str, dict] = {IMAGES: defaultdict(list), OBJECTS: defaultdict(list)}
     categories, records = {}, []
     for item in streamed:

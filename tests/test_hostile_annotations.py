@@ -440,3 +440,29 @@ def test_a_coco_key_that_is_not_utf8_is_an_error_saying_what_was_skipped(tmp_pat
         "a top-level key holds bytes that are not UTF-8 text: its value, a list of 2 entries, "
         "was skipped"
     )
+
+
+def test_an_annotation_file_linked_out_of_its_folder_is_refused_unread(tmp_path):
+    (tmp_path / "secret.csv").write_text("filename,password\nhunter2,hunter2\n")
+    folder = tmp_path / "annotations"
+    jpeg(folder / "a.jpg")
+    write_csv(folder / "a.csv", ["a.jpg,40,30,cat,1,1,9,9"])
+    (folder / "evil.csv").symlink_to(tmp_path / "secret.csv")
+    code = create("--format", "csv", "--annotations", folder, "--output", tmp_path / "o")
+    assert code == 0
+    result = finished(tmp_path / "o")
+    assert "hunter2" not in (tmp_path / "o" / "errors.jsonl").read_text()
+    assert reasons(result) == {
+        "evil.csv": (
+            "annotation file is a link that leads outside the annotations folder; file skipped",
+            0,
+        )
+    }
+    # Named alone, a link is what the user asked for.
+    (tmp_path / "named.csv").symlink_to(folder / "a.csv")
+    code = create(
+        "--format", "csv", "--annotations", tmp_path / "named.csv", "--images", folder,
+        "--output", tmp_path / "named",
+    )  # fmt: skip
+    assert code == 0
+    assert finished(tmp_path / "named")["manifest"]["objects"]["written"] == 1

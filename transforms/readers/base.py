@@ -115,6 +115,16 @@ def contained(path: str, root: str) -> bool:
     return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
 
 
+def open_annotations(path: str, pattern: str, root: str) -> BinaryIO:
+    """Opens an annotation file `pattern` matched: a regular file that, unless the pattern
+    names it alone, really lies inside the annotations `root` (when known), as images must
+    lie inside theirs: a link in a dataset's folder is never followed out of it. Raises
+    OSError, or UnsafePathError."""
+    if path != pattern and root and not contained(path, root):
+        raise UnsafePathError("annotation file is a link that leads outside the annotations folder")
+    return open_regular(path)
+
+
 def reason_for(error: BaseException) -> str:
     """An exception as an error record's reason, short whatever it quotes: the message of a
     ValueError (the readers' own reasons) or OSError, anything else with its type too,
@@ -384,23 +394,25 @@ def route(record: object) -> object:
 
 
 class _ParseFile(beam.DoFn):
-    """Runs a format's parser on one file, opened only if it is a regular file; the file is
-    its error boundary. With source splits, each image gets the split its file stands
-    for."""
+    """Runs a format's parser on one file `pattern` matched (see `open_annotations`); the
+    file is its error boundary. With source splits, each image gets the split its file
+    stands for."""
 
     def __init__(
         self,
+        pattern: str,
         parse: Callable[[BinaryIO, str, ReaderOptions], Parsed],
         options: ReaderOptions,
         split_of: Callable[[str, str], str | None],
     ):
+        self._pattern = pattern
         self._parse = parse
         self._options = options
         self._split_of = split_of
         self._files = Metrics.counter("odrecords", "annotation_files")
 
     def _records(self, path: str) -> Parsed:
-        with open_regular(path) as handle:
+        with open_annotations(path, self._pattern, self._options.annotations_root) as handle:
             yield from self._parse(handle, path, self._options)
 
     def process(self, path: str) -> Iterator:
@@ -418,7 +430,7 @@ class _ParseFile(beam.DoFn):
 
 class MatchPaths(beam.PTransform):
     """The paths of the files matching a pattern; each reader opens them itself, with
-    `open_regular`."""
+    `open_annotations`."""
 
     def __init__(self, pattern: str):
         super().__init__()
@@ -454,9 +466,9 @@ class ParseFiles(beam.PTransform):
             pbegin
             | "Files" >> MatchPaths(self._pattern)
             | "Parse"
-            >> beam.ParDo(_ParseFile(self._parse, self._options, self._split_of)).with_outputs(
-                ERRORS, CLASSES, main=ANNOTATIONS
-            )
+            >> beam.ParDo(
+                _ParseFile(self._pattern, self._parse, self._options, self._split_of)
+            ).with_outputs(ERRORS, CLASSES, main=ANNOTATIONS)
         )
         return {ANNOTATIONS: parsed[ANNOTATIONS], ERRORS: parsed[ERRORS], CLASSES: parsed[CLASSES]}
 

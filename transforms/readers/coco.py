@@ -24,7 +24,7 @@ from transforms.readers.base import (
     ReaderOptions,
     guarded,
     image_key_for,
-    open_regular,
+    open_annotations,
     parse_each,
     route,
     split_of_file,
@@ -162,7 +162,8 @@ class _StreamCocoFile(beam.DoFn):
     are found here, where one process sees the whole images array; a set of ids and names
     is all it keeps."""
 
-    def __init__(self, options: ReaderOptions):
+    def __init__(self, pattern: str, options: ReaderOptions):
+        self._pattern = pattern
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
 
@@ -233,7 +234,7 @@ class _StreamCocoFile(beam.DoFn):
             "annotations": lambda element: self._annotation(element, path),
             "categories": lambda element: self._category(element, path),
         }
-        with open_regular(path) as stream:
+        with open_annotations(path, self._pattern, self._options.annotations_root) as stream:
             for key, element in iter_arrays(stream, set(_ARRAYS)):
                 objects = int(key == "annotations")
                 if isinstance(element, SkippedValue):
@@ -333,7 +334,7 @@ class ReadCoco(beam.PTransform):
             pbegin
             | "Files" >> MatchPaths(self._pattern)
             | "Stream"
-            >> beam.ParDo(_StreamCocoFile(self._options)).with_outputs(
+            >> beam.ParDo(_StreamCocoFile(self._pattern, self._options)).with_outputs(
                 IMAGES, OBJECTS, CATEGORIES, CLASSES, ERRORS
             )
         )
