@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import yaml
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -24,11 +23,18 @@ from transforms.label_map import LabelMapError, read_label_map
 from transforms.orientation import AUTO, OPTIONS
 from transforms.outputs import NotOurOutput, delete_path, listed_files, read_summary
 from transforms.readers import formats
-from transforms.readers.base import Format, Request, Source, UnusableSource, is_local
+from transforms.readers.base import (
+    Format,
+    Request,
+    Source,
+    UnusableSource,
+    is_local,
+    read_yaml,
+)
 from transforms.readers.class_map import load_class_map
 from transforms.readers.detect import detect_format
 from transforms.readers.yolo import read_names
-from transforms.records import Extras
+from transforms.records import Extras, excerpt
 from transforms.report import MANIFEST
 from transforms.splits import parse_splits
 
@@ -184,22 +190,26 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
     """Reads a YAML config: settings (local paths made relative to the config's folder, so a
     scheduled job finds them from any working directory) and Beam flags."""
     try:
-        with FileSystems.open(path) as handle:
-            config = yaml.safe_load(handle.read()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        config = read_yaml(path) or {}
+    except (OSError, ValueError) as error:
         raise UsageError(f"cannot read config {path}: {error}") from None
     if not isinstance(config, dict):
         raise UsageError(f"config {path} is not a mapping of settings")
     beam_options = config.pop("pipeline_options", None) or {}
     if not isinstance(beam_options, dict):
         raise UsageError(f"config {path}: pipeline_options must be a mapping")
+    odd = [key for key in [*config, *beam_options] if not isinstance(key, str)]
+    if odd:
+        raise UsageError(f"config {path}: setting {excerpt(odd[0])} is not a name")
     config = {key.replace("-", "_"): value for key, value in config.items()}
-    known = {action.dest for action in _parser()._actions} - {"help", "config"}
-    unknown = sorted(set(config) - known)
+    actions = {action.dest: action for action in _parser()._actions}
+    unknown = sorted(set(config) - set(actions) - {"help", "config"})
     if unknown:
         raise UsageError(f"config {path}: unknown settings {', '.join(unknown)}")
     if isinstance(config.get("splits"), dict):
         config["splits"] = ",".join(f"{name}={value}" for name, value in config["splits"].items())
+    for key, value in config.items():
+        _check_setting(path, key, value, actions[key])
     base = os.path.dirname(os.path.abspath(path)) if is_local(path) else None
     for key in _PATH_KEYS:
         value = config.get(key)
@@ -212,6 +222,21 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
         else:
             flags.append(f"--{name}={value}")
     return config, flags
+
+
+def _check_setting(path: str, key: str, value: object, action: argparse.Action) -> None:
+    """A config value of the kind its flag takes: on/off flags true or false, counts and
+    limits numbers (checked further where they are used), anything else text."""
+    if value is None:
+        return
+    if isinstance(action, argparse._StoreTrueAction):
+        kind, fits = "true or false", isinstance(value, bool)
+    elif action.type is int:
+        kind, fits = "a number", isinstance(value, (int, str)) and not isinstance(value, bool)
+    else:
+        kind, fits = "text", isinstance(value, str)
+    if not fits:
+        raise UsageError(f"config {path}: {key} must be {kind}, not {excerpt(value)}")
 
 
 def check_output_folder(output: str, summary: str) -> dict[str, dict]:
@@ -275,8 +300,8 @@ def _read_option_file(values: dict, key: str, read):
 
 
 def _limit(values: dict, key: str, default: int) -> int:
-    """An image limit: a whole number >= 1, from a flag or the config. 0 is refused rather
-    than read as "the default" or "no limit": either would be a guess."""
+    """A shard count or image limit: a whole number >= 1, from a flag or the config. 0 is
+    refused rather than read as "the default" or "no limit": either would be a guess."""
     value = values.get(key)
     if value is None:
         return default
@@ -348,9 +373,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         raise UsageError(str(error)) from None
     for notice in source.notices:
         print(f"odrecords create: {notice}", file=sys.stderr)
-    num_shards = int(values.get("num_shards", DEFAULT_NUM_SHARDS))
-    if num_shards < 1:
-        raise UsageError("--num-shards must be at least 1")
+    num_shards = _limit(values, "num_shards", DEFAULT_NUM_SHARDS)
     label_map_path = values.get("label_map")
     label_map = None
     if label_map_path:

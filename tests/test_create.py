@@ -354,7 +354,7 @@ def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
         (["--images", "/nonexistent/images"], "images folder /nonexistent/images does not exist"),
         (["--label-map", "/nonexistent/l.pbtxt"], "label map /nonexistent/l.pbtxt"),
         (["--splits", "train=0.9"], "--splits: split fractions sum to 0.9, not 1"),
-        (["--num-shards", "0"], "--num-shards must be at least 1"),
+        (["--num-shards", "0"], "--num-shards must be a whole number >= 1, not 0"),
         (["--num-shards", "many"], "invalid int value: 'many'"),
         (["--num-shard", "4"], "unknown option --num-shard; did you mean --num-shards?"),
         (["--runer", "FnApiRunner"], "unknown option --runer; did you mean --runner?"),

@@ -136,7 +136,7 @@ def huge_png_header(width: int, height: int) -> bytes:
             {"points": [[0, 0], [4_999, 4_999]], "mask": b64(huge_png_header(5_000, 5_000))},
             "cannot hold a 5000x5000 mask",
         ),
-        ({"points": [[0, 0], [float("nan"), 3]]}, "not finite"),
+        ({"points": [[0, 0], [float("nan"), 3]]}, "not a finite number"),
         ({"points": [[0, 0]]}, "mask shape with 1 points has no box"),
     ],
 )

@@ -38,7 +38,7 @@ def test_voc_reads_boxes_and_rejects_broken_objects_alone():
         ("a.xml#object[2]", "dir/a.jpg", STAGE_READ, 1),
         ("a.xml#object[3]", "dir/a.jpg", STAGE_READ, 1),
     ]
-    assert "non-numeric <xmin>" in errors[0].reason
+    assert "<xmin> of object 'dog' is not a number: 'x'" in errors[0].reason
     assert "no <name>" in errors[1].reason
 
 
@@ -123,7 +123,10 @@ def test_csv_rows_that_are_not_utf8_are_rejected_one_by_one():
     data += b"c.jpg,cat,1,2,3,4\n"
     records = list(parse_tf_csv(io.BytesIO(data), "l.csv"))
     assert [getattr(r, "image", None) for r in records] == ["a.jpg", None, "c.jpg"]
-    assert (records[1].source, records[1].reason) == ("l.csv:3", "row is not valid UTF-8 text")
+    assert (records[1].source, records[1].reason) == (
+        "l.csv:3",
+        "row holds bytes that are not UTF-8 text",
+    )
 
 
 def test_csv_row_with_a_nul_byte_in_the_name_is_rejected():

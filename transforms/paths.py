@@ -8,6 +8,8 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.records import excerpt
+
 _ABSOLUTE = re.compile(r"^(/|[A-Za-z]:|[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
@@ -28,12 +30,14 @@ def image_key(name: str) -> str:
     if "\x00" in name:
         raise UnsafePathError("image name contains a NUL byte")
     if _ABSOLUTE.match(name):
-        raise UnsafePathError(f"image name {name!r} is absolute or a URL; it must be relative")
+        raise UnsafePathError(
+            f"image name {excerpt(repr(name))} is absolute or a URL; it must be relative"
+        )
     key = posixpath.normpath(name)
     if key == ".." or key.startswith("../"):
-        raise UnsafePathError(f"image name {name!r} resolves outside the images root")
+        raise UnsafePathError(f"image name {excerpt(repr(name))} resolves outside the images root")
     if key == ".":
-        raise UnsafePathError(f"image name {name!r} names the images root itself")
+        raise UnsafePathError(f"image name {excerpt(repr(name))} names the images root itself")
     return key
 
 
@@ -44,7 +48,9 @@ def resolve_image(root: str, key: str) -> str:
         real_root = os.path.realpath(root)
         real_path = os.path.realpath(path)
         if os.path.commonpath([real_root, real_path]) != real_root:
-            raise UnsafePathError(f"image {key!r} is a link that leads outside the images root")
+            raise UnsafePathError(
+                f"image {excerpt(repr(key))} is a link that leads outside the images root"
+            )
     return path
 
 
@@ -68,18 +74,20 @@ def image_key_under(name: str, root: str, base: str | None = None, fallback: boo
     unless `fallback` is off: then a name relative to `base` must lie inside the root."""
     cleaned = name.strip().replace("\\", "/")
     if posixpath.normpath(cleaned or ".") == ".":
-        raise UnsafePathError(f"image name {name!r} names a folder, not a file")
+        raise UnsafePathError(f"image name {excerpt(repr(name))} names a folder, not a file")
     if _ABSOLUTE.match(cleaned):
         relative = _inside(cleaned, root)
         if relative is None:
-            raise UnsafePathError(f"image path {name!r} lies outside the images root")
+            raise UnsafePathError(f"image path {excerpt(repr(name))} lies outside the images root")
         return image_key(relative)
     if base is not None:
         relative = _inside(FileSystems.join(base, *cleaned.split("/")), root)
         if relative is not None:
             return image_key(relative)
         if not fallback:
-            raise UnsafePathError(f"image name {name!r} resolves outside the images root")
+            raise UnsafePathError(
+                f"image name {excerpt(repr(name))} resolves outside the images root"
+            )
     return image_key(cleaned)
 
 

@@ -11,36 +11,196 @@ PTransform from the pipeline's start to a dict of three PCollections: `annotatio
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any, BinaryIO, TypeVar
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.paths import image_key_under
+from transforms.paths import UnsafePathError, image_key_under
+from transforms.readers.values import kind, load_yaml, undecodable
 from transforms.records import (
     ERRORS,
     STAGE_READ,
+    Box,
     ClassDeclaration,
     ErrorRecord,
     Extras,
     ImageAnnotation,
+    excerpt,
 )
 
 ANNOTATIONS = "annotations"
 CLASSES = "classes"
 
-Parsed = Iterable[ImageAnnotation | ErrorRecord | ClassDeclaration]
+Record = ImageAnnotation | ErrorRecord | ClassDeclaration
+Parsed = Iterable[Record]
+T = TypeVar("T")
+E = TypeVar("E")
+
+# The most characters of an error reason made from an exception's message.
+_REASON_CHARS = 160
+_FILE_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 class UnusableSource(ValueError):
     """Annotations the job cannot start from (nothing matches, a split entry that points at
     nothing, ...); the message is shown as one usage-error line."""
+
+
+class NotRegularFile(OSError):
+    """A path to read that is a FIFO, a device, a socket or a folder."""
+
+
+def _require_regular(mode: int, path: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise NotRegularFile(f"{excerpt(path)} is {kind}, not a regular file")
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Opens an annotation, label, names or list file for reading, only if it is a regular
+    file: reading a FIFO would wait forever and a device never end. A local path is checked
+    before it is opened and again once open (opened without blocking), so a file swapped
+    for a FIFO in between cannot hang the job either. Raises OSError (NotRegularFile)."""
+    if not is_local(path):
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    _require_regular(os.stat(path).st_mode, path)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        _require_regular(os.fstat(descriptor).st_mode, path)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of a regular file (see `open_regular`)."""
+    with open_regular(path) as handle:
+        return handle.read()
+
+
+def read_yaml(path: str) -> Any:
+    """A YAML file (data.yaml, a class map, a config) without anchors or aliases, so the
+    value is never larger than the file; raises OSError, or ValueError with the reason."""
+    try:
+        text = read_file(path).decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text: {error}") from None
+    return load_yaml(text)
+
+
+def contained(path: str, root: str) -> bool:
+    """Whether a local `path` really lies inside `root`, symlinks followed, as images must:
+    a label or names file that links elsewhere (to someone's secrets) is never read.
+    Object stores have no links."""
+    if not (is_local(path) and is_local(root)):
+        return True
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
+def open_annotations(path: str, pattern: str, root: str) -> BinaryIO:
+    """Opens an annotation file `pattern` matched: a regular file that, unless the pattern
+    names it alone, really lies inside the annotations `root` (when known), as images must
+    lie inside theirs: a link in a dataset's folder is never followed out of it. Raises
+    OSError, or UnsafePathError."""
+    if path != pattern and root and not contained(path, root):
+        raise UnsafePathError("annotation file is a link that leads outside the annotations folder")
+    return open_regular(path)
+
+
+def reason_for(error: BaseException) -> str:
+    """An exception as an error record's reason, short whatever it quotes: the message of a
+    ValueError (the readers' own reasons) or OSError, anything else with its type too,
+    being a failure no check foresaw."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply to read"
+    message = " ".join(str(error).split())
+    if not isinstance(error, (ValueError, OSError)) or not message:
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return excerpt(message, _REASON_CHARS)
+
+
+def _objects_in(record: object) -> int:
+    """The objects a record accounts for: an annotation's boxes, an error's lost objects."""
+    if isinstance(record, ImageAnnotation):
+        return len(record.boxes)
+    if isinstance(record, ErrorRecord):
+        return record.objects
+    return 0
+
+
+def guarded(
+    records: Iterable[T],
+    source: str,
+    image: str | None = None,
+    objects: int = 0,
+    whole_file: bool = False,
+) -> Iterator[T | ErrorRecord]:
+    """Yields `records`, turning any exception raised while making them into one error
+    record for `source`: the error boundary of every per-file and per-record step of the
+    readers, so no value, however hostile, stops the job.
+
+    The error record takes along the `objects` (of the file, row or image) that the records
+    before it did not account for, as boxes or as errors. For a `whole_file` it says
+    whether the file or the rest of it was skipped."""
+    accounted = 0
+    produced = False
+    try:
+        for record in records:
+            accounted += _objects_in(record)
+            produced = True
+            yield record
+    except Exception as error:
+        reason = reason_for(error)
+        if whole_file:
+            reason += "; the rest of the file was skipped" if produced else "; file skipped"
+        yield ErrorRecord(source, image, STAGE_READ, reason, max(objects - accounted, 0))
+
+
+def file_boundary(parse: Callable[..., Iterable[T]]) -> Callable[..., Iterator[T | ErrorRecord]]:
+    """Makes a parser `parse(data, path, ...)` of one file (or one image's labels) the error
+    boundary of that file: whatever it raises becomes an error record for `path`."""
+
+    @functools.wraps(parse)
+    def parse_guarded(data: Any, path: str, *args: Any, **kwargs: Any) -> Iterator:
+        return guarded(parse(data, path, *args, **kwargs), path, whole_file=True)
+
+    return parse_guarded
+
+
+def parse_each(
+    elements: Iterable[tuple[str, E]], parse: Callable[[E, str], Box], image: str | None
+) -> tuple[tuple[Box, ...], list[ErrorRecord]]:
+    """Parses (source, element) pairs into boxes, each on its own: any failure, an element
+    holding bytes that were not UTF-8 included, rejects that element alone and its one
+    object. `image` is the key the boxes belong to."""
+    boxes: list[Box] = []
+    errors: list[ErrorRecord] = []
+    for source, element in elements:
+        try:
+            if undecodable(element):
+                raise ValueError("holds bytes that are not UTF-8 text")
+            boxes.append(parse(element, source))
+        except Exception as error:
+            errors.append(ErrorRecord(source, image, STAGE_READ, reason_for(error), 1))
+    return tuple(boxes), errors
 
 
 @dataclass(frozen=True)
@@ -158,7 +318,12 @@ def image_key_for(name: str, annotation_path: str, options: ReaderOptions) -> st
     """The key of an image an annotation file names: its path relative to the images root.
 
     With `--images` the name is relative to that root. Without it the image is looked for
-    beside the annotation file, and must still lie under the root. Raises UnsafePathError."""
+    beside the annotation file, and must still lie under the root. Raises UnsafePathError,
+    also for a name that is not text or holds bytes that were not UTF-8."""
+    if not isinstance(name, str):
+        raise UnsafePathError(f"image name {excerpt(name)} is {kind(name)}, not text")
+    if undecodable(name):
+        raise UnsafePathError(f"image name {excerpt(name)} holds bytes that are not UTF-8 text")
     if options.images_beside_annotations:
         return image_key_under(
             name, options.images, posixpath.dirname(annotation_path), fallback=False
@@ -218,8 +383,9 @@ def locate_files(request: Request, fmt: Format) -> Source:
     return Source(pattern, options, splits)
 
 
-def route(record: ImageAnnotation | ErrorRecord | ClassDeclaration):
-    """Sends a parsed record to its output: errors and classes are tagged, mentions are main."""
+def route(record: object) -> object:
+    """Sends a parsed record to its output: errors and classes are tagged; mentions, and
+    whatever a step makes for its main output or has tagged already, pass as they are."""
     if isinstance(record, ErrorRecord):
         return beam.pvalue.TaggedOutput(ERRORS, record)
     if isinstance(record, ClassDeclaration):
@@ -228,57 +394,64 @@ def route(record: ImageAnnotation | ErrorRecord | ClassDeclaration):
 
 
 class _ParseFile(beam.DoFn):
-    """Runs a format's parser on one file; a file that cannot be read becomes an error. With
-    source splits, each image gets the split its file stands for."""
+    """Runs a format's parser on one file `pattern` matched (see `open_annotations`); the
+    file is its error boundary. With source splits, each image gets the split its file
+    stands for."""
 
     def __init__(
         self,
-        parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed],
+        pattern: str,
+        parse: Callable[[BinaryIO, str, ReaderOptions], Parsed],
         options: ReaderOptions,
         split_of: Callable[[str, str], str | None],
     ):
+        self._pattern = pattern
         self._parse = parse
         self._options = options
         self._split_of = split_of
         self._files = Metrics.counter("odrecords", "annotation_files")
 
-    def process(self, file: fileio.ReadableFile) -> Iterator:
+    def _records(self, path: str) -> Parsed:
+        with open_annotations(path, self._pattern, self._options.annotations_root) as handle:
+            yield from self._parse(handle, path, self._options)
+
+    def process(self, path: str) -> Iterator:
         self._files.inc()
-        path = file.metadata.path
         split = (
             self._split_of(path, self._options.annotations_root)
             if self._options.source_splits
             else None
         )
-        try:
-            for record in self._parse(file, self._options):
-                if split is not None and isinstance(record, ImageAnnotation):
-                    record = replace(record, split=split)
-                yield route(record)
-        except OSError as error:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(path, None, STAGE_READ, f"unreadable file: {error}")
-            )
+        for record in guarded(self._records(path), path, whole_file=True):
+            if split is not None and isinstance(record, ImageAnnotation):
+                record = replace(record, split=split)
+            yield route(record)
 
 
-class OpenFiles(beam.PTransform):
-    """The files matching a pattern, as `fileio.ReadableFile`s."""
+class MatchPaths(beam.PTransform):
+    """The paths of the files matching a pattern; each reader opens them itself, with
+    `open_annotations`."""
 
     def __init__(self, pattern: str):
         super().__init__()
         self._pattern = pattern
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return pbegin | "Match" >> fileio.MatchFiles(self._pattern) | "Open" >> fileio.ReadMatches()
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self._pattern)
+            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+        )
 
 
 class ParseFiles(beam.PTransform):
-    """Matches a file pattern and parses each file on its own with `parse`."""
+    """Matches a file pattern and parses each file on its own with `parse(handle, path,
+    options)`."""
 
     def __init__(
         self,
         pattern: str,
-        parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed],
+        parse: Callable[[BinaryIO, str, ReaderOptions], Parsed],
         options: ReaderOptions,
         split_of: Callable[[str, str], str | None] = split_of_file,
     ):
@@ -291,11 +464,11 @@ class ParseFiles(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
-            | "Files" >> OpenFiles(self._pattern)
+            | "Files" >> MatchPaths(self._pattern)
             | "Parse"
-            >> beam.ParDo(_ParseFile(self._parse, self._options, self._split_of)).with_outputs(
-                ERRORS, CLASSES, main=ANNOTATIONS
-            )
+            >> beam.ParDo(
+                _ParseFile(self._pattern, self._parse, self._options, self._split_of)
+            ).with_outputs(ERRORS, CLASSES, main=ANNOTATIONS)
         )
         return {ANNOTATIONS: parsed[ANNOTATIONS], ERRORS: parsed[ERRORS], CLASSES: parsed[CLASSES]}
 
@@ -303,7 +476,7 @@ class ParseFiles(beam.PTransform):
 def file_format(
     name: str,
     folder_glob: str,
-    parse: Callable[[fileio.ReadableFile, ReaderOptions], Parsed],
+    parse: Callable[[BinaryIO, str, ReaderOptions], Parsed],
     split_of: Callable[[str, str], str | None] = split_of_file,
     locate: Callable[[Request, Format], Source] | None = None,
 ) -> Format:

@@ -12,26 +12,27 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import apache_beam as beam
-import yaml
-from apache_beam.io.filesystems import FileSystems
 
-from transforms.records import ClassDeclaration, ImageAnnotation
+from transforms.readers.base import read_yaml
+from transforms.records import ClassDeclaration, ImageAnnotation, excerpt
 
 DROPPED = "dropped"
 
 
 def load_class_map(path: str) -> dict[str, str | None]:
-    """Reads and checks a class map; raises ValueError with the problem."""
-    with FileSystems.open(path) as handle:
-        try:
-            mapping = yaml.safe_load(handle.read().decode("utf-8-sig"))
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ValueError(f"not YAML: {error}") from None
+    """Reads and checks a class map; raises ValueError with the problem, or OSError."""
+    try:
+        mapping = read_yaml(path)
+    except ValueError as error:
+        raise ValueError(f"not YAML: {error}") from None
     if not isinstance(mapping, dict) or not mapping:
         raise ValueError("a class map is a YAML mapping of old name to new name or null")
     for old, new in mapping.items():
         if not isinstance(old, str) or not (new is None or isinstance(new, str) and new):
-            raise ValueError(f"entry {old!r}: {new!r} is not name: new-name or name: null")
+            raise ValueError(
+                f"entry {excerpt(repr(old))}: {excerpt(repr(new))} is not "
+                "name: new-name or name: null"
+            )
     return mapping
 
 

@@ -8,13 +8,11 @@ split, as COCO and Roboflow ship them) can be read at once; ids are scoped to th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
 from transforms.paths import UnsafePathError
@@ -22,12 +20,24 @@ from transforms.readers.base import (
     ANNOTATIONS,
     CLASSES,
     Format,
-    OpenFiles,
+    MatchPaths,
     ReaderOptions,
+    guarded,
     image_key_for,
+    open_annotations,
+    parse_each,
+    route,
     split_of_file,
 )
-from transforms.readers.json_stream import iter_arrays
+from transforms.readers.json_stream import NotUtf8, SkippedValue, iter_arrays
+from transforms.readers.values import (
+    declared_size,
+    flag,
+    json_list,
+    json_object,
+    number,
+    whole,
+)
 from transforms.records import (
     ERRORS,
     STAGE_READ,
@@ -37,11 +47,14 @@ from transforms.records import (
     ImageAnnotation,
     Keypoint,
     Mask,
+    excerpt,
 )
 
 IMAGES = "coco_images"
 OBJECTS = "coco_annotations"
 CATEGORIES = "coco_categories"
+# The top-level arrays read, streaming.
+_ARRAYS = ("images", "annotations", "categories")
 
 
 @dataclass(frozen=True)
@@ -58,40 +71,35 @@ class CocoCategory:
     keypoints: tuple[str, ...]
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a number")
-    return float(value)
-
-
-def _optional_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _mask(segmentation: Any) -> Mask | None:
     """Polygons (list of flat x, y lists) or RLE ({"counts", "size": [h, w]})."""
     if segmentation in (None, [], {}):
         return None
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(_optional_int(s) for s in size)):
-            raise ValueError("RLE segmentation has no valid size [height, width]")
-        if isinstance(counts, list) and all(_optional_int(c) is not None for c in counts):
-            return Mask(rle_size=(size[0], size[1]), rle_counts=tuple(counts))
+        if not (isinstance(size, list) and len(size) == 2):
+            raise ValueError("RLE segmentation has no size [height, width]")
+        height, width = (whole(value, "RLE size") for value in size)
         if isinstance(counts, str):
-            return Mask(rle_size=(size[0], size[1]), rle_counts=counts)
-        raise ValueError("RLE segmentation has no valid counts")
-    if isinstance(segmentation, list) and all(isinstance(p, list) for p in segmentation):
-        return Mask(polygons=tuple(tuple(_number(v) for v in polygon) for polygon in segmentation))
-    raise ValueError("segmentation is neither polygons nor RLE")
+            return Mask(rle_size=(height, width), rle_counts=counts)
+        runs = tuple(whole(value, "RLE count") for value in json_list(counts, "RLE counts"))
+        return Mask(rle_size=(height, width), rle_counts=runs)
+    polygons = json_list(segmentation, "segmentation")
+    return Mask(
+        polygons=tuple(
+            tuple(number(v, "polygon coordinate") for v in json_list(polygon, "polygon"))
+            for polygon in polygons
+        )
+    )
 
 
 def _keypoints(values: Any, names: tuple[str, ...]) -> tuple[Keypoint, ...]:
-    if values in (None, []):
+    values = json_list(values, "keypoints")
+    if not values:
         return ()
-    if not isinstance(values, list) or len(values) != 3 * len(names):
+    if len(values) != 3 * len(names):
         raise ValueError(f"keypoints must hold 3 numbers for each of the category's {len(names)}")
-    numbers = [_number(v) for v in values]
+    numbers = [number(v, "keypoint value") for v in values]
     return tuple(
         Keypoint(name, numbers[3 * i], numbers[3 * i + 1], int(numbers[3 * i + 2]))
         for i, name in enumerate(names)
@@ -104,8 +112,8 @@ def annotation_box(
     """One COCO annotation as a Box; raises ValueError naming what is wrong with it."""
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
-        raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
-    x, y, width, height = (_number(v) for v in bbox)
+        raise ValueError(f"bbox {excerpt(bbox)} is not [x, y, width, height]")
+    x, y, width, height = (number(v, "bbox value") for v in bbox)
     area = annotation.get("area")
     return Box(
         label=category.name,
@@ -114,8 +122,8 @@ def annotation_box(
         xmax=x + width,
         ymax=y + height,
         source=source,
-        is_crowd=bool(annotation.get("iscrowd", 0)),
-        area=_number(area) if area is not None else None,
+        is_crowd=flag(annotation.get("iscrowd", 0), "iscrowd"),
+        area=number(area, "area") if area is not None else None,
         mask=_mask(annotation.get("segmentation")) if options.extras.masks else None,
         keypoints=(
             _keypoints(annotation.get("keypoints"), category.keypoints)
@@ -125,114 +133,179 @@ def annotation_box(
     )
 
 
+def _annotation_source(path: str, annotation: dict) -> str:
+    return f"{path}#annotation[{excerpt(annotation.get('id'), 24)}]"
+
+
+def _skipped(path: str, key: str, value: SkippedValue) -> ErrorRecord:
+    """The error for a top-level value that was not read: what it was, how many entries it
+    had and, for annotations, the objects they were."""
+    entries = f" of {value.entries} entries" if value.entries else ""
+    if key in _ARRAYS:
+        reason = f'"{key}" is {value.kind}{entries}, not a list: all skipped'
+    else:
+        reason = (
+            "a top-level key holds bytes that are not UTF-8 text: its value, "
+            f"{value.kind}{entries}, was skipped"
+        )
+    lost = value.entries if key == "annotations" else 0
+    return ErrorRecord(path, None, STAGE_READ, reason, lost)
+
+
 class _StreamCocoFile(beam.DoFn):
     """One COCO file → keyed images, annotations and categories, streaming.
 
-    Duplicate image ids and file names are found here, where one process sees the whole
-    images array; a set of ids and names is all it keeps."""
+    The file and each element of it are error boundaries: an element that cannot be used
+    (wrong types, ids beyond int64, bytes that are not UTF-8) costs that element; a
+    document malformed from some point on costs the rest, from the character named. Ids
+    are checked here, as they become keys of the join. Duplicate image ids and file names
+    are found here, where one process sees the whole images array; a set of ids and names
+    is all it keeps."""
 
-    def __init__(self, options: ReaderOptions):
+    def __init__(self, pattern: str, options: ReaderOptions):
+        self._pattern = pattern
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
 
     def _image(self, element: Any, path: str, ids: set, names: set) -> Iterator:
-        if not isinstance(element, dict) or _optional_int(element.get("id")) is None:
-            raise ValueError("image without an integer id")
-        image_id, name = element["id"], element.get("file_name")
+        image_id = whole(json_object(element, "image").get("id"), "image id")
+        name = element.get("file_name")
         source = f"{path}#image[{image_id}]"
         if not isinstance(name, str):
             raise ValueError(f"image {image_id} has no file_name")
         try:
             key = image_key_for(name, path, self._options)
         except UnsafePathError as error:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(source, name, STAGE_READ, str(error))
-            )
+            yield ErrorRecord(source, excerpt(name), STAGE_READ, str(error))
             return
         duplicate = (
             f"duplicate image id {image_id}"
             if image_id in ids
-            else f"duplicate file_name {name!r}"
+            else f"duplicate file_name {excerpt(repr(name))}"
             if key in names
             else None
         )
         if duplicate:
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord(source, key, STAGE_READ, duplicate))
+            yield ErrorRecord(source, key, STAGE_READ, duplicate)
             return
         ids.add(image_id)
         names.add(key)
-        width, height = _optional_int(element.get("width")), _optional_int(element.get("height"))
+        width, height = declared_size(element.get("width")), declared_size(element.get("height"))
         yield beam.pvalue.TaggedOutput(
             IMAGES, ((path, image_id), CocoImage(key, source, width, height))
         )
 
     def _annotation(self, element: Any, path: str) -> Iterator:
-        if not isinstance(element, dict):
-            raise ValueError("annotation is not an object")
-        source = f"{path}#annotation[{element.get('id')}]"
-        image_id = element.get("image_id")
-        if _optional_int(image_id) is None:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(source, None, STAGE_READ, "annotation has no image_id", 1)
-            )
+        source = _annotation_source(path, json_object(element, "annotation"))
+        if element.get("image_id") is None:
+            yield ErrorRecord(source, None, STAGE_READ, "annotation has no image_id", 1)
             return
-        keep = {"id", "category_id", "bbox", "iscrowd", "area"}
+        image_id = whole(element["image_id"], "image_id")
+        category_id = whole(element.get("category_id"), "category_id")
+        keep = {"id", "bbox", "iscrowd", "area"}
         if self._options.extras.masks:
             keep.add("segmentation")
         if self._options.extras.keypoints:
             keep.add("keypoints")
         trimmed = {k: v for k, v in element.items() if k in keep}
+        trimmed["category_id"] = category_id
         yield beam.pvalue.TaggedOutput(OBJECTS, ((path, image_id), trimmed))
 
     def _category(self, element: Any, path: str) -> Iterator:
-        if not isinstance(element, dict) or _optional_int(element.get("id")) is None:
-            raise ValueError("category without an integer id")
+        category_id = whole(json_object(element, "category").get("id"), "category id")
         name = element.get("name")
         if not isinstance(name, str) or not name:
-            raise ValueError(f"category {element['id']} has no name")
-        keypoints = element.get("keypoints") or []
-        category = CocoCategory(name, tuple(str(k) for k in keypoints))
-        yield beam.pvalue.TaggedOutput(CATEGORIES, ((path, element["id"]), category))
+            raise ValueError(f"category {category_id} has no name")
+        keypoints = json_list(element.get("keypoints"), f"category {category_id} keypoints")
+        if not all(isinstance(k, str) for k in keypoints):
+            raise ValueError(f"category {category_id} has keypoint names that are not text")
+        category = CocoCategory(name, tuple(keypoints))
+        yield beam.pvalue.TaggedOutput(CATEGORIES, ((path, category_id), category))
         yield beam.pvalue.TaggedOutput(
-            CLASSES, ClassDeclaration(name, element["id"], f"{path}#category[{element['id']}]")
+            CLASSES, ClassDeclaration(name, category_id, f"{path}#category[{category_id}]")
         )
 
-    def process(self, file: fileio.ReadableFile) -> Iterator:
-        path = file.metadata.path
-        self._files.inc()
+    def _elements(self, path: str) -> Iterator:
         ids: set = set()
         names: set = set()
-        index = {"images": 0, "annotations": 0, "categories": 0}
+        index = dict.fromkeys(_ARRAYS, 0)
         handlers = {
             "images": lambda element: self._image(element, path, ids, names),
             "annotations": lambda element: self._annotation(element, path),
             "categories": lambda element: self._category(element, path),
         }
-        try:
-            with file.open() as stream:
-                for key, element in iter_arrays(stream, set(handlers)):
-                    index[key] += 1
-                    try:
-                        yield from handlers[key](element)
-                    except ValueError as error:
-                        source = f"{path}#{key}[{index[key] - 1}]"
-                        objects = int(key == "annotations")
-                        yield beam.pvalue.TaggedOutput(
-                            ERRORS, ErrorRecord(source, None, STAGE_READ, str(error), objects)
-                        )
-        except (ValueError, OSError) as error:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS,
-                ErrorRecord(path, None, STAGE_READ, f"unreadable JSON, rest skipped: {error}"),
-            )
+        with open_annotations(path, self._pattern, self._options.annotations_root) as stream:
+            for key, element in iter_arrays(stream, set(_ARRAYS)):
+                objects = int(key == "annotations")
+                if isinstance(element, SkippedValue):
+                    yield _skipped(path, key, element)
+                    continue
+                source = f"{path}#{key}[{index[key]}]"
+                index[key] += 1
+                if isinstance(element, NotUtf8):
+                    reason = f"{key[:-1]} holds bytes that are not UTF-8 text"
+                    yield ErrorRecord(source, None, STAGE_READ, reason, objects)
+                    continue
+                yield from guarded(handlers[key](element), source, None, objects)
+
+    def process(self, path: str) -> Iterator:
+        self._files.inc()
+        for item in guarded(self._elements(path), path, whole_file=True):
+            yield route(item)
 
 
 class _JoinImage(beam.DoFn):
     """((file, image id), {images, annotations}) → ImageAnnotation, or errors for
-    annotations whose image or category is unknown."""
+    annotations whose image or category is unknown; each annotation is its own error
+    boundary, and the image one for all of them."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
+
+    def _joined(
+        self,
+        path: str,
+        image_id: int,
+        images: list[CocoImage],
+        annotations: list[dict],
+        categories: dict[tuple[str, int], CocoCategory],
+    ) -> Iterator:
+        if not images:
+            for annotation in annotations:
+                yield ErrorRecord(
+                    _annotation_source(path, annotation),
+                    None,
+                    STAGE_READ,
+                    f"annotation names unknown image id {image_id}",
+                    1,
+                )
+            return
+        (image,) = images  # The streaming parser lets one image per id through.
+
+        def box(annotation: dict, source: str) -> Box:
+            category = categories.get((path, annotation["category_id"]))
+            if category is None:
+                raise ValueError(
+                    f"annotation names unknown category id {annotation['category_id']}"
+                )
+            return annotation_box(annotation, category, source, self._options)
+
+        boxes, errors = parse_each(
+            ((_annotation_source(path, a), a) for a in annotations), box, image.image
+        )
+        yield from errors
+        yield ImageAnnotation(
+            image=image.image,
+            sources=(image.source,),
+            boxes=boxes,
+            width=image.width,
+            height=image.height,
+            split=(
+                split_of_file(path, self._options.annotations_root)
+                if self._options.source_splits
+                else None
+            ),
+        )
 
     def process(
         self,
@@ -242,46 +315,10 @@ class _JoinImage(beam.DoFn):
         (path, image_id), grouped = element
         images = list(grouped["images"])
         annotations = sorted(grouped["annotations"], key=lambda a: str(a.get("id")))
-        if not images:
-            for annotation in annotations:
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS,
-                    ErrorRecord(
-                        f"{path}#annotation[{annotation.get('id')}]",
-                        None,
-                        STAGE_READ,
-                        f"annotation names unknown image id {image_id}",
-                        1,
-                    ),
-                )
-            return
-        (image,) = images  # The streaming parser lets one image per id through.
-        boxes = []
-        for annotation in annotations:
-            source = f"{path}#annotation[{annotation.get('id')}]"
-            category = categories.get((path, annotation.get("category_id")))
-            try:
-                if category is None:
-                    raise ValueError(
-                        f"annotation names unknown category id {annotation.get('category_id')!r}"
-                    )
-                boxes.append(annotation_box(annotation, category, source, self._options))
-            except ValueError as error:
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS, ErrorRecord(source, image.image, STAGE_READ, str(error), 1)
-                )
-        yield ImageAnnotation(
-            image=image.image,
-            sources=(image.source,),
-            boxes=tuple(boxes),
-            width=image.width,
-            height=image.height,
-            split=(
-                split_of_file(path, self._options.annotations_root)
-                if self._options.source_splits
-                else None
-            ),
-        )
+        source = images[0].source if images else f"{path}#image[{image_id}]"
+        joined = self._joined(path, image_id, images, annotations, categories)
+        for record in guarded(joined, source, None, len(annotations)):
+            yield route(record)
 
 
 class ReadCoco(beam.PTransform):
@@ -295,9 +332,9 @@ class ReadCoco(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
-            | "Files" >> OpenFiles(self._pattern)
+            | "Files" >> MatchPaths(self._pattern)
             | "Stream"
-            >> beam.ParDo(_StreamCocoFile(self._options)).with_outputs(
+            >> beam.ParDo(_StreamCocoFile(self._pattern, self._options)).with_outputs(
                 IMAGES, OBJECTS, CATEGORIES, CLASSES, ERRORS
             )
         )

@@ -14,6 +14,7 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.readers.base import open_regular
 from transforms.readers.yolo import NAMES_FILES
 
 _SNIFF_BYTES = 1 << 16
@@ -46,7 +47,7 @@ def is_documentation(path: str) -> bool:
 
 def _head_lines(path: str) -> list[str]:
     """The complete, non-empty lines at the start of a file."""
-    with FileSystems.open(path) as handle:
+    with open_regular(path) as handle:
         head = handle.read(_SNIFF_BYTES)
     text = head.decode("utf-8-sig", errors="replace")
     lines = text.splitlines()
@@ -77,7 +78,7 @@ def sniff_text(path: str) -> str | None:
 
 def sniff_json(path: str) -> str:
     """Tells the JSON formats apart from the start of a file (a COCO file may be huge)."""
-    with FileSystems.open(path) as handle:
+    with open_regular(path) as handle:
         head = handle.read(_SNIFF_BYTES).decode("utf-8-sig", errors="replace").lstrip()
     if head.startswith("{"):
         # LabelMe writes `shapes` before `imagePath`, so with large shapes only theirs show.
@@ -110,11 +111,11 @@ def _by_name(path: str) -> str | None:
 
 def _first_known(files: list[str]) -> str | None:
     """The format of the first of `files` that is an annotation file of a known format;
-    files that are not (an unrelated JSON, a list of image names) are passed over."""
+    files that are not (an unrelated JSON, a list of image names, a FIFO) are passed over."""
     for path in files:
         try:
             found = _by_name(path)
-        except ValueError:
+        except (OSError, ValueError):
             continue
         if found:
             return found

@@ -9,39 +9,60 @@ the exports carry.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from typing import Any
-
-from apache_beam.io import fileio
+from typing import Any, BinaryIO
 
 from transforms.paths import UnsafePathError
-from transforms.readers.base import Parsed, ReaderOptions, file_format, image_key_for
-from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
+from transforms.readers.base import (
+    Parsed,
+    ReaderOptions,
+    file_boundary,
+    file_format,
+    guarded,
+    image_key_for,
+    parse_each,
+)
+from transforms.readers.values import (
+    declared_size,
+    json_list,
+    json_object,
+    kind,
+    load_json,
+    number,
+    undecodable,
+)
+from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask, excerpt
+
+_UNDECODABLE_KEYS = "row has keys holding bytes that are not UTF-8 text; row skipped"
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
-    return float(value)
+def _point(point: object) -> tuple[float, float]:
+    point = json_object(point, "polygon point")
+    return number(point.get("x"), "polygon x"), number(point.get("y"), "polygon y")
 
 
-def _box(obj: dict, label: str, source: str, options: ReaderOptions) -> Box:
+def _box(obj: object, source: str, options: ReaderOptions) -> Box:
     """A Labelbox object with a `bbox`/`bounding_box` or a `polygon` as a Box."""
+    obj = json_object(obj, "object")
+    label = obj.get("name") or obj.get("title") or obj.get("value")
+    if not isinstance(label, str) or not label:
+        raise ValueError("object has no name")
     rectangle = obj.get("bounding_box") or obj.get("bbox")
     if isinstance(rectangle, dict):
-        left, top = _number(rectangle.get("left")), _number(rectangle.get("top"))
-        width, height = _number(rectangle.get("width")), _number(rectangle.get("height"))
+        left, top = number(rectangle.get("left"), "left"), number(rectangle.get("top"), "top")
+        width = number(rectangle.get("width"), "width")
+        height = number(rectangle.get("height"), "height")
         return Box(label, left, top, left + width, top + height, source)
     polygon = obj.get("polygon")
     if isinstance(polygon, list) and len(polygon) >= 3:
-        xs = [_number(point.get("x")) for point in polygon]
-        ys = [_number(point.get("y")) for point in polygon]
-        flat = tuple(v for point in zip(xs, ys, strict=True) for v in point)
+        points = [_point(point) for point in polygon]
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        flat = tuple(v for point in points for v in point)
         mask = Mask(polygons=(flat,)) if options.extras.masks else None
         return Box(label, min(xs), min(ys), max(xs), max(ys), source, mask=mask)
-    kind = obj.get("annotation_kind") or next(iter(set(obj) - {"name", "title", "value"}), "?")
-    raise ValueError(f"object of kind {kind!r} has no bounding box or polygon")
+    shape = obj.get("annotation_kind") or next(
+        (key for key in obj if key not in ("name", "title", "value")), "?"
+    )
+    raise ValueError(f"object of kind {excerpt(shape)} has no bounding box or polygon")
 
 
 def _image(
@@ -50,7 +71,7 @@ def _image(
     source: str,
     path: str,
     options: ReaderOptions,
-    size=(None, None),
+    size: tuple[Any, Any] = (None, None),
 ) -> Parsed:
     if not isinstance(external_id, str):
         yield ErrorRecord(source, None, STAGE_READ, "row has no external id", len(objects))
@@ -58,76 +79,98 @@ def _image(
     try:
         key = image_key_for(external_id, path, options)
     except UnsafePathError as error:
-        yield ErrorRecord(source, external_id, STAGE_READ, str(error), len(objects))
+        yield ErrorRecord(source, excerpt(external_id), STAGE_READ, str(error), len(objects))
         return
-    boxes = []
-    for number, obj in enumerate(objects, start=1):
-        object_source = f"{source}#object[{number}]"
-        try:
-            if not isinstance(obj, dict):
-                raise ValueError("object is not a JSON object")
-            label = obj.get("name") or obj.get("title") or obj.get("value")
-            if not isinstance(label, str) or not label:
-                raise ValueError("object has no name")
-            boxes.append(_box(obj, label, object_source, options))
-        except ValueError as error:
-            yield ErrorRecord(object_source, key, STAGE_READ, str(error), 1)
-    yield ImageAnnotation(key, (source,), tuple(boxes), size[0], size[1])
+    boxes, errors = parse_each(
+        ((f"{source}#object[{index}]", obj) for index, obj in enumerate(objects, start=1)),
+        lambda obj, object_source: _box(obj, object_source, options),
+        key,
+    )
+    yield from errors
+    yield ImageAnnotation(key, (source,), boxes, declared_size(size[0]), declared_size(size[1]))
+
+
+def _ndjson_objects(row: dict) -> list:
+    """The objects of all labels of all projects of an NDJSON data row."""
+    objects = []
+    projects = json_object(row.get("projects") or {}, "projects")
+    for project in projects.values():
+        labels = json_object(project, "project").get("labels")
+        for label in json_list(labels, "labels"):
+            annotations = json_object(
+                json_object(label, "label").get("annotations") or {}, "annotations"
+            )
+            objects += json_list(annotations.get("objects"), "objects")
+    return objects
+
+
+def _ndjson_image(
+    row: dict, objects: list, source: str, path: str, options: ReaderOptions
+) -> Parsed:
+    data_row = json_object(row.get("data_row") or {}, "data_row")
+    media = row.get("media_attributes")
+    size = (media.get("width"), media.get("height")) if isinstance(media, dict) else (None, None)
+    yield from _image(data_row.get("external_id"), objects, source, path, options, size)
 
 
 def _ndjson_row(row: dict, source: str, path: str, options: ReaderOptions) -> Parsed:
-    data_row = row.get("data_row") or {}
-    media = row.get("media_attributes") or {}
-    objects = [
-        obj
-        for project in (row.get("projects") or {}).values()
-        for label in (project.get("labels") or [])
-        for obj in ((label.get("annotations") or {}).get("objects") or [])
-    ]
-    size = (media.get("width"), media.get("height"))
-    size = size if all(isinstance(v, int) for v in size) else (None, None)
-    yield from _image(data_row.get("external_id"), objects, source, path, options, size)
+    objects = _ndjson_objects(row)
+    if undecodable(row, keys_only=True):
+        yield ErrorRecord(source, None, STAGE_READ, _UNDECODABLE_KEYS, len(objects))
+        return
+    image = _ndjson_image(row, objects, source, path, options)
+    yield from guarded(image, source, None, len(objects))
 
 
 def _json_row(row: dict, source: str, path: str, options: ReaderOptions) -> Parsed:
     label = row.get("Label")
-    objects = label.get("objects", []) if isinstance(label, dict) else []  # "Skip" rows
-    yield from _image(row.get("External ID"), objects, source, path, options)
+    # "Skip" rows have a text label and no objects.
+    objects = json_list(label.get("objects"), "objects") if isinstance(label, dict) else []
+    if undecodable(row, keys_only=True):
+        yield ErrorRecord(source, None, STAGE_READ, _UNDECODABLE_KEYS, len(objects))
+        return
+    image = _image(row.get("External ID"), objects, source, path, options)
+    yield from guarded(image, source, None, len(objects))
 
 
-def parse_labelbox(data: bytes, path: str, options: ReaderOptions) -> Iterator:
-    """Either export: a JSON list (old) or one JSON object per line (NDJSON v2)."""
-    text = data.decode("utf-8-sig")
+def _ndjson_line(line: str, source: str, path: str, options: ReaderOptions) -> Parsed:
+    try:
+        row = load_json(line)
+    except ValueError as error:
+        yield ErrorRecord(source, None, STAGE_READ, f"malformed JSON line: {excerpt(str(error))}")
+        return
+    if not isinstance(row, dict):
+        yield ErrorRecord(source, None, STAGE_READ, f"line is {kind(row)}, not a JSON object")
+        return
+    yield from _ndjson_row(row, source, path, options)
+
+
+@file_boundary
+def parse_labelbox(data: bytes, path: str, options: ReaderOptions) -> Parsed:
+    """Either export: a JSON list (old) or one JSON object per line (NDJSON v2). Each row is
+    its own error boundary; bytes that are not UTF-8 cost the row or object holding them."""
+    text = data.decode("utf-8-sig", errors="replace")
     if text.lstrip().startswith("["):
         try:
-            rows = json.loads(text)
+            rows = load_json(text)
         except ValueError as error:
-            yield ErrorRecord(path, None, STAGE_READ, f"malformed JSON: {error}")
+            yield ErrorRecord(path, None, STAGE_READ, f"malformed JSON: {excerpt(str(error))}")
             return
-        for number, row in enumerate(rows, start=1):
-            source = f"{path}#row[{number}]"
-            if not isinstance(row, dict):
-                yield ErrorRecord(source, None, STAGE_READ, "row is not a JSON object")
-                continue
-            yield from _json_row(row, source, path, options)
+        for index, row in enumerate(rows, start=1):
+            source = f"{path}#row[{index}]"
+            if isinstance(row, dict):
+                yield from guarded(_json_row(row, source, path, options), source)
+            else:
+                yield ErrorRecord(source, None, STAGE_READ, f"row is {kind(row)}, not an object")
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        source = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            yield ErrorRecord(source, None, STAGE_READ, f"malformed JSON line: {error}")
-            continue
-        if not isinstance(row, dict):
-            yield ErrorRecord(source, None, STAGE_READ, "line is not a JSON object")
-            continue
-        yield from _ndjson_row(row, source, path, options)
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            source = f"{path}:{line_number}"
+            yield from guarded(_ndjson_line(line, source, path, options), source)
 
 
-def parse_labelbox_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    return parse_labelbox(file.read(), file.metadata.path, options)
+def _parse_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
+    return parse_labelbox(handle.read(), path, options)
 
 
-FORMAT = file_format("labelbox", "*json", parse_labelbox_file)  # .ndjson and .json exports
+FORMAT = file_format("labelbox", "*json", _parse_file)  # .ndjson and .json exports

@@ -11,32 +11,32 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import posixpath
+from typing import BinaryIO
 
-from apache_beam.io import fileio
-from apache_beam.io.filesystems import CompressionTypes, FileSystems
-
+from transforms.encode import INT64_MAX
 from transforms.masks import cropped_png_pixels, placed_rle
 from transforms.paths import UnsafePathError, file_key, image_key_under
-from transforms.readers.base import Parsed, ReaderOptions, file_format, split_of_folder
-from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask
+from transforms.readers.base import (
+    Parsed,
+    ReaderOptions,
+    file_boundary,
+    file_format,
+    guarded,
+    parse_each,
+    read_file,
+    split_of_folder,
+)
+from transforms.readers.values import json_list, json_object, load_json, number, undecodable
+from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask, excerpt
 
 
 def _points(shape: dict) -> list[tuple[float, float]]:
-    points = shape.get("points")
-    try:
-        return [(float(x), float(y)) for x, y in points]
-    except (TypeError, ValueError):
-        raise ValueError("points are not [x, y] pairs") from None
-
-
-def _pixel(value: float) -> int:
-    """A mask shape's corner coordinate as the pixel index labelme makes of it (truncated)."""
-    if not math.isfinite(value):
-        raise ValueError(f"mask corner {value} is not finite")
-    return int(value)
+    points = json_list(shape.get("points"), "points")
+    if not all(isinstance(point, list) and len(point) == 2 for point in points):
+        raise ValueError("points are not [x, y] pairs")
+    return [(number(x, "point x"), number(y, "point y")) for x, y in points]
 
 
 def _mask_box(
@@ -52,7 +52,7 @@ def _mask_box(
     `[y1 : y2 + 1, x1 : x2 + 1]`), and `mask` is a base64 PNG of the bitmap cropped to that
     box. The box therefore ends one pixel past the second point, and the bitmap becomes a
     full-image RLE, which needs the file's `imageWidth` and `imageHeight`."""
-    (x1, y1), (x2, y2) = ((_pixel(x), _pixel(y)) for x, y in points)
+    (x1, y1), (x2, y2) = ((int(x), int(y)) for x, y in points)  # As labelme truncates.
     left, top, right, bottom = min(x1, x2), min(y1, y2), max(x1, x2) + 1, max(y1, y2) + 1
     mask = None
     if options.extras.masks:
@@ -72,13 +72,14 @@ def _mask_box(
     return Box(label, left, top, right, bottom, source, mask=mask)
 
 
-def _box(shape, source: str, size: tuple[int, int] | None, options: ReaderOptions) -> Box:
-    if not isinstance(shape, dict):
-        raise ValueError("shape is not a JSON object")
+def _box(shape: object, source: str, size: tuple[int, int] | None, options: ReaderOptions) -> Box:
+    shape = json_object(shape, "shape")
     label = shape.get("label")
     if not isinstance(label, str) or not label:
         raise ValueError("shape has no label")
     kind = shape.get("shape_type") or "polygon"
+    if not isinstance(kind, str):
+        raise ValueError(f"shape_type {excerpt(kind)} is not text")
     points = _points(shape)
     xs, ys = [x for x, _ in points], [y for _, y in points]
     if kind == "rectangle" and len(points) == 2:
@@ -93,7 +94,7 @@ def _box(shape, source: str, size: tuple[int, int] | None, options: ReaderOption
         return Box(label, cx - radius, cy - radius, cx + radius, cy + radius, source)
     if kind == "mask" and len(points) == 2:
         return _mask_box(shape, label, points, source, size, options)
-    raise ValueError(f"{kind} shape with {len(points)} points has no box")
+    raise ValueError(f"{excerpt(kind)} shape with {len(points)} points has no box")
 
 
 def _names_itself(image_path: str, path: str) -> bool:
@@ -114,6 +115,8 @@ def _image(document: dict, path: str, root: str) -> tuple[str, str | None]:
     data = document.get("imageData")
     embedded_in = path if isinstance(data, str) and data else None
     image_path = document.get("imagePath")
+    if undecodable(image_path):
+        raise UnsafePathError("imagePath holds bytes that are not UTF-8 text")
     if isinstance(image_path, str) and not _names_itself(image_path, path):
         try:
             return image_key_under(image_path, root, posixpath.dirname(path)), embedded_in
@@ -126,45 +129,51 @@ def _image(document: dict, path: str, root: str) -> tuple[str, str | None]:
 
 
 def _declared_size(document: dict) -> tuple[int, int] | None:
-    """(imageWidth, imageHeight) when both are positive integers."""
+    """(imageWidth, imageHeight) when both are positive integers within int64."""
     size = document.get("imageWidth"), document.get("imageHeight")
-    valid = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= INT64_MAX for v in size)
     return size if valid else None
 
 
-def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
+def _annotation(document: dict, shapes: list, path: str, options: ReaderOptions) -> Parsed:
     try:
-        document = json.loads(data.decode("utf-8-sig"))
+        key, embedded_in = _image(document, path, options.images)
+    except UnsafePathError as error:
+        image_path = document.get("imagePath")
+        image = excerpt(image_path) if isinstance(image_path, str) else None
+        yield ErrorRecord(path, image, STAGE_READ, str(error), len(shapes))
+        return
+    size = _declared_size(document)
+    boxes, errors = parse_each(
+        ((f"{path}#shape[{index}]", shape) for index, shape in enumerate(shapes, start=1)),
+        lambda shape, source: _box(shape, source, size, options),
+        key,
+    )
+    yield from errors
+    yield ImageAnnotation(key, (path,), boxes, *(size or (None, None)), embedded_in=embedded_in)
+
+
+@file_boundary
+def parse_labelme(data: bytes, path: str, options: ReaderOptions) -> Parsed:
+    """The file's image annotation, each shape its own error boundary."""
+    try:
+        document = load_json(data.decode("utf-8-sig", errors="replace"))
     except ValueError as error:
-        yield ErrorRecord(path, None, STAGE_READ, f"malformed JSON: {error}")
+        yield ErrorRecord(path, None, STAGE_READ, f"malformed JSON: {excerpt(str(error))}")
         return
     shapes = document.get("shapes") if isinstance(document, dict) else None
     if not isinstance(shapes, list) or not (
         isinstance(document.get("imagePath"), str) or document.get("imageData")
     ):
-        yield ErrorRecord(path, None, STAGE_READ, "not a LabelMe file (no imagePath and shapes)")
+        lost = len(shapes) if isinstance(shapes, list) else 0
+        reason = "not a LabelMe file (no imagePath and shapes)"
+        yield ErrorRecord(path, None, STAGE_READ, reason, lost)
         return
-    try:
-        key, embedded_in = _image(document, path, options.images)
-    except UnsafePathError as error:
-        image_path = document.get("imagePath")
-        yield ErrorRecord(path, image_path, STAGE_READ, str(error), len(shapes))
-        return
-    size = _declared_size(document)
-    boxes = []
-    for number, shape in enumerate(shapes, start=1):
-        source = f"{path}#shape[{number}]"
-        try:
-            boxes.append(_box(shape, source, size, options))
-        except ValueError as error:
-            yield ErrorRecord(source, key, STAGE_READ, str(error), 1)
-    yield ImageAnnotation(
-        key, (path,), tuple(boxes), *(size or (None, None)), embedded_in=embedded_in
-    )
+    yield from guarded(_annotation(document, shapes, path, options), path, None, len(shapes))
 
 
-def parse_labelme_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    return parse_labelme(file.read(), file.metadata.path, options)
+def _parse_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
+    return parse_labelme(handle.read(), path, options)
 
 
 def embedded_image(path: str) -> bytes:
@@ -174,14 +183,13 @@ def embedded_image(path: str) -> bytes:
     `ImageAnnotation.embedded_in`; the loader applies its limits to the bytes.
     """
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            text = handle.read().decode("utf-8-sig")
-    except Exception as error:  # Each filesystem raises its own error types.
-        raise ValueError(f"cannot read {path}: {error}") from None
-    try:
-        document = json.loads(text)
+        document = load_json(read_file(path).decode("utf-8-sig", errors="replace"))
+    except RecursionError:
+        raise ValueError("malformed JSON: nested too deeply") from None
     except ValueError as error:
-        raise ValueError(f"malformed JSON: {error}") from None
+        raise ValueError(f"malformed JSON: {excerpt(str(error))}") from None
+    except Exception as error:  # Each filesystem raises its own error types.
+        raise ValueError(f"cannot read {path}: {excerpt(str(error))}") from None
     encoded = document.get("imageData") if isinstance(document, dict) else None
     if not isinstance(encoded, str) or not encoded:
         raise ValueError("no imageData")
@@ -191,4 +199,4 @@ def embedded_image(path: str) -> bytes:
         raise ValueError(f"imageData is not base64: {error}") from None
 
 
-FORMAT = file_format("labelme", "*.json", parse_labelme_file, split_of_folder)
+FORMAT = file_format("labelme", "*.json", _parse_file, split_of_folder)

@@ -8,49 +8,43 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import sys
 from typing import BinaryIO
 
-from apache_beam.io import fileio
-
 from transforms.paths import UnsafePathError
-from transforms.readers.base import Parsed, ReaderOptions, file_format, image_key_for
-from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
+from transforms.readers.base import (
+    Parsed,
+    ReaderOptions,
+    file_boundary,
+    file_format,
+    guarded,
+    image_key_for,
+)
+from transforms.readers.values import declared_size, parse_number, undecodable
+from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
 REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 _BOX_COLUMNS = ("class", "xmin", "ymin", "xmax", "ymax")
 
 
-def _optional_int(value: str | None) -> int | None:
-    try:
-        return int(float(value or ""))
-    except ValueError:
-        return None
-
-
 def _parse_row(
-    row: dict[str, str], source: str, path: str, options: ReaderOptions
-) -> Iterator[ImageAnnotation | ErrorRecord]:
-    cells = {column: (row.get(column) or "").strip() for column in row if column}
-    has_box = any(cells.get(column) for column in _BOX_COLUMNS)
+    cells: dict[str, str], has_box: bool, source: str, path: str, options: ReaderOptions
+) -> Parsed:
     try:
         key = image_key_for(cells.get("filename", ""), path, options)
     except UnsafePathError as error:
-        yield ErrorRecord(
-            source, cells.get("filename") or None, STAGE_READ, str(error), int(has_box)
-        )
+        name = excerpt(cells.get("filename", "")) or None
+        yield ErrorRecord(source, name, STAGE_READ, str(error), int(has_box))
         return
     boxes: tuple[Box, ...] = ()
     if has_box:
         try:
             if not cells.get("class"):
                 raise ValueError("the class is empty")
-            corners = {}
-            for column in ("xmin", "ymin", "xmax", "ymax"):
-                try:
-                    corners[column] = float(cells.get(column, ""))
-                except ValueError:
-                    raise ValueError(f"{column} {cells.get(column)!r} is not a number") from None
+            corners = {
+                column: parse_number(cells.get(column, ""), column)
+                for column in ("xmin", "ymin", "xmax", "ymax")
+            }
             boxes = (Box(label=cells["class"], source=source, **corners),)
         except ValueError as error:
             yield ErrorRecord(source, key, STAGE_READ, str(error), 1)
@@ -58,52 +52,68 @@ def _parse_row(
         image=key,
         sources=(source,),
         boxes=boxes,
-        width=_optional_int(cells.get("width")),
-        height=_optional_int(cells.get("height")),
+        width=declared_size(cells.get("width")),
+        height=declared_size(cells.get("height")),
     )
 
 
-def parse_tf_csv(
-    stream: BinaryIO, source: str, options: ReaderOptions | None = None
-) -> Iterator[ImageAnnotation | ErrorRecord]:
+def _allow_fields_of(stream: BinaryIO) -> None:
+    """Raises the csv module's field size limit (128 KiB, process-wide) to the file's size:
+    a longer field would raise in the middle of the file. No field is longer than its
+    file, so memory stays bounded by the input."""
+    size = sys.maxsize
+    if stream.seekable():
+        here = stream.tell()
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(here)
+    csv.field_size_limit(max(csv.field_size_limit(), min(size + 1, sys.maxsize)))
+
+
+def _rows(source: str, reader: csv.DictReader, header: list[str], options: ReaderOptions) -> Parsed:
+    """One annotation per row, each row its own error boundary; a row the csv module cannot
+    read costs that row alone."""
+    while True:
+        first = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            reason = f"unreadable CSV row: {excerpt(str(error))}; row skipped"
+            yield ErrorRecord(f"{source}:{first}", None, STAGE_READ, reason)
+            continue
+        row_source = f"{source}:{first}"
+        lines = f" (lines {first}-{reader.line_num})" if reader.line_num > first else ""
+        cells = {column: (row.get(column) or "").strip() for column in row if column}
+        has_box = any(cells.get(column) for column in _BOX_COLUMNS)
+        if None in row or any(value is None for value in row.values()):
+            reason = f"row{lines} does not have the header's {len(header)} columns"
+            yield ErrorRecord(row_source, None, STAGE_READ, reason, int(has_box))
+        elif undecodable(row):
+            reason = f"row{lines} holds bytes that are not UTF-8 text"
+            yield ErrorRecord(row_source, None, STAGE_READ, reason, int(has_box))
+        else:
+            rows = _parse_row(cells, has_box, row_source, source, options)
+            yield from guarded(rows, row_source, objects=int(has_box))
+
+
+@file_boundary
+def parse_tf_csv(stream: BinaryIO, source: str, options: ReaderOptions | None = None) -> Parsed:
     """Yields one annotation per row, streaming, so a CSV of any size needs constant memory."""
+    _allow_fields_of(stream)
     # Bytes that are not UTF-8 become U+FFFD, so one bad row is rejected, not the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
     reader = csv.DictReader(text)
-    try:
-        header = reader.fieldnames or []
-        missing = [column for column in REQUIRED_COLUMNS if column not in header]
-        if missing:
-            yield ErrorRecord(
-                source, None, STAGE_READ, f"missing CSV columns: {', '.join(missing)}"
-            )
-            return
-        for row in reader:
-            row_source = f"{source}:{reader.line_num}"
-            if None in row or any(value is None for value in row.values()):
-                yield ErrorRecord(
-                    row_source,
-                    None,
-                    STAGE_READ,
-                    f"row does not have the header's {len(header)} columns",
-                )
-                continue
-            if any("\ufffd" in (value or "") for value in row.values()):
-                yield ErrorRecord(row_source, None, STAGE_READ, "row is not valid UTF-8 text")
-                continue
-            yield from _parse_row(row, row_source, source, options or ReaderOptions())
-    except csv.Error as error:
-        yield ErrorRecord(
-            f"{source}:{reader.line_num + 1}",
-            None,
-            STAGE_READ,
-            f"unreadable CSV, rest of file skipped: {error}",
-        )
+    header = reader.fieldnames or []
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        yield ErrorRecord(source, None, STAGE_READ, f"missing CSV columns: {', '.join(missing)}")
+        return
+    yield from _rows(source, reader, list(header), options or ReaderOptions())
 
 
-def _parse_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    with file.open() as stream:
-        yield from parse_tf_csv(stream, file.metadata.path, options)
+def _parse_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
+    return parse_tf_csv(handle, path, options)
 
 
 FORMAT = file_format("csv", "*.csv", _parse_file)

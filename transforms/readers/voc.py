@@ -9,9 +9,9 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import BinaryIO
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from lxml import etree
 
@@ -25,11 +25,17 @@ from transforms.readers.base import (
     Request,
     Source,
     annotations_root,
+    file_boundary,
+    guarded,
     image_key_for,
     locate_files,
+    parse_each,
+    read_file,
+    route,
     split_of_folder,
 )
-from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
+from transforms.readers.values import declared_size, parse_number, undecodable
+from transforms.records import ERRORS, STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
 SPLIT_LISTS = ("train", "val", "test")
 
@@ -48,13 +54,6 @@ def _text(element: etree._Element, path: str) -> str:
     return (element.findtext(path) or "").strip()
 
 
-def _optional_int(element: etree._Element, path: str) -> int | None:
-    try:
-        return int(float(_text(element, path)))
-    except ValueError:
-        return None
-
-
 def _flag(element: etree._Element, path: str) -> bool:
     return _text(element, path).lower() in ("1", "true", "yes")
 
@@ -66,14 +65,11 @@ def _parse_object(element: etree._Element, source: str) -> Box:
         raise ValueError("object has no <name>")
     box = element.find("bndbox")
     if box is None:
-        raise ValueError(f"object {label!r} has no <bndbox>")
-    corners = {}
-    for corner in ("xmin", "ymin", "xmax", "ymax"):
-        value = _text(box, corner)
-        try:
-            corners[corner] = float(value)
-        except ValueError:
-            raise ValueError(f"object {label!r} has a non-numeric <{corner}> {value!r}") from None
+        raise ValueError(f"object {excerpt(repr(label))} has no <bndbox>")
+    corners = {
+        corner: parse_number(_text(box, corner), f"<{corner}> of object {excerpt(repr(label))}")
+        for corner in ("xmin", "ymin", "xmax", "ymax")
+    }
     return Box(
         label=label,
         source=source,
@@ -84,46 +80,49 @@ def _parse_object(element: etree._Element, source: str) -> Box:
     )
 
 
-def parse_voc(
-    data: bytes, source: str, options: ReaderOptions | None = None
-) -> Iterator[ImageAnnotation | ErrorRecord]:
+def _annotation(
+    root: etree._Element, objects: list[etree._Element], source: str, options: ReaderOptions
+) -> Parsed:
+    name = _text(root, "filename")
+    try:
+        key = image_key_for(name, source, options)
+    except UnsafePathError as error:
+        yield ErrorRecord(source, excerpt(name) or None, STAGE_READ, str(error), len(objects))
+        return
+    boxes, errors = parse_each(
+        ((f"{source}#object[{index}]", element) for index, element in enumerate(objects, 1)),
+        _parse_object,
+        key,
+    )
+    yield from errors
+    yield ImageAnnotation(
+        image=key,
+        sources=(source,),
+        boxes=boxes,
+        width=declared_size(_text(root, "size/width")),
+        height=declared_size(_text(root, "size/height")),
+    )
+
+
+@file_boundary
+def parse_voc(data: bytes, source: str, options: ReaderOptions | None = None) -> Parsed:
     """Yields the file's image annotation and an error record for each part it rejects."""
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as error:
-        yield ErrorRecord(source, None, STAGE_READ, f"malformed XML: {error}")
+        yield ErrorRecord(source, None, STAGE_READ, f"malformed XML: {excerpt(str(error))}")
         return
     if root.tag != "annotation":
-        yield ErrorRecord(
-            source, None, STAGE_READ, f"root element is <{root.tag}>, not <annotation>"
-        )
+        tag = excerpt(str(root.tag))
+        yield ErrorRecord(source, None, STAGE_READ, f"root element is <{tag}>, not <annotation>")
         return
     objects = root.findall("object")
-    try:
-        key = image_key_for(_text(root, "filename"), source, options or ReaderOptions())
-    except UnsafePathError as error:
-        yield ErrorRecord(
-            source, _text(root, "filename") or None, STAGE_READ, str(error), len(objects)
-        )
-        return
-    boxes = []
-    for index, element in enumerate(objects, start=1):
-        object_source = f"{source}#object[{index}]"
-        try:
-            boxes.append(_parse_object(element, object_source))
-        except ValueError as error:
-            yield ErrorRecord(object_source, key, STAGE_READ, str(error), 1)
-    yield ImageAnnotation(
-        image=key,
-        sources=(source,),
-        boxes=tuple(boxes),
-        width=_optional_int(root, "size/width"),
-        height=_optional_int(root, "size/height"),
-    )
+    annotation = _annotation(root, objects, source, options or ReaderOptions())
+    yield from guarded(annotation, source, None, len(objects))
 
 
-def _parse_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    return parse_voc(file.read(), file.metadata.path, options)
+def _parse_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
+    return parse_voc(handle.read(), path, options)
 
 
 def _image_sets(root: str) -> tuple[tuple[str, str], ...]:
@@ -143,13 +142,30 @@ def _locate(request: Request, fmt: Format) -> Source:
     return Source(plain.pattern, options, tuple(split for split, _ in lists))
 
 
-def _listed_stems(element: tuple[str, str]) -> Iterator[tuple[str, str]]:
-    """(split, ImageSets list) → (annotation file stem, split) for each listed id."""
-    split, path = element
-    with FileSystems.open(path) as handle:
-        for line in handle.read().decode("utf-8", errors="replace").splitlines():
-            if line.split():
-                yield line.split()[0], split
+class _ListedStems(beam.DoFn):
+    """(split, ImageSets list) → (annotation file stem, split) for each listed id; a list
+    that cannot be read, and each line holding bytes that are not UTF-8, is an error record
+    (the annotation that line names gets no split from it)."""
+
+    def _stems(self, split: str, path: str) -> Iterator:
+        text = read_file(path).decode("utf-8-sig", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if undecodable(fields[0]):
+                reason = (
+                    "list line holds bytes that are not UTF-8 text; "
+                    "the annotation it names gets no split from it"
+                )
+                yield ErrorRecord(f"{path}:{number}", None, STAGE_READ, reason)
+            else:
+                yield fields[0], split
+
+    def process(self, element: tuple[str, str]) -> Iterator:
+        split, path = element
+        for item in guarded(self._stems(split, path), path, whole_file=True):
+            yield route(item)
 
 
 def _in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]) -> ImageAnnotation:
@@ -175,17 +191,21 @@ class ReadVoc(beam.PTransform):
             )
         plain = replace(self._options, source_splits=False)
         read = pbegin | "Files" >> ParseFiles(self._pattern, _parse_file, plain)
-        splits = (
+        listed = (
             pbegin
             | "ImageSets" >> beam.Create(self._options.split_sources)
-            | "ListedStems" >> beam.FlatMap(_listed_stems)
+            | "ListedStems" >> beam.ParDo(_ListedStems()).with_outputs(ERRORS, main="stems")
+        )
+        splits = (
+            listed.stems
             | "SplitsOfStem" >> beam.GroupByKey()
             | "Sorted" >> beam.MapTuple(lambda stem, names: (stem, sorted(set(names))))
         )
         annotations = read[ANNOTATIONS] | "SourceSplit" >> beam.Map(
             _in_listed_splits, beam.pvalue.AsDict(splits)
         )
-        return {**read, ANNOTATIONS: annotations}
+        errors = (read[ERRORS], listed[ERRORS]) | "Errors" >> beam.Flatten()
+        return {**read, ANNOTATIONS: annotations, ERRORS: errors}
 
 
 FORMAT = Format(

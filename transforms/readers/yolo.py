@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
-import yaml
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -36,10 +35,17 @@ from transforms.readers.base import (
     Request,
     Source,
     UnusableSource,
+    contained,
+    file_boundary,
+    guarded,
     is_local,
     matching_files,
+    parse_each,
+    read_file,
+    read_yaml,
     route,
 )
+from transforms.readers.values import parse_number, parse_whole, undecodable
 from transforms.records import (
     ERRORS,
     STAGE_READ,
@@ -47,6 +53,7 @@ from transforms.records import (
     ClassDeclaration,
     ErrorRecord,
     ImageAnnotation,
+    excerpt,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -70,14 +77,26 @@ class YoloDataset:
     notices: tuple[str, ...] = ()
 
 
-def _read_text(path: str) -> str:
-    with FileSystems.open(path) as handle:
-        return handle.read().decode("utf-8-sig")
+def read_names(path: str, root: str | None = None) -> tuple[str, ...]:
+    """Class names, one per line, as in `classes.txt` and `obj.names`. A names file found in
+    a dataset (not given with --classes) must really lie inside its `root`, like images.
+    Raises UnusableSource, or OSError."""
+    if root is not None and not contained(path, root):
+        raise UnusableSource(f"{path} is a link that leads outside {root}; not read")
+    try:
+        text = read_file(path).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnusableSource(f"{path} is not UTF-8 text") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def read_names(path: str) -> tuple[str, ...]:
-    """Class names, one per line, as in `classes.txt` and `obj.names`."""
-    return tuple(line.strip() for line in _read_text(path).splitlines() if line.strip())
+def _class_index(key: object) -> int:
+    """A `names` key: an int, or a string of ASCII digits; raises ValueError."""
+    if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 20:
+        return int(key)
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    raise ValueError(f"{excerpt(key)} is not a class index")
 
 
 def _yaml_names(config: dict, yaml_path: str) -> tuple[str, ...]:
@@ -91,9 +110,12 @@ def _yaml_names(config: dict, yaml_path: str) -> tuple[str, ...]:
             f"{yaml_path}: names is {'missing' if names is None else 'not a list of names'}; "
             "give the class names with --classes"
         )
-    if not all(isinstance(k, int) or isinstance(k, str) and k.isdigit() for k in names):
-        raise UnusableSource(f"{yaml_path}: names keys must be class indexes 0, 1, 2, ...")
-    by_index = {int(key): value for key, value in names.items()}
+    try:
+        by_index = {_class_index(key): value for key, value in names.items()}
+    except ValueError:
+        raise UnusableSource(
+            f"{yaml_path}: names keys must be class indexes 0, 1, 2, ..."
+        ) from None
     if sorted(by_index) != list(range(len(by_index))):
         raise UnusableSource(
             f"{yaml_path}: names must be numbered 0 to {len(by_index) - 1}, "
@@ -102,6 +124,8 @@ def _yaml_names(config: dict, yaml_path: str) -> tuple[str, ...]:
     empty = [index for index, name in by_index.items() if name is None or not str(name).strip()]
     if empty:
         raise UnusableSource(f"{yaml_path}: class {empty[0]} has no name")
+    if not all(isinstance(name, (str, int, float)) for name in by_index.values()):
+        raise UnusableSource(f"{yaml_path}: names must be text, not lists or mappings")
     count = config.get("nc")
     if count is not None and count != len(by_index):
         raise UnusableSource(f"{yaml_path}: nc is {count} but names holds {len(by_index)} names")
@@ -185,7 +209,7 @@ def _names_file(folder: str) -> str | None:
     for name in NAMES_FILES:
         found = matching_files(FileSystems.join(folder, "*", name))
         if found:
-            distinct = {read_names(path) for path in found}
+            distinct = {read_names(path, folder) for path in found}
             if len(distinct) > 1:
                 raise UnusableSource(
                     f"the {name} files under {folder} disagree; give the names with --classes"
@@ -207,10 +231,9 @@ def _split_entries(config: dict, split: str) -> list[str]:
 
 def _load_yaml(yaml_path: str, classes_file: str | None) -> YoloDataset:
     try:
-        config = yaml.safe_load(_read_text(yaml_path)) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        reason = " ".join(str(error).split())  # YAML's messages span lines.
-        raise UnusableSource(f"{yaml_path} is not readable YAML: {reason}") from None
+        config = read_yaml(yaml_path) or {}
+    except (OSError, ValueError) as error:
+        raise UnusableSource(f"{yaml_path} is not readable YAML: {error}") from None
     if not isinstance(config, dict):
         raise UnusableSource(f"{yaml_path} is not a mapping")
     root, notices = _dataset_root(config, yaml_path)
@@ -238,13 +261,15 @@ def load_dataset(path: str, classes_file: str | None = None) -> YoloDataset:
     yaml_path = FileSystems.join(path, "data.yaml")
     if FileSystems.exists(yaml_path):
         return _load_yaml(yaml_path, classes_file)
-    names_file = classes_file or _names_file(path)
+    if classes_file:
+        return YoloDataset(path, read_names(classes_file), ((None, path),))
+    names_file = _names_file(path)
     if names_file is None:
         raise UnusableSource(
             f"{path} has no data.yaml nor {', '.join(NAMES_FILES)}; give the dataset's YAML "
             "as --annotations, or the class names with --classes"
         )
-    return YoloDataset(path, read_names(names_file), ((None, path),))
+    return YoloDataset(path, read_names(names_file, path), ((None, path),))
 
 
 def folder_split(relative: str) -> str | None:
@@ -291,70 +316,74 @@ def label_path(image_path: str) -> str:
     return f"{head}/labels/{stem}.txt" if marker else f"{stem}.txt"
 
 
+def _label_box(line: str, source: str, names: tuple[str, ...]) -> Box:
+    """One label line, `class x_center y_center width height`, as a box in normalized units;
+    raises ValueError quoting at most an excerpt of the line."""
+    fields = line.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"line has {len(fields)} fields; expected 5 (class x_center y_center width height)"
+        )
+    index = parse_whole(fields[0], "class index")
+    cx, cy, width, height = (
+        parse_number(field, name)
+        for field, name in zip(fields[1:], ("x_center", "y_center", "width", "height"), strict=True)
+    )
+    if not 0 <= index < len(names):
+        raise ValueError(f"class index {index} is not one of the {len(names)} names")
+    if not all(-_TOLERANCE <= value <= 1 + _TOLERANCE for value in (cx, cy, width, height)):
+        raise ValueError(f"values {excerpt(' '.join(fields[1:]))} are outside [0, 1]")
+    return Box(
+        label=names[index],
+        xmin=cx - width / 2,
+        ymin=cy - height / 2,
+        xmax=cx + width / 2,
+        ymax=cy + height / 2,
+        source=source,
+        normalized=True,
+    )
+
+
+@file_boundary
 def parse_yolo_labels(
     text: str, source: str, key: str, names: tuple[str, ...], split: str | None
 ) -> Parsed:
-    """One image's label lines → its annotation, and an error per unusable line."""
-    boxes = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        line_source = f"{source}:{number}"
-        try:
-            if len(fields) != 5:
-                raise ValueError(
-                    f"line has {len(fields)} fields; "
-                    "expected 5 (class x_center y_center width height)"
-                )
-            try:
-                index = int(fields[0])
-                cx, cy, width, height = (float(field) for field in fields[1:])
-            except ValueError:
-                raise ValueError(f"line {line.strip()!r} is not numbers") from None
-            if not 0 <= index < len(names):
-                raise ValueError(f"class index {index} is not one of the {len(names)} names")
-            if not all(-_TOLERANCE <= value <= 1 + _TOLERANCE for value in (cx, cy, width, height)):
-                raise ValueError(f"values {fields[1:]} are outside [0, 1]")
-        except ValueError as error:
-            yield ErrorRecord(line_source, key, STAGE_READ, str(error), 1)
-            continue
-        boxes.append(
-            Box(
-                label=names[index],
-                xmin=cx - width / 2,
-                ymin=cy - height / 2,
-                xmax=cx + width / 2,
-                ymax=cy + height / 2,
-                source=line_source,
-                normalized=True,
-            )
-        )
-    yield ImageAnnotation(image=key, sources=(source,), boxes=tuple(boxes), split=split)
+    """One image's label lines → its annotation, and an error per unusable line (a line
+    holding bytes that were not UTF-8 included)."""
+    lines = ((f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip())
+    boxes, errors = parse_each(lines, lambda line, where: _label_box(line, where, names), key)
+    yield from errors
+    yield ImageAnnotation(image=key, sources=(source,), boxes=boxes, split=split)
 
 
 class _ListImages(beam.DoFn):
-    """(split, folder, list file or image) → (image key, split) for every image in it.
+    """(split, folder, list file or image) → (image key, split) for every image in it, and
+    an error record for each that cannot be used; each source is its own error boundary.
 
     List-file lines starting with `./` are relative to the list file's folder, as Ultralytics
     reads them; other relative lines to the dataset root; lines that name no image file are
-    skipped, as Ultralytics skips them. Without data.yaml, an image's split is its folder
-    (`folder_split`)."""
+    skipped, as Ultralytics skips them, and lines holding bytes that are not UTF-8 are
+    errors. Without data.yaml, an image's split is its folder (`folder_split`)."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
 
-    def _listed(self, split: str | None, source: str) -> Iterator[tuple[str | None, str, str]]:
+    def _listed(self, split: str | None, source: str) -> Iterator:
         folder = posixpath.dirname(source)
-        for number, line in enumerate(_read_text(source).splitlines(), start=1):
+        text = read_file(source).decode("utf-8-sig", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
             line = line.strip()
+            if undecodable(line):
+                reason = "list line holds bytes that are not UTF-8 text; its image was not read"
+                yield ErrorRecord(f"{source}:{number}", None, STAGE_READ, reason)
+                continue
             if not line.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             if line.startswith("./"):
                 line = FileSystems.join(folder, *line[2:].split("/"))
             yield split, line, f"{source}:{number}"
 
-    def _in_folder(self, split: str | None, source: str) -> Iterator[tuple[str | None, str, str]]:
+    def _in_folder(self, split: str | None, source: str) -> Iterator:
         prefix = source.rstrip("/") + "/"
         for path in matching_files(FileSystems.join(source, "**")):
             if path.lower().endswith(IMAGE_EXTENSIONS):
@@ -363,60 +392,74 @@ class _ListImages(beam.DoFn):
                 else:
                     yield split, path, path
 
-    def process(self, element: tuple[str | None, str]) -> Iterator:
-        split, source = element
+    def _images(self, split: str | None, source: str) -> Iterator:
         if source.lower().endswith(IMAGE_EXTENSIONS):
-            paths: Iterable[tuple[str | None, str, str]] = [(split, source, source)]
+            paths: Iterable = [(split, source, source)]
         elif source.endswith(".txt"):
-            try:
-                paths = list(self._listed(split, source))
-            except (OSError, UnicodeDecodeError) as error:
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS, ErrorRecord(source, None, STAGE_READ, f"unreadable image list: {error}")
-                )
-                return
+            paths = self._listed(split, source)
         else:
             paths = self._in_folder(split, source)
-        for split, path, origin in paths:
+        for found in paths:
+            if isinstance(found, ErrorRecord):
+                yield found
+                continue
+            split, path, origin = found
             try:
                 key = image_key_under(path, self._options.images, self._options.annotations_root)
             except UnsafePathError as error:
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS, ErrorRecord(origin, path, STAGE_READ, str(error))
-                )
+                yield ErrorRecord(origin, excerpt(path), STAGE_READ, str(error))
                 continue
             yield key, split if self._options.source_splits else None
 
+    def process(self, element: tuple[str | None, str]) -> Iterator:
+        split, source = element
+        for item in guarded(self._images(split, source), source, whole_file=True):
+            yield route(item)
+
 
 class _ReadLabels(beam.DoFn):
-    """(image key, its splits) → the image's annotation from its label file.
+    """(image key, its splits) → the image's annotation from its label file; each image is
+    its own error boundary.
 
     The label file is read once however many splits list the image (coco128 lists its train
     folder as `val` too): one annotation in the first split, `other_splits` naming the rest,
-    so its objects and errors count once and the image is written once in each split."""
+    so its objects and errors count once and the image is written once in each split. Like
+    an image, a label file must really lie inside the dataset or the images root: one that
+    links elsewhere is refused unread. One that cannot be read (not a regular file, say)
+    costs the image, as its objects are unknown."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
 
-    def process(self, element: tuple[str, Iterable[str | None]]) -> Iterator:
-        key, splits = element
-        split, *others = sorted(set(splits), key=lambda name: name or "")
-        labels = label_path(FileSystems.join(self._options.images, *key.split("/")))
-        try:
-            text = _read_text(labels)
-        except FileNotFoundError:
-            text = ""  # No label file: an image without objects.
-        except (OSError, UnicodeDecodeError) as error:
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, ErrorRecord(labels, key, STAGE_READ, f"unreadable label file: {error}")
-            )
+    def _inside(self, labels: str) -> bool:
+        roots = (self._options.annotations_root, self._options.images)
+        return any(root and contained(labels, root) for root in roots)
+
+    def _annotation(self, key: str, labels: str, splits: list[str | None]) -> Parsed:
+        split, *others = splits
+        if not self._inside(labels):
+            reason = "label file is a link that leads outside the dataset; not read"
+            yield ErrorRecord(labels, key, STAGE_READ, reason)
             return
+        try:
+            data = read_file(labels)
+        except FileNotFoundError:
+            data = b""  # No label file: an image without objects.
         else:
             self._files.inc()
+        text = data.decode("utf-8-sig", errors="replace")
         for record in parse_yolo_labels(text, labels, key, self._options.class_names, split):
             if isinstance(record, ImageAnnotation):
                 record = replace(record, other_splits=tuple(others))
+            yield record
+
+    def process(self, element: tuple[str, Iterable[str | None]]) -> Iterator:
+        key, splits = element
+        ordered = sorted(set(splits), key=lambda name: name or "")
+        labels = label_path(FileSystems.join(self._options.images, *key.split("/")))
+        records = self._annotation(key, labels, ordered)
+        for record in guarded(records, labels, key, whole_file=True):
             yield route(record)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import replace
+from typing import BinaryIO
 
 import apache_beam as beam
-from apache_beam.io import fileio
 
 from transforms.paths import UnsafePathError, image_key_under
 from transforms.readers.base import (
@@ -23,13 +23,29 @@ from transforms.readers.base import (
     Request,
     Source,
     UnusableSource,
+    file_boundary,
+    guarded,
     locate_files,
     matching_files,
+    parse_each,
 )
+from transforms.readers.values import parse_number, parse_whole
 from transforms.readers.yolo import declarations, read_names
-from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation
+from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
 CLASSES_FILES = ("_classes.txt", "classes.txt")
+_CORNERS = ("x_min", "y_min", "x_max", "y_max")
+
+
+def _keras_box(field: str, source: str, names: tuple[str, ...]) -> Box:
+    parts = field.split(",")
+    if len(parts) != 5:
+        raise ValueError(f"box {excerpt(field)} is not x_min,y_min,x_max,y_max,class_id")
+    corners = [parse_number(part, corner) for part, corner in zip(parts[:4], _CORNERS, strict=True)]
+    index = parse_whole(parts[4], "class_id")
+    if not 0 <= index < len(names):
+        raise ValueError(f"class index {index} is not in the classes file")
+    return Box(names[index], *corners, source=source)
 
 
 def parse_keras_line(line: str, source: str, options: ReaderOptions, base: str) -> Parsed:
@@ -40,49 +56,41 @@ def parse_keras_line(line: str, source: str, options: ReaderOptions, base: str) 
     try:
         key = image_key_under(fields[0], options.images, base)
     except UnsafePathError as error:
-        yield ErrorRecord(source, fields[0], STAGE_READ, str(error), len(fields) - 1)
+        yield ErrorRecord(source, excerpt(fields[0]), STAGE_READ, str(error), len(fields) - 1)
         return
-    boxes = []
-    for number, field in enumerate(fields[1:], start=1):
-        box_source = f"{source}#box[{number}]"
-        parts = field.split(",")
-        try:
-            if len(parts) != 5:
-                raise ValueError(f"box {field!r} is not x_min,y_min,x_max,y_max,class_id")
-            try:
-                corners = [float(part) for part in parts[:4]]
-                index = int(parts[4])
-            except ValueError:
-                raise ValueError(f"box {field!r} is not numbers") from None
-            if not 0 <= index < len(options.class_names):
-                raise ValueError(f"class index {index} is not in the classes file")
-        except ValueError as error:
-            yield ErrorRecord(box_source, key, STAGE_READ, str(error), 1)
-            continue
-        boxes.append(Box(options.class_names[index], *corners, source=box_source))
-    yield ImageAnnotation(image=key, sources=(source,), boxes=tuple(boxes))
+    boxes, errors = parse_each(
+        ((f"{source}#box[{number}]", field) for number, field in enumerate(fields[1:], 1)),
+        lambda field, where: _keras_box(field, where, options.class_names),
+        key,
+    )
+    yield from errors
+    yield ImageAnnotation(image=key, sources=(source,), boxes=boxes)
 
 
-def parse_keras_file(file: fileio.ReadableFile, options: ReaderOptions) -> Parsed:
-    path = file.metadata.path
+@file_boundary
+def parse_keras_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
+    """Each line is its own error boundary: a line that is not UTF-8, or fails in any way,
+    costs that line's image and boxes."""
     base = posixpath.dirname(path)
-    with file.open() as stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield ErrorRecord(f"{path}:{number}", None, STAGE_READ, "line is not UTF-8")
-                continue
-            yield from parse_keras_line(line, f"{path}:{number}", options, base)
+    for number, raw in enumerate(handle, start=1):
+        source = f"{path}:{number}"
+        objects = max(len(raw.split()) - 1, 0)
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield ErrorRecord(source, None, STAGE_READ, "line is not UTF-8 text", objects)
+            continue
+        yield from guarded(parse_keras_line(line, source, options, base), source, None, objects)
 
 
-def _classes_beside(files: list[str]) -> tuple[str, ...]:
-    """Class names from a classes file in the annotation files' folders; they must agree."""
+def _classes_beside(files: list[str], root: str) -> tuple[str, ...]:
+    """Class names from a classes file in the annotation files' folders; they must agree,
+    and lie inside the annotations' `root`."""
     folders = sorted({posixpath.dirname(path) for path in files})
     for name in CLASSES_FILES:
         found = [p for folder in folders for p in matching_files(posixpath.join(folder, name))]
         if found:
-            distinct = {read_names(path) for path in found}
+            distinct = {read_names(path, root) for path in found}
             if len(distinct) > 1:
                 raise UnusableSource(f"the {name} files disagree; give one with --classes")
             return distinct.pop()
@@ -96,7 +104,7 @@ def _locate(request: Request, fmt: Format) -> Source:
     source = locate_files(request, fmt)
     if request.class_names:
         return source
-    names = _classes_beside(matching_files(source.pattern))
+    names = _classes_beside(matching_files(source.pattern), source.options.annotations_root)
     return replace(source, options=replace(source.options, class_names=names))
 
 
