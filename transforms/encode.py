@@ -17,6 +17,7 @@ import numpy as np
 
 from transforms.masks import mask_png
 from transforms.records import ExampleInput, Extras, Keypoint, excerpt, writable_text
+from transforms.source_ids import source_id_of
 
 if TYPE_CHECKING:
     import tensorflow
@@ -102,7 +103,8 @@ def build_example(
         "image/encoded": [image.encoded],
         "image/format": [image.format],
         "image/filename": [key],
-        "image/source_id": [key],
+        # A number: TF-Vision's evaluation reads it as int64 (see `transforms.source_ids`).
+        "image/source_id": [str(source_id_of(image.annotation))],
         "image/key/sha256": [hashlib.sha256(image.encoded).hexdigest()],
         "image/object/class/text": [o.label for o in objects],
         "image/object/view": [o.box.view for o in objects],

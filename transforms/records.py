@@ -139,7 +139,9 @@ class ImageAnnotation:
     read and counted once, and written once in each split. `embedded_in` is the annotation
     file that also carries the image's bytes (LabelMe's `imageData`), used when the file
     `image` names is not a readable image: a path, so image bytes never travel through a
-    shuffle.
+    shuffle. `source_id` is the image's number, written as `image/source_id`: the source's
+    own id where it has one (COCO's image id), so evaluation results map back to it; the
+    create graph gives every image one (`transforms.source_ids`).
     """
 
     image: str
@@ -150,6 +152,7 @@ class ImageAnnotation:
     split: str | None = None
     embedded_in: str | None = None
     other_splits: tuple[str, ...] = ()
+    source_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,11 @@ def build_manifest(
         "merged_from_several_files": _reported(counts, "merged"),
         "in_several_splits": _reported(counts, "split_overlap"),
         "copies_in_other_splits": copies.get("images", 0),
+        "source_ids": {
+            "from_source": counts.get("source_ids", {}).get("from_source", 0),
+            "from_name": counts.get("source_ids", {}).get("from_name", 0),
+            "reassigned": _reported(counts.get("source_ids", {}), "reassigned"),
+        },
     }
     dropped = counts.get("dropped", {})
     objects = {

@@ -281,6 +281,7 @@ class _JoinImage(beam.DoFn):
                 if self._options.source_splits
                 else None
             ),
+            source_id=image_id,
         )
 
 
