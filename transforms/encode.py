@@ -79,10 +79,10 @@ def build_example(
     """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap.
 
     COCO's `is_crowd` and `area` are written when the source gives them. With masks or
-    keypoints on, every object gets an entry (an empty mask, no keypoints) so the lists stay
-    aligned with the boxes. Raises EncodeError, naming the feature, for a value the example
-    cannot hold (an int beyond int64, a non-finite float, text that is not UTF-8) rather than
-    let protobuf fail or, for floats, silently write NaN or infinity."""
+    keypoints on, every object gets an entry (an empty mask, invisible keypoints) so the
+    lists stay aligned with the boxes. Raises EncodeError, naming the feature, for a value
+    the example cannot hold (an int beyond int64, a non-finite float, text that is not
+    UTF-8) rather than let protobuf fail or, for floats, silently write NaN or infinity."""
     image = item.image
     key = image.annotation.image
     objects = item.objects
@@ -128,6 +128,8 @@ def build_example(
     if extras.keypoints:
         # Every object gets as many entries as the object with the most keypoints, padded with
         # unnamed, invisible points, so the lists split evenly per object as the API expects.
+        # (The COCO reader already pads every object to the dataset's largest category, so
+        # that all examples hold the same count, the decoder's `num_keypoints`.)
         size = max((len(o.box.keypoints) for o in objects), default=0)
         padding = Keypoint("", 0.0, 0.0, 0)
         points = [

@@ -86,22 +86,33 @@ def _mask(segmentation: Any) -> Mask | None:
     raise ValueError("segmentation is neither polygons nor RLE")
 
 
-def _keypoints(values: Any, names: tuple[str, ...]) -> tuple[Keypoint, ...]:
+def _keypoints(values: Any, names: tuple[str, ...], count: int) -> tuple[Keypoint, ...]:
+    """An object's keypoints, padded to `count` as TF Models' COCO script pads them: an
+    object without keypoints gets its category's points unlabeled (visibility 0), and objects
+    of categories with fewer points get unnamed ones, so every object of the dataset carries
+    the same number, which the OD API's decoder (`num_keypoints`) needs."""
     if values in (None, []):
-        return ()
-    if not isinstance(values, list) or len(values) != 3 * len(names):
+        points = [Keypoint(name, 0.0, 0.0, 0) for name in names]
+    elif not isinstance(values, list) or len(values) != 3 * len(names):
         raise ValueError(f"keypoints must hold 3 numbers for each of the category's {len(names)}")
-    numbers = [_number(v) for v in values]
-    return tuple(
-        Keypoint(name, numbers[3 * i], numbers[3 * i + 1], int(numbers[3 * i + 2]))
-        for i, name in enumerate(names)
-    )
+    else:
+        numbers = [_number(v) for v in values]
+        points = [
+            Keypoint(name, numbers[3 * i], numbers[3 * i + 1], int(numbers[3 * i + 2]))
+            for i, name in enumerate(names)
+        ]
+    return (*points, *[Keypoint("", 0.0, 0.0, 0)] * (count - len(points)))
 
 
 def annotation_box(
-    annotation: dict, category: CocoCategory, source: str, options: ReaderOptions
+    annotation: dict,
+    category: CocoCategory,
+    source: str,
+    options: ReaderOptions,
+    keypoint_count: int = 0,
 ) -> Box:
-    """One COCO annotation as a Box; raises ValueError naming what is wrong with it."""
+    """One COCO annotation as a Box, with keypoints padded to `keypoint_count`; raises
+    ValueError naming what is wrong with it."""
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
         raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
@@ -118,7 +129,7 @@ def annotation_box(
         area=_number(area) if area is not None else None,
         mask=_mask(annotation.get("segmentation")) if options.extras.masks else None,
         keypoints=(
-            _keypoints(annotation.get("keypoints"), category.keypoints)
+            _keypoints(annotation.get("keypoints"), category.keypoints, keypoint_count)
             if options.extras.keypoints
             else ()
         ),
@@ -256,6 +267,7 @@ class _JoinImage(beam.DoFn):
                 )
             return
         (image,) = images  # The streaming parser lets one image per id through.
+        keypoint_count = max((len(c.keypoints) for c in categories.values()), default=0)
         boxes = []
         for annotation in annotations:
             source = f"{path}#annotation[{annotation.get('id')}]"
@@ -265,7 +277,9 @@ class _JoinImage(beam.DoFn):
                     raise ValueError(
                         f"annotation names unknown category id {annotation.get('category_id')!r}"
                     )
-                boxes.append(annotation_box(annotation, category, source, self._options))
+                boxes.append(
+                    annotation_box(annotation, category, source, self._options, keypoint_count)
+                )
             except ValueError as error:
                 yield beam.pvalue.TaggedOutput(
                     ERRORS, ErrorRecord(source, image.image, STAGE_READ, str(error), 1)
