@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
-from transforms.label_map import format_label_map
+from transforms.label_map import format_label_map, format_label_map_csv
 from transforms.outputs import (
     delete_path,
     digest_of_file,
@@ -27,6 +27,7 @@ from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 
 MANIFEST = "manifest.json"
 LABEL_MAP = "label_map.pbtxt"
+LABEL_MAP_CSV = "label_map.csv"
 ERRORS_FILE = "errors.jsonl"
 CARD = "README.md"
 # Names kept as examples of a reported case (images merged from several files, ...).
@@ -153,6 +154,7 @@ def build_manifest(
     return {
         "splits": splits,
         "label_map": LABEL_MAP,
+        "label_map_csv": LABEL_MAP_CSV,
         "classes": {
             name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
             for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
@@ -311,6 +313,7 @@ class WriteReport(beam.DoFn):
         if manifest["errors"]["files"]:
             written[ERRORS_FILE] = digest_of_file(join(ERRORS_FILE))
         _write_text(join(LABEL_MAP), format_label_map(label_map))
+        _write_text(join(LABEL_MAP_CSV), format_label_map_csv(label_map))
         _write_text(join(CARD), dataset_card(manifest, self._output))
         replaced = remove_stale(self._output, self._earlier_files, written, _is_ours)
         if FileSystems.exists(self._parts):
