@@ -165,7 +165,11 @@ def example_counts(item: ExampleInput, split: str) -> dict:
     """What one written example adds to the manifest's counts (summed by `SumCounts`)."""
     annotation, image = item.image.annotation, item.image
     declared = (annotation.width, annotation.height)
+    # Keypoints per object (the encoder pads every object to the most), for the card's
+    # `num_keypoints`: {count: examples}.
+    points = max((len(o.box.keypoints) for o in item.objects), default=0)
     return {
+        "keypoints_per_object": {str(points): 1} if points else {},
         "splits": {split: {"examples": 1, "objects": len(item.objects)}},
         "classes": dict(Counter(o.label for o in item.objects)),
         "converted": {image.converted_from: 1} if image.converted_from else {},
