@@ -45,6 +45,8 @@ from transforms.report import (
     error_counts,
     write_errors,
 )
+from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
+from transforms.source_ids import AssignSourceIds
 from transforms.splits import RequireSourceSplit, in_each_split
 from transforms.tfrecord_sink import STATS, ShardSettings, WriteShardedTFRecords, parts_dir
 
@@ -155,7 +157,8 @@ def build_pipeline(
         settings.source.options,
         settings.class_map,
     )
-    grouped = images = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage()
+    numbered = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage() | AssignSourceIds()
+    grouped = images = numbered[ANNOTATIONS]
     label_map, renumbered = _label_map(pipeline, read, settings)
     step_errors = [read[ERRORS]]
     if settings.splits is None:
@@ -200,6 +203,7 @@ def build_pipeline(
             read_counts,
             overlap,
             read[COUNTS],
+            numbered[SOURCE_ID_COUNTS],
             shards[STATS],
             errors | "CountErrors" >> beam.Map(error_counts),
         )

@@ -3,6 +3,7 @@ message definitions and followed to the files they name."""
 
 import ast
 import copy
+import csv
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from fnmatch import fnmatch
 
 import pytest
 import tensorflow as tf
+import yaml
 from conftest import SAMPLE, run_create
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
@@ -91,7 +93,7 @@ def output(tmp_path_factory):
 
 
 def config_of(card: str, od_api):
-    snippet = card.split("## Use with the TF Object Detection API")[1].split("```")[1]
+    snippet = card.split("## Training with the TF Object Detection API")[1].split("```")[1]
     return text_format.Parse(snippet, od_api("TrainEvalPipelineConfig")())
 
 
@@ -115,7 +117,7 @@ def test_card_snippet_is_a_pipeline_config_that_reads_every_split(output, od_api
     label_map = text_format.Parse(
         (out / "label_map.pbtxt").read_text(encoding="utf-8"), od_api("StringIntLabelMap")()
     )
-    assert f"set `num_classes` to {max(item.id for item in label_map.item)}," in card
+    assert f"`num_classes` to {max(item.id for item in label_map.item)}, the largest id" in card
 
 
 def test_odd_folder_names_survive_text_format_and_glob(output, od_api, tmp_path):
@@ -147,3 +149,71 @@ def test_one_split_trains_and_every_other_one_evaluates(output, od_api, names, t
     assert [path(reader) for reader in config.eval_input_reader] == [
         f"/data/out/{name}/{name}.tfrecord-*" for name in names if name != trains
     ]
+
+
+def test_masks_and_keypoints_are_read_by_the_od_api_decoder(output, od_api):
+    """With masks and keypoints the readers ask the decoder for them: PNG masks (its default
+    is float lists) and the keypoints every object carries."""
+    _, manifest = output
+    extended = {
+        **manifest,
+        "options": {**manifest["options"], "include_masks": True},
+        "keypoints_per_object": 17,
+    }
+    config = config_of(dataset_card(extended, "/data/out"), od_api)
+    enum = od_api("InputReader").DESCRIPTOR.fields_by_name["mask_type"].enum_type
+    for reader in (config.train_input_reader, *config.eval_input_reader):
+        assert reader.load_instance_masks
+        assert enum.values_by_number[reader.mask_type].name == "PNG_MASKS"
+        assert reader.num_keypoints == 17
+    plain = config_of(dataset_card(manifest, "/data/out"), od_api)
+    assert not plain.train_input_reader.HasField("load_instance_masks")
+    assert not plain.train_input_reader.HasField("num_keypoints")
+
+
+def tf_vision_config(card: str) -> dict:
+    snippet = card.split("## Training with TF-Vision")[1].split("```yaml")[1].split("```")[0]
+    return yaml.safe_load(snippet)["task"]
+
+
+def test_tf_vision_lines_name_every_shard_and_num_classes(output):
+    out, manifest = output
+    card = (out / "README.md").read_text(encoding="utf-8")
+    task = tf_vision_config(card)
+    largest = max(entry["id"] for entry in manifest["classes"].values())
+    assert task["model"]["num_classes"] == largest + 1
+    assert f"`num_classes` is {largest + 1}, the largest id + 1" in card
+    assert task["annotation_file"] == ""
+    for key, split in (("train_data", "train"), ("validation_data", "valid")):
+        found = sorted(os.path.relpath(p, out) for p in tf.io.gfile.glob(task[key]["input_path"]))
+        assert found == manifest["splits"][split]["files"]
+    assert f'To evaluate `test`: `input_path: "{out}/test/test.tfrecord-*"`' in card
+
+
+def test_tf_vision_lines_survive_odd_folder_names(output, tmp_path):
+    out, manifest = output
+    odd = tmp_path / 'o "q" \\ ü [1] *?'
+    shutil.copytree(out, odd)
+    task = tf_vision_config(dataset_card(manifest, str(odd)))
+    found = sorted(
+        os.path.relpath(p, odd) for p in tf.io.gfile.glob(task["train_data"]["input_path"])
+    )
+    assert found == manifest["splits"]["train"]["files"]
+    card = dataset_card(manifest, str(tmp_path / "a,b"))
+    assert "TF-Vision splits `input_path` at commas" in card
+
+
+def test_label_map_csv_is_written_beside_the_pbtxt(output):
+    out, manifest = output
+    assert manifest["label_map_csv"] == "label_map.csv"
+    rows = list(csv.reader((out / "label_map.csv").read_text(encoding="utf-8").splitlines()))
+    assert rows == [[str(entry["id"]), name] for name, entry in manifest["classes"].items()]
+
+
+def test_gaps_in_ids_and_names_label_map_csv_cannot_carry(output):
+    _, manifest = output
+    classes = {**manifest["classes"], "cr\rx": {"id": 90, "objects": 1}}  # COCO's largest id.
+    card = dataset_card({**manifest, "classes": classes}, "/data/out")
+    assert "`num_classes` to 90, the largest id" in card  # Not 4, the number of classes.
+    assert tf_vision_config(card)["model"]["num_classes"] == 91
+    assert '**Left out of `label_map.csv`: `"cr\\rx"`**' in card

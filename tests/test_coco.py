@@ -167,8 +167,19 @@ def test_malformed_coco_parts_are_error_records(coco_run, text, source_end, obje
 
 def test_coco_examples_with_crowd_area_masks_and_keypoints(coco_run):
     output, crowd = coco_run
-    examples = {e["image/source_id"]: e for e in output["splits"]["train"]}
+    examples = {e["image/filename"]: e for e in output["splits"]["train"]}
     assert sorted(examples) == [b"a.jpg", b"b.jpg", b"neg.jpg"]
+    # COCO's image ids are the source ids, as TF Models' scripts write them.
+    assert {name: e["image/source_id"] for name, e in examples.items()} == {
+        b"a.jpg": b"1",
+        b"b.jpg": b"2",
+        b"neg.jpg": b"3",
+    }
+    assert output["manifest"]["images"]["source_ids"] == {
+        "from_source": 3,
+        "from_name": 0,
+        "reassigned": {"count": 0, "first": []},
+    }
     assert output["label_map"] == {"person": 1, "crowd thing": 2}  # Unused 'never used' left out.
     a = examples[b"a.jpg"]
     assert a["image/object/class/label"] == [1, 2]
@@ -195,21 +206,27 @@ def test_coco_examples_with_crowd_area_masks_and_keypoints(coco_run):
         b"",
     ]
     assert list(raw["image/object/keypoint/num"].int64_list.value) == [1, 0]
+    # A person without keypoints still carries the category's two, unlabeled, so the lists
+    # hold 2 points per box in every example (the OD API's decoder needs [N, 2, 2]).
+    b = raw_examples(output)[b"b.jpg"]
+    assert list(b["image/object/keypoint/text"].bytes_list.value) == [b"nose", b"left_eye"]
+    assert list(b["image/object/keypoint/visibility"].int64_list.value) == [0, 0]
+    assert list(b["image/object/keypoint/x"].float_list.value) == [0, 0]
+    assert list(b["image/object/keypoint/num"].int64_list.value) == [0]
     neg = raw_examples(output)[b"neg.jpg"]
     assert len(neg["image/object/bbox/xmin"].float_list.value) == 0
-    b = raw_examples(output)[b"b.jpg"]
     empty = tf.io.decode_png(b["image/object/mask"].bytes_list.value[0]).numpy()
     assert empty.shape == (30, 40, 1) and not empty.any()  # No segmentation: an empty mask.
     assert all(output["manifest"]["accounting"].values())
 
 
 def raw_examples(output):
-    """{source_id: feature map} straight from the protos, for keys outside the OD spec."""
+    """{filename: feature map} straight from the protos, for keys outside the OD spec."""
     records = tf.data.TFRecordDataset([str(p) for p in sorted((output["dir"] / "train").iterdir())])
     result = {}
     for record in records.as_numpy_iterator():
         feature = tf.train.Example.FromString(record).features.feature
-        result[feature["image/source_id"].bytes_list.value[0]] = feature
+        result[feature["image/filename"].bytes_list.value[0]] = feature
     return result
 
 

@@ -80,11 +80,11 @@ def test_sample_examples_match_the_annotations(sample_outputs, fmt):
     expected = csv_boxes(f"{SAMPLE}/labels.csv")
     examples = [e for split in out["splits"].values() for e in split]
     assert len(examples) == len(expected) == 24
-    assert sorted(e["image/source_id"].decode() for e in examples) == sorted(expected)
+    assert sorted(e["image/filename"].decode() for e in examples) == sorted(expected)
     label_map = out["label_map"]
     assert label_map == {"circle": 1, "square": 2, "triangle": 3}
     for example in examples:
-        name = example["image/source_id"].decode()
+        name = example["image/filename"].decode()
         assert example["image/filename"].decode() == name
         assert_boxes_equal(example_boxes(example), expected[name])
         texts = [t.decode() for t in example["image/object/class/text"]]
@@ -133,7 +133,7 @@ def test_sample_manifest_counts_and_shards(sample_outputs):
 def test_voc_and_csv_give_the_same_examples_in_the_same_splits(sample_outputs):
     def by_split(out):
         return {
-            name: {e["image/source_id"]: e for e in examples}
+            name: {e["image/filename"]: e for e in examples}
             for name, examples in out["splits"].items()
         }
 
@@ -277,7 +277,7 @@ def test_malformed_xml_is_an_error_without_an_image(broken_dataset):
 
 
 def test_broken_dataset_keeps_every_usable_image_and_box(broken_dataset):
-    examples = {e["image/source_id"].decode(): e for e in broken_dataset["splits"]["train"]}
+    examples = {e["image/filename"].decode(): e for e in broken_dataset["splits"]["train"]}
     assert sorted(examples) == ["good.jpg", "negative.jpg", "scan.tif"]
     good = examples["good.jpg"]
     # Two XML files name good.jpg: one example with the boxes of both; the box reaching
@@ -313,6 +313,7 @@ def test_broken_dataset_accounting_adds_up(broken_dataset):
         "merged_from_several_files": {"count": 1, "first": [merged]},
         "in_several_splits": {"count": 0, "first": []},
         "copies_in_other_splits": 0,
+        "source_ids": {"from_source": 0, "from_name": 8, "reassigned": {"count": 0, "first": []}},
     }
     # good: 6 boxes, truncated/empty/text/bomb/escape: 1 each, missing: 2, scan: 1.
     assert objects == {

@@ -23,7 +23,7 @@ IMAGES = f"{SAMPLE}/images"
 
 
 def examples_by_name(output):
-    return {e["image/source_id"].decode(): e for split in output["splits"].values() for e in split}
+    return {e["image/filename"].decode(): e for split in output["splits"].values() for e in split}
 
 
 def assert_matches_sample(output, key=lambda name: name):
@@ -80,7 +80,7 @@ def test_yolo_ultralytics_with_source_splits(tmp_path):
     assert_matches_sample(output, key=lambda name: f"images/{splits[name]}/{name}")
     assert output["label_map"] == {"circle": 1, "square": 2, "triangle": 3}
     for split, examples in output["splits"].items():
-        assert {e["image/source_id"].decode().split("/")[1] for e in examples} == {split}
+        assert {e["image/filename"].decode().split("/")[1] for e in examples} == {split}
     assert set(output["splits"]) == {"train", "val"}
 
 
@@ -236,7 +236,7 @@ def test_voc_image_sets_give_source_splits_and_unlisted_images_are_rejected(tmp_
         "--splits",
         "source",
     )
-    ids = {name: sorted(e["image/source_id"].decode() for e in examples)
+    ids = {name: sorted(e["image/filename"].decode() for e in examples)
            for name, examples in output["splits"].items()}  # fmt: skip
     names = {stem: next(n for n in sample_boxes() if n.startswith(stem)) for stem in stems}
     assert ids == {

@@ -1,13 +1,18 @@
 """Label maps in every syntax the TF OD API's label_map_util accepts, and the ones it rejects."""
 
+import csv
+
 import pytest
+import tensorflow as tf
 from google.protobuf import text_format
 
 from transforms.label_map import (
     LabelMapError,
     StringIntLabelMap,
+    csv_writable,
     derive_label_map,
     format_label_map,
+    format_label_map_csv,
     parse_label_map,
 )
 from transforms.records import ClassDeclaration
@@ -90,3 +95,18 @@ def test_written_label_map_parses_back_as_protobuf_text():
     message = StringIntLabelMap()
     text_format.Parse(format_label_map(classes), message)
     assert {item.name: item.id for item in message.item} == classes
+
+
+def test_label_map_csv_reads_back_as_tf_visions_decoder_reads_it(tmp_path):
+    """`id,name` rows read as TfExampleDecoderLabelMap._process_csv reads them: csv.reader
+    over a text-mode GFile, exactly two fields a row, no header."""
+    classes = {"plain": 1, "a,b": 3, 'say "hi"': 7, "two\nlines": 8, " ünï ": 9, "cr\rx": 10}
+    path = tmp_path / "label_map.csv"
+    path.write_text(format_label_map_csv(classes), encoding="utf-8")
+    read = {}
+    with tf.io.gfile.GFile(str(path), "r") as handle:
+        for row in csv.reader(handle, delimiter=","):
+            assert len(row) == 2
+            read[row[1]] = int(row[0])
+    assert read == {name: number for name, number in classes.items() if name != "cr\rx"}
+    assert not csv_writable("cr\rx") and csv_writable("two\nlines")

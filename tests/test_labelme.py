@@ -317,7 +317,7 @@ def test_create_with_embedded_images(tmp_path):
     for key, name in (("gone/b.png", "b"), ("c.json", "c"), ("d.png", "d")):
         example = examples[key]
         assert np.array_equal(tf.io.decode_png(example["image/encoded"]).numpy(), pixels[name])
-        assert example["image/source_id"].numpy().decode() == key
+        assert example["image/filename"].numpy().decode() == key
     for key, left, top in (("gone/b.png", 1, 2), ("c.json", 3, 4)):
         (mask,) = examples[key]["image/object/mask"].numpy()
         assert np.array_equal(tf.io.decode_png(mask).numpy()[:, :, 0], placed(dog, left, top))

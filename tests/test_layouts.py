@@ -292,7 +292,7 @@ def check_examples(output: dict, expected: dict[str, DrawnImage], splits: dict[s
     for key, drawn in expected.items():
         split, example = got[key]
         assert split == splits[key], key
-        assert example["image/source_id"].decode() == key
+        assert example["image/filename"].decode() == key
         assert (example["image/width"], example["image/height"]) == (drawn.width, drawn.height)
         boxes = example_boxes(example)
         assert [box[0] for box in boxes] == [box[0] for box in expected_boxes(drawn)], key

@@ -90,7 +90,7 @@ def test_raccoon_gives_200_examples_and_217_boxes_equal_to_the_csv(raccoon_outpu
 def test_raccoon_images_land_in_the_same_split_from_either_source(raccoon_outputs):
     def splits(out):
         return {
-            e["image/source_id"]: name for name, examples in out["splits"].items() for e in examples
+            e["image/filename"]: name for name, examples in out["splits"].items() for e in examples
         }
 
     voc, csv_ = splits(raccoon_outputs["voc"]), splits(raccoon_outputs["csv"])
@@ -120,6 +120,6 @@ def test_raccoon_rerun_puts_every_image_in_the_same_split(raccoon_outputs, tmp_p
     )
     again = read_output(tmp_path)
     for name, examples in again["splits"].items():
-        assert sorted(e["image/source_id"] for e in examples) == sorted(
-            e["image/source_id"] for e in raccoon_outputs["voc"]["splits"][name]
+        assert sorted(e["image/filename"] for e in examples) == sorted(
+            e["image/filename"] for e in raccoon_outputs["voc"]["splits"][name]
         )

@@ -209,7 +209,7 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
             continue
         ids = [
             tf.train.Example.FromString(record.numpy())
-            .features.feature["image/source_id"]
+            .features.feature["image/filename"]
             .bytes_list.value[0]
             .decode()
             for record in tf.data.TFRecordDataset([str(path)])

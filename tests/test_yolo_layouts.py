@@ -93,12 +93,12 @@ def create(*args, splits=("--splits", "source")):
 
 
 def examples(output) -> dict[tuple[str, str], list]:
-    """{(source id, split): boxes} of every example; an image written twice in one split
+    """{(filename, split): boxes} of every example; an image written twice in one split
     fails."""
     found: dict[tuple[str, str], list] = {}
     for split, written in output["splits"].items():
         for example in written:
-            key = (example["image/source_id"].decode(), split)
+            key = (example["image/filename"].decode(), split)
             assert key not in found, f"{key} written twice"
             found[key] = example_boxes(example)
     return found
@@ -525,7 +525,7 @@ def test_facemask_split_folders(tmp_path, split, fmt, images, boxes):
     out = tmp_path / "out"
     assert run_create("--format", fmt, "--annotations", folder, "--output", out) == 0
     output = read_output(out)
-    got = {e["image/source_id"].decode(): example_boxes(e) for e in output["splits"]["train"]}
+    got = {e["image/filename"].decode(): example_boxes(e) for e in output["splits"]["train"]}
     assert sorted(got) == sorted(truth)
     for name, lines in truth.items():
         want = facemask_boxes(lines or [])
@@ -572,7 +572,7 @@ def test_facemask_round_trip_through_yolo_export(tmp_path):
     }
     after = read_output(again)
     assert after["errors"] == [] and after["label_map"] == {"Faces": 1}
-    got = {e["image/source_id"].decode(): example_boxes(e) for e in after["splits"]["train"]}
+    got = {e["image/filename"].decode(): example_boxes(e) for e in after["splits"]["train"]}
     assert sorted(got) == sorted(f"images/{name}" for name in before)
     for name, boxes in before.items():
         redone = got[f"images/{name}"]

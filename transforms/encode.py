@@ -16,14 +16,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from transforms.masks import mask_png
-from transforms.records import ExampleInput, Extras, Keypoint, excerpt, writable_text
+from transforms.records import (
+    INT64_MAX,
+    INT64_MIN,
+    ExampleInput,
+    Extras,
+    Keypoint,
+    excerpt,
+    writable_text,
+)
+from transforms.source_ids import source_id_of
 
 if TYPE_CHECKING:
     import tensorflow
 
 
 NO_EXTRAS = Extras()
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -78,10 +86,10 @@ def build_example(
     """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap.
 
     COCO's `is_crowd` and `area` are written when the source gives them. With masks or
-    keypoints on, every object gets an entry (an empty mask, no keypoints) so the lists stay
-    aligned with the boxes. Raises EncodeError, naming the feature, for a value the example
-    cannot hold (an int beyond int64, a non-finite float, text that is not UTF-8) rather than
-    let protobuf fail or, for floats, silently write NaN or infinity."""
+    keypoints on, every object gets an entry (an empty mask, invisible keypoints) so the
+    lists stay aligned with the boxes. Raises EncodeError, naming the feature, for a value
+    the example cannot hold (an int beyond int64, a non-finite float, text that is not
+    UTF-8) rather than let protobuf fail or, for floats, silently write NaN or infinity."""
     image = item.image
     key = image.annotation.image
     objects = item.objects
@@ -102,7 +110,8 @@ def build_example(
         "image/encoded": [image.encoded],
         "image/format": [image.format],
         "image/filename": [key],
-        "image/source_id": [key],
+        # A number: TF-Vision's evaluation reads it as int64 (see `transforms.source_ids`).
+        "image/source_id": [str(source_id_of(image.annotation))],
         "image/key/sha256": [hashlib.sha256(image.encoded).hexdigest()],
         "image/object/class/text": [o.label for o in objects],
         "image/object/view": [o.box.view for o in objects],
@@ -126,6 +135,8 @@ def build_example(
     if extras.keypoints:
         # Every object gets as many entries as the object with the most keypoints, padded with
         # unnamed, invisible points, so the lists split evenly per object as the API expects.
+        # (The COCO reader already pads every object to the dataset's largest category, so
+        # that all examples hold the same count, the decoder's `num_keypoints`.)
         size = max((len(o.box.keypoints) for o in objects), default=0)
         padding = Keypoint("", 0.0, 0.0, 0)
         points = [
@@ -161,7 +172,11 @@ def example_counts(item: ExampleInput, split: str) -> dict:
     """What one written example adds to the manifest's counts (summed by `SumCounts`)."""
     annotation, image = item.image.annotation, item.image
     declared = (annotation.width, annotation.height)
+    # Keypoints per object (the encoder pads every object to the most), for the card's
+    # `num_keypoints`: {count: examples}.
+    points = max((len(o.box.keypoints) for o in item.objects), default=0)
     return {
+        "keypoints_per_object": {str(points): 1} if points else {},
         "splits": {split: {"examples": 1, "objects": len(item.objects)}},
         "classes": dict(Counter(o.label for o in item.objects)),
         "converted": {image.converted_from: 1} if image.converted_from else {},

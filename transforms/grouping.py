@@ -51,6 +51,7 @@ def merge_annotations(image: str, mentions: Iterable[ImageAnnotation]) -> ImageA
         split=image_split,
         embedded_in=next((m.embedded_in for m in ordered if m.embedded_in is not None), None),
         other_splits=tuple(sorted({s for m in ordered for s in m.other_splits} - {image_split})),
+        source_id=next((m.source_id for m in ordered if m.source_id is not None), None),
     )
 
 

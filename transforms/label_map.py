@@ -1,4 +1,5 @@
-"""Reading and writing `label_map.pbtxt` exactly as the TF Object Detection API does.
+"""Reading and writing `label_map.pbtxt` exactly as the TF Object Detection API does, and
+writing the `label_map.csv` TF-Vision reads.
 
 The API parses label maps with protobuf text format into its `StringIntLabelMap` message, so
 every syntax it accepts (`item {` or `item: {`, either quote, any field order, comments,
@@ -7,6 +8,9 @@ the API itself is not a dependency.
 """
 
 from __future__ import annotations
+
+import csv
+import io
 
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
@@ -221,3 +225,23 @@ def format_label_map(classes: dict[str, int]) -> str:
             raise LabelMapError(f"class {excerpt(repr(name))} has id {excerpt(number)}")
         message.item.add(name=name, id=number)
     return text_format.MessageToString(message, as_utf8=True) or "# no classes\n"
+
+
+def csv_writable(name: str) -> bool:
+    """Whether `label_map.csv` can carry a class name: TF-Vision reads the file in text mode,
+    which drops carriage returns even inside quotes."""
+    return "\r" not in name
+
+
+def format_label_map_csv(classes: dict[str, int]) -> str:
+    """`label_map.csv`: `id,name` lines in id order, without a header, which is what
+    TF-Vision's label-map decoder (`TfExampleDecoderLabelMap`) reads to map class text to
+    ids: `csv.reader` rows of exactly two fields, names quoted where they hold a comma, a
+    quote or a newline. Names it could not give back (see `csv_writable`) are left out; the
+    dataset card names them."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for name, number in sorted(classes.items(), key=lambda pair: pair[1]):
+        if csv_writable(name):
+            writer.writerow([number, name])
+    return buffer.getvalue()

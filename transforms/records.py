@@ -20,6 +20,9 @@ STAGE_READ = "read"
 STAGE_IMAGE = "image"
 STAGE_BOX = "box"
 
+# The range of a tf.train.Example int64 feature, which every integer odrecords writes must fit.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 # Tag of the dead-letter output of every DoFn that can reject input.
 ERRORS = "errors"
 
@@ -143,7 +146,9 @@ class ImageAnnotation:
     read and counted once, and written once in each split. `embedded_in` is the annotation
     file that also carries the image's bytes (LabelMe's `imageData`), used when the file
     `image` names is not a readable image: a path, so image bytes never travel through a
-    shuffle.
+    shuffle. `source_id` is the image's number, written as `image/source_id`: the source's
+    own id where it has one (COCO's image id), so evaluation results map back to it; the
+    create graph gives every image one (`transforms.source_ids`).
     """
 
     image: str
@@ -154,6 +159,7 @@ class ImageAnnotation:
     split: str | None = None
     embedded_in: str | None = None
     other_splits: tuple[str, ...] = ()
+    source_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
-from transforms.label_map import format_label_map
+from transforms.label_map import csv_writable, format_label_map, format_label_map_csv
 from transforms.orientation import manifest_entry as orientation_entry
 from transforms.outputs import (
     delete_path,
@@ -28,6 +28,7 @@ from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 
 MANIFEST = "manifest.json"
 LABEL_MAP = "label_map.pbtxt"
+LABEL_MAP_CSV = "label_map.csv"
 ERRORS_FILE = "errors.jsonl"
 CARD = "README.md"
 # Names kept as examples of a reported case (images merged from several files, ...).
@@ -133,6 +134,11 @@ def build_manifest(
         "merged_from_several_files": _reported(counts, "merged"),
         "in_several_splits": _reported(counts, "split_overlap"),
         "copies_in_other_splits": copies.get("images", 0),
+        "source_ids": {
+            "from_source": counts.get("source_ids", {}).get("from_source", 0),
+            "from_name": counts.get("source_ids", {}).get("from_name", 0),
+            "reassigned": _reported(counts.get("source_ids", {}), "reassigned"),
+        },
     }
     dropped = counts.get("dropped", {})
     objects = {
@@ -149,6 +155,8 @@ def build_manifest(
     return {
         "splits": splits,
         "label_map": LABEL_MAP,
+        "label_map_csv": LABEL_MAP_CSV,
+        "keypoints_per_object": max(map(int, counts.get("keypoints_per_object", {})), default=0),
         "classes": {
             name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
             for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
@@ -186,18 +194,20 @@ def _training_split(splits: dict[str, dict]) -> str | None:
     return max(splits, key=lambda name: splits[name]["examples"], default=None)
 
 
-def _input_reader(field: str, output: str, split: str) -> list[str]:
+def _input_reader(field: str, output: str, split: str, extras: list[str]) -> list[str]:
     """One input reader of a TF OD API `TrainEvalPipelineConfig`, in protobuf text format;
     evaluation readers read each example once, in order, as the API's sample configs do.
     The API expands `input_path` with `tf.io.gfile.glob`, so glob characters in the output
-    folder's name are escaped there."""
+    folder's name are escaped there. `extras` are the lines that make its decoder read
+    masks and keypoints."""
     quote = lambda path: f'"{text_encoding.CEscape(path, as_utf8=True)}"'  # noqa: E731
-    shards = _GLOB_SPECIALS.sub(r"\\\1", FileSystems.join(output, split, split)) + ".tfrecord-*"
+    shards = _shards_glob(output, split)
     evaluation = ["  shuffle: false", "  num_epochs: 1"] if field == "eval_input_reader" else []
     return [
         f"{field} {{",
         f"  label_map_path: {quote(FileSystems.join(output, LABEL_MAP))}",
         *evaluation,
+        *extras,
         "  tf_record_input_reader {",
         f"    input_path: {quote(shards)}",
         "  }",
@@ -252,21 +262,135 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"rejected + {objects['dropped']} dropped by the class "
         f"map ({objects['clipped']} clipped to the image).",
         *_card_warnings(images),
+        *_source_id_lines(images["source_ids"]),
+        *_od_api_lines(manifest, output),
+        *_tf_vision_lines(manifest, output),
+    ]
+    return "\n".join(lines)
+
+
+def _shards_glob(output: str, split: str) -> str:
+    """The glob of a split's shards, its glob characters escaped: both APIs expand
+    `input_path` with `tf.io.gfile.glob`."""
+    return _GLOB_SPECIALS.sub(r"\\\1", FileSystems.join(output, split, split)) + ".tfrecord-*"
+
+
+def _largest_id(manifest: dict) -> int:
+    return max((c["id"] for c in manifest["classes"].values()), default=0)
+
+
+def _source_id_lines(source_ids: dict) -> list[str]:
+    """Where the examples' `image/source_id` numbers come from, and the images whose number
+    another image of their split had (see `transforms.source_ids`)."""
+    origins = [
+        f"{count} images {how}"
+        for count, how in (
+            (source_ids["from_source"], "by the source's own image ids"),
+            (source_ids["from_name"], "by a hash of their names"),
+        )
+        if count
+    ]
+    lines = ["", f"`image/source_id` numbers {' and '.join(origins) or 'no images'}."]
+    reassigned = source_ids["reassigned"]
+    if reassigned["count"]:
+        lines += [
+            "",
+            f"**{reassigned['count']} images had the number of another image of their split** "
+            "and were numbered by their names instead (the first by name kept it), for example:",
+            "",
+            *[f"- `{sample}`" for sample in reassigned["first"]],
+        ]
+    return lines
+
+
+def _od_api_lines(manifest: dict, output: str) -> list[str]:
+    """The TF OD API's input readers, and its `num_classes`: the API one-hot encodes
+    `label - 1` with depth `num_classes` (inputs.py), so it is the largest id, which is more
+    than the number of classes when ids have gaps."""
+    lines = [
         "",
-        "## Use with the TF Object Detection API",
+        "## Training with the TF Object Detection API",
         "",
-        "Paste into the pipeline config (`TrainEvalPipelineConfig`) and set `num_classes` to "
-        f"{max((c['id'] for c in manifest['classes'].values()), default=0)}, the largest id in "
-        f"`{LABEL_MAP}`:",
+        "Paste into the pipeline config (`TrainEvalPipelineConfig`) and set the model's "
+        f"`num_classes` to {_largest_id(manifest)}, the largest id in `{LABEL_MAP}` (the API "
+        "one-hot encodes `label - 1`, with depth `num_classes`):",
         "",
         "```",
     ]
+    # The decoder reads masks only when asked, and as float lists unless told they are PNGs.
+    extras = (
+        ["  load_instance_masks: true", "  mask_type: PNG_MASKS"]
+        if manifest["options"]["include_masks"]
+        else []
+    )
+    if manifest["keypoints_per_object"]:
+        extras.append(f"  num_keypoints: {manifest['keypoints_per_object']}")
     train = _training_split(manifest["splits"])
     for name in manifest["splits"]:
         field = "train_input_reader" if name == train else "eval_input_reader"
-        lines += _input_reader(field, output, name)
-    lines += ["```", ""]
-    return "\n".join(lines)
+        lines += _input_reader(field, output, name, extras)
+    return lines + ["```"]
+
+
+def _tf_vision_lines(manifest: dict, output: str) -> list[str]:
+    """TF-Vision's experiment-config lines (RetinaNet, Mask R-CNN): its input paths, and its
+    `num_classes`, the largest id + 1, since it one-hot encodes `label` itself with depth
+    `num_classes`, 0 being the background. One split evaluates (`validation_data`), the
+    first that is not the training split; `annotation_file` is emptied so the COCO
+    evaluator takes the ground truth from those records, by their numeric source ids,
+    instead of the COCO file a registered experiment names."""
+    quote = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731 (YAML reads JSON strings)
+    train = _training_split(manifest["splits"])
+    others = [name for name in manifest["splits"] if name != train]
+    config = [
+        "task:",
+        "  model:",
+        f"    num_classes: {_largest_id(manifest) + 1}",
+        "  train_data:",
+        f"    input_path: {quote(_shards_glob(output, train))}",
+    ]
+    if others:
+        config += [
+            "  validation_data:",
+            f"    input_path: {quote(_shards_glob(output, others[0]))}",
+            '  annotation_file: ""',
+        ]
+    lines = [
+        "",
+        "## Training with TF-Vision (TF Model Garden)",
+        "",
+        "Paste into the experiment config (`--config_file`, for example of "
+        "`retinanet_resnetfpn_coco` or `maskrcnn_resnetfpn_coco`); `num_classes` is "
+        f"{_largest_id(manifest) + 1}, the largest id + 1 (TF-Vision one-hot encodes `label` "
+        "itself, class 0 being the background):",
+        "",
+        "```yaml",
+        *config,
+        "```",
+        "",
+        "The evaluation reads `image/source_id` as the image id (a number in these records). "
+        f"`{LABEL_MAP_CSV}` (`id,name`) is what TF-Vision's label-map decoder reads, to take "
+        "ids from the class names instead of `image/object/class/label`: `decoder: {type: "
+        f"label_map_decoder, label_map_decoder: {{label_map: "
+        f"{quote(FileSystems.join(output, LABEL_MAP_CSV))}}}}}`.",
+    ]
+    for name in others[1:]:
+        lines += ["", f"To evaluate `{name}`: `input_path: {quote(_shards_glob(output, name))}`."]
+    if "," in output:
+        lines += [
+            "",
+            "**TF-Vision splits `input_path` at commas, and this folder's path has one**: "
+            "move the output to a path without one.",
+        ]
+    missing = [name for name in manifest["classes"] if not csv_writable(name)]
+    if missing:
+        names = ", ".join(f"`{json.dumps(name, ensure_ascii=False)}`" for name in missing)
+        lines += [
+            "",
+            f"**Left out of `{LABEL_MAP_CSV}`: {names}**: TF-Vision reads the file in text mode, "
+            "which drops a carriage return in a name.",
+        ]
+    return lines + [""]
 
 
 def _write_text(path: str, text: str) -> None:
@@ -308,6 +432,7 @@ class WriteReport(beam.DoFn):
         if manifest["errors"]["files"]:
             written[ERRORS_FILE] = digest_of_file(join(ERRORS_FILE))
         _write_text(join(LABEL_MAP), format_label_map(label_map))
+        _write_text(join(LABEL_MAP_CSV), format_label_map_csv(label_map))
         _write_text(join(CARD), dataset_card(manifest, self._output))
         replaced = remove_stale(self._output, self._earlier_files, written, _is_ours)
         if FileSystems.exists(self._parts):

@@ -112,6 +112,22 @@ def _sorted(records: Iterable[NamedRecord]) -> list[NamedRecord]:
     return sorted(records, key=lambda record: record.name)
 
 
+# A source_id taken as a COCO image id: written the way str() writes an int.
+_WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
+def coco_image_ids(records: list[NamedRecord]) -> list[int]:
+    """The COCO image id of each record: its `source_id` when every record of the split has
+    a distinct one that is a whole number in int64 range (COCO's ids, which odrecords and
+    TF Models' scripts write), so predictions keyed by source_id match the exported file;
+    otherwise 1, 2, ... in name order, as for records named only by their file names."""
+    ids = [named.record.source_id for named in records]
+    numbers = all(_WHOLE_NUMBER.fullmatch(i) and int(i) < 2**63 for i in ids)
+    if numbers and len(set(ids)) == len(ids):
+        return [int(i) for i in ids]
+    return list(range(1, len(records) + 1))
+
+
 def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Iterator[str]:
     """The COCO JSON of one split, as text chunks (images, then annotations, streamed)."""
     keypoint_names: dict[str, list[str]] = {}
@@ -126,10 +142,11 @@ def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Ite
             category["keypoints"] = keypoint_names[name]
         coco_categories.append(category)
     yield '{"info": {"description": "exported by odrecords"}, "licenses": [],\n"images": ['
-    for number, named in enumerate(records, start=1):
+    image_ids = coco_image_ids(records)
+    for number, (named, image_id) in enumerate(zip(records, image_ids, strict=True), start=1):
         image = named.record.image
         entry = {
-            "id": number,
+            "id": image_id,
             "file_name": named.name,
             "width": image.width,
             "height": image.height,
@@ -137,14 +154,14 @@ def coco_document(records: list[NamedRecord], categories: dict[str, int]) -> Ite
         yield ("," if number > 1 else "") + "\n" + json.dumps(entry, ensure_ascii=False)
     yield '],\n"annotations": ['
     annotation_id = 0
-    for number, named in enumerate(records, start=1):
+    for named, image_id in zip(records, image_ids, strict=True):
         for box in named.record.image.annotation.boxes:
             annotation_id += 1
             xmin, ymin, xmax, ymax = (pixel(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax))
             width, height = pixel(xmax - xmin), pixel(ymax - ymin)
             entry = {
                 "id": annotation_id,
-                "image_id": number,
+                "image_id": image_id,
                 "category_id": categories[box.label],
                 "bbox": [xmin, ymin, width, height],
                 "area": pixel(box.area if box.area is not None else width * height),

@@ -93,23 +93,34 @@ def _mask(segmentation: Any) -> Mask | None:
     )
 
 
-def _keypoints(values: Any, names: tuple[str, ...]) -> tuple[Keypoint, ...]:
+def _keypoints(values: Any, names: tuple[str, ...], count: int) -> tuple[Keypoint, ...]:
+    """An object's keypoints, padded to `count` as TF Models' COCO script pads them: an
+    object without keypoints gets its category's points unlabeled (visibility 0), and objects
+    of categories with fewer points get unnamed ones, so every object of the dataset carries
+    the same number, which the OD API's decoder (`num_keypoints`) needs."""
     values = json_list(values, "keypoints")
     if not values:
-        return ()
-    if len(values) != 3 * len(names):
+        points = [Keypoint(name, 0.0, 0.0, 0) for name in names]
+    elif len(values) != 3 * len(names):
         raise ValueError(f"keypoints must hold 3 numbers for each of the category's {len(names)}")
-    numbers = [number(v, "keypoint value") for v in values]
-    return tuple(
-        Keypoint(name, numbers[3 * i], numbers[3 * i + 1], int(numbers[3 * i + 2]))
-        for i, name in enumerate(names)
-    )
+    else:
+        numbers = [number(v, "keypoint value") for v in values]
+        points = [
+            Keypoint(name, numbers[3 * i], numbers[3 * i + 1], int(numbers[3 * i + 2]))
+            for i, name in enumerate(names)
+        ]
+    return (*points, *[Keypoint("", 0.0, 0.0, 0)] * (count - len(points)))
 
 
 def annotation_box(
-    annotation: dict, category: CocoCategory, source: str, options: ReaderOptions
+    annotation: dict,
+    category: CocoCategory,
+    source: str,
+    options: ReaderOptions,
+    keypoint_count: int = 0,
 ) -> Box:
-    """One COCO annotation as a Box; raises ValueError naming what is wrong with it."""
+    """One COCO annotation as a Box, with keypoints padded to `keypoint_count`; raises
+    ValueError naming what is wrong with it."""
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
         raise ValueError(f"bbox {excerpt(bbox)} is not [x, y, width, height]")
@@ -126,7 +137,7 @@ def annotation_box(
         area=number(area, "area") if area is not None else None,
         mask=_mask(annotation.get("segmentation")) if options.extras.masks else None,
         keypoints=(
-            _keypoints(annotation.get("keypoints"), category.keypoints)
+            _keypoints(annotation.get("keypoints"), category.keypoints, keypoint_count)
             if options.extras.keypoints
             else ()
         ),
@@ -281,6 +292,7 @@ class _JoinImage(beam.DoFn):
                 )
             return
         (image,) = images  # The streaming parser lets one image per id through.
+        keypoint_count = max((len(c.keypoints) for c in categories.values()), default=0)
 
         def box(annotation: dict, source: str) -> Box:
             category = categories.get((path, annotation["category_id"]))
@@ -288,7 +300,7 @@ class _JoinImage(beam.DoFn):
                 raise ValueError(
                     f"annotation names unknown category id {annotation['category_id']}"
                 )
-            return annotation_box(annotation, category, source, self._options)
+            return annotation_box(annotation, category, source, self._options, keypoint_count)
 
         boxes, errors = parse_each(
             ((_annotation_source(path, a), a) for a in annotations), box, image.image
@@ -305,6 +317,7 @@ class _JoinImage(beam.DoFn):
                 if self._options.source_splits
                 else None
             ),
+            source_id=image_id,
         )
 
     def process(

@@ -15,7 +15,6 @@ import math
 import posixpath
 from typing import BinaryIO
 
-from transforms.encode import INT64_MAX
 from transforms.masks import cropped_png_pixels, placed_rle
 from transforms.paths import UnsafePathError, file_key, image_key_under
 from transforms.readers.base import (
@@ -29,7 +28,15 @@ from transforms.readers.base import (
     split_of_folder,
 )
 from transforms.readers.values import json_list, json_object, load_json, number, undecodable
-from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, Mask, excerpt
+from transforms.records import (
+    INT64_MAX,
+    STAGE_READ,
+    Box,
+    ErrorRecord,
+    ImageAnnotation,
+    Mask,
+    excerpt,
+)
 
 
 def _points(shape: dict) -> list[tuple[float, float]]:

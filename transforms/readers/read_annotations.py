@@ -14,12 +14,13 @@ from dataclasses import replace
 
 import apache_beam as beam
 
-from transforms.encode import INT64_MAX, writable_float, writable_int
+from transforms.encode import writable_float, writable_int
 from transforms.label_map import usable_class_name
 from transforms.readers.base import ANNOTATIONS, CLASSES, Format, ReaderOptions
 from transforms.readers.class_map import DROPPED, ApplyClassMap, rename_declaration
 from transforms.records import (
     ERRORS,
+    INT64_MAX,
     STAGE_READ,
     Box,
     ClassDeclaration,

@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from transforms.encode import INT64_MAX, INT64_MIN
-from transforms.records import excerpt
+from transforms.records import INT64_MAX, INT64_MIN, excerpt
 
 # What bytes that are not UTF-8 decode to with errors="replace".
 REPLACEMENT = "\ufffd"
