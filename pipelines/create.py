@@ -28,6 +28,7 @@ from pipelines.settings import (
     pipeline_options,
     runs_locally,
 )
+from transforms.duplicates import HASHES, SAME_SPLIT, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
@@ -37,11 +38,13 @@ from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.report import (
+    DUPLICATE_KINDS,
     ERRORS_FILE,
     MANIFEST,
     SumCounts,
     WriteReport,
     copies_text,
+    duplicates_across,
     error_counts,
     write_errors,
 )
@@ -72,6 +75,7 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "num_shards": settings.num_shards,
             "include_masks": settings.extras.masks,
             "include_keypoints": settings.extras.keypoints,
+            "duplicates": settings.duplicates,
             "class_map": settings.class_map,
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
@@ -168,6 +172,20 @@ def build_pipeline(
         step_errors.append(checked[ERRORS])
         images = checked.images | "InEachSplit" >> beam.FlatMap(in_each_split)
 
+    loader = ImageLoader(
+        settings.images,
+        settings.max_image_bytes,
+        settings.max_image_pixels,
+        OrientationPolicy.of(settings.exif_orientation, settings.format.name),
+    )
+    groups, step_counts = None, []
+    if settings.duplicates == SAME_SPLIT:
+        content_groups, placement = images | "GroupDuplicates" >> ContentGroups(
+            loader, settings.max_image_pixels, settings.splits
+        )
+        groups = beam.pvalue.AsSingleton(content_groups)
+        step_counts.append(placement)
+
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
     parts = parts_dir(settings.output, temp_location)
     shard_settings = ShardSettings(
@@ -179,15 +197,9 @@ def build_pipeline(
         progress_run=uuid.uuid4().hex if progress else None,
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
-        shard_settings,
-        ImageLoader(
-            settings.images,
-            settings.max_image_bytes,
-            settings.max_image_pixels,
-            OrientationPolicy.of(settings.exif_orientation, settings.format.name),
-        ),
-        beam.pvalue.AsSingleton(label_map),
+        shard_settings, loader, beam.pvalue.AsSingleton(label_map), groups
     )
+    step_counts.append(shards[HASHES] | "ReportDuplicates" >> ReportDuplicates())
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, settings.output)
@@ -206,6 +218,7 @@ def build_pipeline(
             numbered[SOURCE_ID_COUNTS],
             shards[STATS],
             errors | "CountErrors" >> beam.Map(error_counts),
+            *step_counts,
         )
         | "AllCounts" >> beam.Flatten()
         | "SumCounts" >> beam.CombineGlobally(SumCounts())
@@ -272,6 +285,7 @@ def _print_summary(manifest: dict, output: str) -> None:
                 + (" ..." if reported["count"] > len(reported["first"]) else ""),
                 file=sys.stderr,
             )
+    _print_duplicates(manifest["duplicates"])
     earlier = manifest["earlier_output"]
     if earlier["removed"]:
         print(f"removed {earlier['removed']} files of the earlier output this run replaced")
@@ -286,6 +300,38 @@ def _print_summary(manifest: dict, output: str) -> None:
     if not all(manifest["accounting"].values()):
         print("warning: the counts do not add up; please report this", file=sys.stderr)
     print(f"wrote {FileSystems.join(output, MANIFEST)}")
+
+
+def _print_duplicates(duplicates: dict) -> None:
+    """One line of duplicate counts when there are any, and a warning naming the first pairs
+    when some lie in different splits: train/eval leakage."""
+    parts = [
+        f"{kind} {duplicates[kind]['across_splits']['pairs']} pairs across splits, "
+        f"{duplicates[kind]['within_split']['pairs']} within a split"
+        for kind in DUPLICATE_KINDS
+    ]
+    found = any(
+        duplicates[kind][where]["pairs"]
+        for kind in DUPLICATE_KINDS
+        for where in ("across_splits", "within_split")
+    )
+    kept = duplicates.get("kept_in_one_split")
+    if kept and kept["images"]:
+        parts.append(
+            f"{kept['images']} images kept in one split by content ({kept['moved']} moved)"
+        )
+    if found or (kept and kept["images"]):
+        print(f"duplicates: {'; '.join(parts)}")
+    across = duplicates_across(duplicates)
+    if across:
+        first = [p for kind in DUPLICATE_KINDS for p in duplicates[kind]["across_splits"]["first"]]
+        more = " ..." if across > len(first) else ""
+        hint = "" if kept is not None else "; --duplicates same-split keeps them in one split"
+        print(
+            f"warning: {across} pairs of duplicate images lie in different splits (leakage): "
+            f"{'; '.join(first)}{more}{hint}",
+            file=sys.stderr,
+        )
 
 
 def _to_write(images: dict) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from transforms.duplicates import POLICIES, REPORT, SAME_SPLIT
 from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_map
 from transforms.orientation import AUTO, OPTIONS
@@ -134,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
         "from the declared size where it tells, else the displayed image); the pixels written "
         "are made to match it",
     )
+    parser.add_argument(
+        "--duplicates",
+        choices=POLICIES,
+        help=f"{REPORT} (default): report exact and near-duplicate images across and within "
+        f"splits; {SAME_SPLIT}: also put each group of duplicates in one split, chosen by "
+        "their content",
+    )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
@@ -163,6 +171,7 @@ class CreateSettings:
     label_map_path: str | None = None
     label_map: dict[str, int] | None = None
     keep_empty_classes: bool = False
+    duplicates: str = REPORT
     detach: bool = False
     class_map: dict[str, str | None] | None = None
     exif_orientation: str = AUTO
@@ -322,6 +331,20 @@ def _exif_orientation(values: dict) -> str:
     return value
 
 
+def _duplicates(values: dict, splits: dict[str, float] | None) -> str:
+    """The duplicates policy. Keeping duplicates in one split needs splits odrecords chooses:
+    the source's own splits (`--splits source`) are what the source says, and are reported."""
+    policy = values.get("duplicates") or REPORT
+    if policy not in POLICIES:
+        raise UsageError(f"--duplicates must be one of {', '.join(POLICIES)}, not {policy!r}")
+    if policy == SAME_SPLIT and splits is None:
+        raise UsageError(
+            f"--duplicates {SAME_SPLIT} needs split fractions: with --splits source the splits "
+            "are the source's own, and duplicates across them are only reported"
+        )
+    return policy
+
+
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = _parser().parse_known_args(argv)
@@ -373,6 +396,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         raise UsageError(str(error)) from None
     for notice in source.notices:
         print(f"odrecords create: {notice}", file=sys.stderr)
+    duplicates = _duplicates(values, splits)
     num_shards = _limit(values, "num_shards", DEFAULT_NUM_SHARDS)
     label_map_path = values.get("label_map")
     label_map = None
@@ -394,6 +418,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         label_map_path=label_map_path,
         label_map=label_map,
         keep_empty_classes=bool(values.get("keep_empty_classes")),
+        duplicates=duplicates,
         detach=bool(values.get("detach")),
         class_map=_read_option_file(values, "class_map", load_class_map),
         exif_orientation=_exif_orientation(values),

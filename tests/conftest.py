@@ -101,3 +101,10 @@ def read_output(output) -> dict:
         "errors": errors,
         "splits": splits,
     }
+
+
+def pair_names(text: str) -> tuple[str, str]:
+    """The names of a duplicate pair as the manifest gives it: `a.jpg (train) = b.jpg (valid)`
+    or `a.jpg (train) ~ b.jpg (valid) (2 bits apart)` → ("a.jpg", "b.jpg")."""
+    parts = text.split(" (")
+    return parts[0], parts[1].split(" ", 2)[2]

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import read_output, run_create
+from conftest import pair_names, read_output, run_create
 
 
 def expected_boxes(raccoon):
@@ -123,3 +123,40 @@ def test_raccoon_rerun_puts_every_image_in_the_same_split(raccoon_outputs, tmp_p
         assert sorted(e["image/filename"] for e in examples) == sorted(
             e["image/filename"] for e in raccoon_outputs["voc"]["splits"][name]
         )
+
+
+# The Raccoon images hold identical files under two names, and photos saved again at another
+# size (raccoon-50.jpg is a smaller raccoon-52.jpg, itself identical to raccoon-74.jpg).
+RACCOON_EXACT = {
+    ("raccoon-11.jpg", "raccoon-116.jpg"),
+    ("raccoon-120.jpg", "raccoon-83.jpg"),
+    ("raccoon-52.jpg", "raccoon-74.jpg"),
+    ("raccoon-65.jpg", "raccoon-98.jpg"),
+}
+RACCOON_NEAR = {
+    ("raccoon-21.jpg", "raccoon-45.jpg"),
+    ("raccoon-50.jpg", "raccoon-52.jpg"),
+    ("raccoon-50.jpg", "raccoon-74.jpg"),
+    ("raccoon-51.jpg", "raccoon-85.jpg"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["voc", "csv"])
+def test_raccoon_duplicates_are_reported_across_and_within_splits(raccoon_outputs, fmt):
+    output = raccoon_outputs[fmt]
+    split_of = {
+        example["image/filename"].decode(): split
+        for split, examples in output["splits"].items()
+        for example in examples
+    }
+    found = output["manifest"]["duplicates"]
+    for kind, pairs in (("exact", RACCOON_EXACT), ("near", RACCOON_NEAR)):
+        for where in ("across_splits", "within_split"):
+            expected = {
+                (a, b)
+                for a, b in pairs
+                if (split_of[a] != split_of[b]) == (where == "across_splits")
+            }
+            assert found[kind][where]["pairs"] == len(expected)
+            assert {pair_names(text) for text in found[kind][where]["first"]} == expected
+    assert found["near"]["not_hashed"] == 0

@@ -33,6 +33,7 @@ from transforms.label_map import (
 from transforms.masks import mask_pixels, rle_counts_from_string, rle_counts_to_string
 from transforms.readers.read_annotations import check_annotation, check_declaration
 from transforms.records import (
+    ERRORS,
     EXCERPT_CHARS,
     Box,
     ClassDeclaration,
@@ -184,7 +185,7 @@ def outcomes(shard_writer: WriteShard, images, label_map) -> tuple[list, list, l
         elif item.tag == STATS:
             if any("examples" in split for split in item.value["splits"].values()):
                 stats.append(item.value)
-        else:
+        elif item.tag == ERRORS:
             errors.append(item.value)
     return examples, errors, stats
 

@@ -196,6 +196,17 @@ class ImageLoader:
         except ImageRejected as error:
             raise ImageRejected(f"{file_error}; embedded image: {error}") from None
 
+    def read(self, annotation: ImageAnnotation) -> bytes:
+        """The image's stored bytes, under the same path rules and size limit as `load` but
+        not decoded: the file the key names, else the image the annotation file embeds. For
+        hashing images before they are loaded; raises ImageRejected."""
+        try:
+            return self._file(annotation.image)
+        except ImageRejected:
+            if annotation.embedded_in is None:
+                raise
+        return self._embedded(annotation.embedded_in)
+
     def _file(self, key: str) -> bytes:
         try:
             path = resolve_image(self._root, key)

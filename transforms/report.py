@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
+from transforms.duplicates import MAX_DISTANCE, SAME_SPLIT
 from transforms.label_map import csv_writable, format_label_map, format_label_map_csv
 from transforms.orientation import manifest_entry as orientation_entry
 from transforms.outputs import (
@@ -91,6 +92,51 @@ def _reported(counts: dict, key: str) -> dict:
         "count": counts.get(key, {}).get("count", 0),
         "first": counts.get(key, {}).get("first", []),
     }
+
+
+DUPLICATE_KINDS = {
+    "exact": "exact copies (same bytes)",
+    "near": "near-duplicates (same picture re-encoded or resized)",
+}
+
+
+def _duplicate_pairs(found: dict) -> dict:
+    return {
+        where: {
+            "pairs": found.get(where, {}).get("pairs", 0),
+            "images": found.get(where, {}).get("images", 0),
+            "first": found.get(where, {}).get("first", []),
+        }
+        for where in ("across_splits", "within_split")
+    }
+
+
+def _duplicates(counts: dict, policy: str) -> dict:
+    """The manifest's `duplicates`: pairs of examples under different names whose images
+    are the same bytes (`exact`) or the same picture (`near`, not counting exact pairs), in
+    different splits or in one, with the images in such pairs and the first pairs named."""
+    found = counts.get("duplicates", {})
+    near = found.get("near", {})
+    duplicates = {
+        "exact": _duplicate_pairs(found.get("exact", {})),
+        "near": {
+            **_duplicate_pairs(near),
+            "max_distance": MAX_DISTANCE,
+            "not_hashed": near.get("not_hashed", 0),
+            "not_compared": near.get("not_compared", 0),
+        },
+    }
+    if policy == SAME_SPLIT:
+        kept = found.get("kept_in_one_split", {})
+        duplicates["kept_in_one_split"] = {
+            key: kept.get(key, 0) for key in ("groups", "images", "moved")
+        }
+    return duplicates
+
+
+def duplicates_across(duplicates: dict) -> int:
+    """Pairs of duplicates (exact and near) that lie in different splits."""
+    return sum(duplicates[kind]["across_splits"]["pairs"] for kind in DUPLICATE_KINDS)
 
 
 def copies_text(counts: dict) -> str:
@@ -175,6 +221,7 @@ def build_manifest(
         "images": images,
         "objects": objects,
         "exif_orientation": orientation_entry(counts.get("orientation", {})),
+        "duplicates": _duplicates(counts, settings["options"]["duplicates"]),
         "accounting": {
             "images_balanced": images["referenced"] + images["copies_in_other_splits"]
             == images["written"] + images["rejected"],
@@ -229,6 +276,63 @@ def _card_warnings(images: dict) -> list[str]:
     return lines
 
 
+def _card_duplicates(duplicates: dict) -> list[str]:
+    """The card's section on duplicate images: counts, the first pairs, and what to do."""
+    lines = ["", "## Duplicate images", ""]
+    if not any(
+        duplicates[kind][where]["pairs"]
+        for kind in DUPLICATE_KINDS
+        for where in ("across_splits", "within_split")
+    ):
+        lines.append("No image has an exact or near-duplicate under another name.")
+    else:
+        lines += [
+            "| | pairs across splits | their images | pairs within a split | their images |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for kind, text in DUPLICATE_KINDS.items():
+            across, within = duplicates[kind]["across_splits"], duplicates[kind]["within_split"]
+            lines.append(
+                f"| {text} | {across['pairs']} | {across['images']} | {within['pairs']} "
+                f"| {within['images']} |"
+            )
+        for where, text in (("across_splits", "across splits"), ("within_split", "within a split")):
+            first = [p for kind in DUPLICATE_KINDS for p in duplicates[kind][where]["first"]]
+            if first:
+                lines += ["", f"First pairs {text}:", ""]
+                lines += [f"- `{pair}`" for pair in first]
+    near = duplicates["near"]
+    lines += [
+        "",
+        f"Near-duplicates are pairs whose perceptual hashes differ in at most "
+        f"{near['max_distance']} of 63 bits, exact copies aside; crops, flips and rotations "
+        "are not found. An image the source lists in several splits under one name is "
+        "reported as such, not as its own duplicate.",
+    ]
+    if near["not_hashed"] or near["not_compared"]:
+        lines += [
+            "",
+            f"{near['not_hashed']} images have no perceptual hash (nearly featureless, or not "
+            f"decodable by Pillow) and {near['not_compared']} were left out of a crowded "
+            "comparison: near-duplicates of these may be missing.",
+        ]
+    kept = duplicates.get("kept_in_one_split")
+    if kept is not None:
+        lines += [
+            "",
+            f"`--duplicates same-split` put {kept['images']} images with duplicates "
+            f"({kept['groups']} groups) in the split their content chose; {kept['moved']} of "
+            "them moved from the split their name gives.",
+        ]
+    elif duplicates_across(duplicates):
+        lines += [
+            "",
+            "**A picture in two splits makes evaluation look better than it is**: "
+            "`--duplicates same-split` keeps each group of duplicates in one split.",
+        ]
+    return lines
+
+
 def dataset_card(manifest: dict, output: str) -> str:
     """A short README for the output folder, with the lines to paste into a pipeline config."""
     lines = [
@@ -262,6 +366,7 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"rejected + {objects['dropped']} dropped by the class "
         f"map ({objects['clipped']} clipped to the image).",
         *_card_warnings(images),
+        *_card_duplicates(manifest["duplicates"]),
         *_source_id_lines(images["source_ids"]),
         *_od_api_lines(manifest, output),
         *_tf_vision_lines(manifest, output),

@@ -34,6 +34,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
+from transforms.duplicates import HASHES, HashedImage, hash_image
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
 from transforms.orientation import orientation_counts
@@ -94,8 +95,9 @@ class ShardSettings:
 
 class WriteShard(beam.DoFn):
     """((split, shard), annotations) → (the shard file's relative path, its size and sha256)
-    if it got examples,
-    plus error records (tag `errors`) and the manifest counts of each example (tag `stats`)."""
+    if it got examples, plus error records (tag `errors`), the manifest counts of each example
+    (tag `stats`) and each example's image hashes (tag `hashes`), from which duplicates are
+    found without image bytes ever leaving this step."""
 
     def __init__(self, settings: ShardSettings, loader: ImageLoader):
         self._settings = settings
@@ -116,17 +118,19 @@ class WriteShard(beam.DoFn):
     def teardown(self) -> None:
         self._pool.shutdown()
 
-    def _load(self, annotation: ImageAnnotation) -> LoadedImage | Exception:
-        """The loaded image, or whatever stopped it, returned rather than raised: it runs in a
-        thread, and its failure is the image's, handled with the image's other failures."""
+    def _load(self, annotation: ImageAnnotation) -> tuple[LoadedImage, HashedImage] | Exception:
+        """The loaded image and its hashes, or whatever stopped it, returned rather than
+        raised: it runs in a thread, and its failure is the image's, handled with the image's
+        other failures. The hashes are computed here, in parallel, from the bytes written."""
         try:
-            return self._loader.load(annotation)
+            image = self._loader.load(annotation)
+            return image, hash_image(annotation.image, annotation.split, image.encoded)
         except Exception as error:
             return error
 
     def _loaded(self, images: list[ImageAnnotation]) -> Iterator[tuple]:
-        """(annotation, LoadedImage or Exception) in the images' order, with a bounded number
-        loading ahead, so memory holds a few images, not the shard."""
+        """(annotation, (LoadedImage, HashedImage) or Exception) in the images' order, with a
+        bounded number loading ahead, so memory holds a few images, not the shard."""
         ahead: deque = deque()
         for annotation in images:
             ahead.append((annotation, self._pool.submit(self._load, annotation)))
@@ -137,12 +141,10 @@ class WriteShard(beam.DoFn):
             yield annotation, future.result()
 
     def _example(
-        self, annotation: ImageAnnotation, image: LoadedImage | Exception, label_map: dict
+        self, annotation: ImageAnnotation, image: LoadedImage, label_map: dict
     ) -> tuple[bytes, ExampleInput, dict, list[ErrorRecord]]:
         """The serialized example of one loaded image, the checked input it was built from, its
-        manifest counts and its rejected boxes; raises whatever stopped the image."""
-        if isinstance(image, Exception):
-            raise image
+        manifest counts and its rejected boxes."""
         example, box_errors = check_boxes(image, label_map)
         # Deterministic serialization orders the feature map by key; otherwise the order
         # depends on the process, and shards written by different workers would differ.
@@ -164,10 +166,13 @@ class WriteShard(beam.DoFn):
         foresaw) rejects that image with all its boxes and the shard goes on. Nothing of an
         image is emitted before all of it succeeded, so its boxes are never counted twice
         and the shard never holds half an example."""
-        for annotation, image in self._loaded(images):
+        for annotation, loaded in self._loaded(images):
             if self._settings.progress_run:
                 progress.report(self._settings.progress_run, 1, total)
             try:
+                if isinstance(loaded, Exception):
+                    raise loaded
+                image, hashed = loaded
                 serialized, example, counts, box_errors = self._example(
                     annotation, image, label_map
                 )
@@ -185,6 +190,7 @@ class WriteShard(beam.DoFn):
             self._objects.inc(len(example.objects))
             yield serialized
             yield beam.pvalue.TaggedOutput(STATS, counts)
+            yield beam.pvalue.TaggedOutput(HASHES, hashed)
 
     def process(
         self,
@@ -233,38 +239,55 @@ def _image_reason(error: Exception) -> str:
 
 
 def shard_key(
-    image: ImageAnnotation, splits: dict[str, float] | None, num_shards: int
+    image: ImageAnnotation,
+    splits: dict[str, float] | None,
+    num_shards: int,
+    groups: dict[str, str] | None = None,
 ) -> tuple[tuple[str, int], ImageAnnotation]:
-    """((split, shard), image): the split from the hash, or the source's when `splits` is None."""
-    split = image.split if splits is None else assign_split(image.image, splits)
+    """((split, shard), image): the split from the hash, or the source's when `splits` is None.
+
+    The hash is of the image's name, or, for an image in `groups` (`--duplicates
+    same-split`: {image: key of its group of duplicates}), of its group's key, so that the
+    whole group lands in one split. The shard always comes from the name."""
+    if splits is None:
+        split = image.split
+    else:
+        split = assign_split((groups or {}).get(image.image, image.image), splits)
     return (split, assign_shard(image.image, num_shards)), replace(image, split=split)
 
 
 class WriteShardedTFRecords(beam.PTransform):
     """ImageAnnotations → `num_shards` TFRecord files per split.
 
-    Outputs (relative path, {"size", "sha256"}) of each shard file (main), `errors` and
-    `stats`. The label map is a
-    side input because, when derived from the data, it is known only once every annotation
-    has been read.
+    Outputs (relative path, {"size", "sha256"}) of each shard file (main), `errors`, `stats`
+    and `hashes`. The label map is a side input because, when derived from the data, it is
+    known only once every annotation has been read; so are `groups`, the images placed by
+    content (`shard_key`), when given.
     """
 
     def __init__(
-        self, settings: ShardSettings, loader: ImageLoader, label_map: beam.pvalue.AsSingleton
+        self,
+        settings: ShardSettings,
+        loader: ImageLoader,
+        label_map: beam.pvalue.AsSingleton,
+        groups: beam.pvalue.AsSingleton | None = None,
     ):
         super().__init__()
         self._settings = settings
         self._label_map = label_map
+        self._groups = () if groups is None else (groups,)
         self._writer = WriteShard(settings, loader)
 
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         total = images | "CountImages" >> beam.combiners.Count.Globally()
+        settings = self._settings
         return (
             images
-            | "AssignShard" >> beam.Map(shard_key, self._settings.splits, self._settings.num_shards)
+            | "AssignShard"
+            >> beam.Map(shard_key, settings.splits, settings.num_shards, *self._groups)
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(
                 self._writer, self._label_map, beam.pvalue.AsSingleton(total)
-            ).with_outputs(ERRORS, STATS, main="files")
+            ).with_outputs(ERRORS, STATS, HASHES, main="files")
         )
