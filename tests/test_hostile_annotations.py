@@ -13,7 +13,7 @@ import os
 import threading
 
 import pytest
-from conftest import run_create
+from conftest import SAMPLE, run_create
 from PIL import Image
 from test_create_boundaries import error_for, finished, write_csv
 
@@ -466,3 +466,23 @@ def test_an_annotation_file_linked_out_of_its_folder_is_refused_unread(tmp_path)
     )  # fmt: skip
     assert code == 0
     assert finished(tmp_path / "named")["manifest"]["objects"]["written"] == 1
+
+
+def test_a_label_map_or_class_map_that_is_a_fifo_or_names_no_text_is_a_usage_error(tmp_path):
+    fifo = tmp_path / "labels.pbtxt"
+    os.mkfifo(fifo)
+    bad_map = tmp_path / "map.yaml"
+    bad_map.write_text('cat: "\\ud800"\n')  # A lone surrogate: no output file can hold it.
+    empty_map = tmp_path / "empty.yaml"
+    empty_map.write_text('cat: "  "\n')
+    for extra in (
+        ["--label-map", fifo],
+        ["--class-map", bad_map],
+        ["--class-map", empty_map],
+    ):
+        code = run_create(
+            "--format", "voc", "--annotations", f"{SAMPLE}/annotations",
+            "--images", f"{SAMPLE}/images", "--output", tmp_path / "out", *extra,
+        )  # fmt: skip
+        assert code == 2, extra
+        assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
@@ -123,6 +124,8 @@ def parse_label_map(text: str) -> dict[str, int]:
 
 
 def _read_text(path: str) -> str:
+    if FileSystems.get_scheme(path) is None and not os.path.isfile(path):
+        raise LabelMapError("not a regular file")  # A FIFO would never end.
     with FileSystems.open(path) as handle:
         data = handle.read()
     try:

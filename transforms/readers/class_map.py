@@ -14,7 +14,7 @@ from dataclasses import replace
 import apache_beam as beam
 
 from transforms.readers.base import read_yaml
-from transforms.records import ClassDeclaration, ImageAnnotation, excerpt
+from transforms.records import ClassDeclaration, ImageAnnotation, excerpt, writable_text
 
 DROPPED = "dropped"
 
@@ -28,7 +28,7 @@ def load_class_map(path: str) -> dict[str, str | None]:
     if not isinstance(mapping, dict) or not mapping:
         raise ValueError("a class map is a YAML mapping of old name to new name or null")
     for old, new in mapping.items():
-        if not isinstance(old, str) or not (new is None or isinstance(new, str) and new):
+        if not writable_text(old) or not (new is None or writable_text(new) and new.strip()):
             raise ValueError(
                 f"entry {excerpt(repr(old))}: {excerpt(repr(new))} is not "
                 "name: new-name or name: null"
