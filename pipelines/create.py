@@ -20,15 +20,16 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from pipelines.flags import UsageError
 from pipelines.settings import (
     CreateSettings,
-    UsageError,
     clear_previous_manifest,
     parse_create_args,
     pipeline_options,
     runs_locally,
 )
-from transforms.duplicates import HASHES, SAME_SPLIT, ContentGroups, ReportDuplicates
+from transforms.choices import SAME_SPLIT
+from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map

@@ -18,9 +18,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from pipelines.flags import EXPORT_FORMATS, UsageError, export_parser
 from pipelines.settings import (
-    Parser,
-    UsageError,
     check_beam_flags,
     check_output_folder,
     pipeline_options,
@@ -55,7 +54,6 @@ from transforms.report import ERRORS_FILE, MANIFEST, SumCounts, write_errors
 from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import ensure_dir, parts_dir
 
-FORMATS = ("coco", "voc", "csv", "yolo")
 SUMMARY = "export.json"
 STAGE_RECORD = "record"
 # Names made unique end in `~` and 16 hex digits of the image's sha256 (`-N` after them for
@@ -138,20 +136,12 @@ def _expand_input(argument: str) -> list[tuple[str | None, str]]:
 
 def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
-    parser = Parser(
-        prog="odrecords export",
-        description="Turn TFRecords back into COCO, VOC, CSV or YOLO annotations and images. "
-        "Flags not listed here are Beam pipeline options.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("--input", action="append", required=True, help="GLOB, NAME=GLOB or DIR")
-    parser.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--label-map", dest="label_map")
-    args, beam_args = parser.parse_known_args(argv)
+    args, beam_args = export_parser().parse_known_args(argv)
     use_filesystem_options(beam_args)
-    if args.format not in FORMATS:
-        raise UsageError(f"unknown format {args.format!r}; choose one of {', '.join(FORMATS)}")
+    if args.format not in EXPORT_FORMATS:
+        raise UsageError(
+            f"unknown format {args.format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
+        )
     inputs = []
     for argument in args.input:
         for split, path in _expand_input(argument):

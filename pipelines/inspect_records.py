@@ -23,10 +23,10 @@ from typing import BinaryIO
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from pipelines.settings import Parser, UsageError
+from pipelines.flags import UsageError, inspect_parser
+from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.export.decode import RecordRejected, class_name
 from transforms.export.render import class_histogram, contact_sheets
-from transforms.images import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.label_map import LabelMapError, read_label_names
 from transforms.tfrecord import iter_records, open_records
 
@@ -353,14 +353,8 @@ def print_report(report: Report, label_map: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the records are sound, 1 when problems were found, 2 for bad use."""
-    parser = Parser(prog="odrecords inspect", description=__doc__.splitlines()[0])
-    parser.add_argument("pattern", nargs="+", help="TFRecord files or globs")
-    parser.add_argument("--label-map", dest="label_map")
-    parser.add_argument("--render", help="folder for contact sheets and a class histogram")
-    parser.add_argument("--limit", type=int, default=16, help="examples to render (16)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = inspect_parser().parse_args(sys.argv[1:] if argv is None else argv)
         paths = []
         for pattern in args.pattern:
             matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)

@@ -18,10 +18,17 @@ from dataclasses import dataclass, field
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from transforms.duplicates import POLICIES, REPORT, SAME_SPLIT
-from transforms.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from pipelines.flags import DEFAULT_NUM_SHARDS, DEFAULT_SPLITS, UsageError, create_parser
+from transforms.choices import (
+    AUTO,
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    OPTIONS,
+    POLICIES,
+    REPORT,
+    SAME_SPLIT,
+)
 from transforms.label_map import LabelMapError, read_label_map
-from transforms.orientation import AUTO, OPTIONS
 from transforms.outputs import NotOurOutput, delete_path, listed_files, read_summary
 from transforms.readers import formats
 from transforms.readers.base import (
@@ -39,31 +46,7 @@ from transforms.records import Extras, excerpt
 from transforms.report import MANIFEST
 from transforms.splits import parse_splits
 
-# Ten shards per split: enough files for the TF OD API's parallel, interleaved reads and
-# file-level shuffling, few enough that a small dataset is not scattered over many files.
-# For large datasets aim at 100-200 MB per shard.
-DEFAULT_NUM_SHARDS = 10
-DEFAULT_SPLITS = "train=1"
 _PATH_KEYS = ("annotations", "images", "output", "label_map", "classes", "class_map")
-
-
-class UsageError(Exception):
-    """Arguments the job cannot run with; the message is printed as one line."""
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are UsageErrors (one line, exit code 2), and whose
-    `--two-words` flags also answer to `--two_words`, the spelling of Beam's own options and
-    of Dataflow template parameters."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-    def add_argument(self, *names, **options):
-        aliases = [
-            "--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]
-        ]
-        return super().add_argument(*names, *aliases, **options)
 
 
 # The runner used when none is given: Beam's in-process FnApiRunner. Beam's `DirectRunner`
@@ -89,69 +72,6 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     standard.runner = standard.runner or DEFAULT_RUNNER
     return options
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="odrecords create",
-        description="Convert an object-detection dataset into sharded TFRecords. Flags not "
-        "listed here are Beam pipeline options (--runner, --temp_location, ...).",
-        allow_abbrev=False,
-    )
-    parser.add_argument("--config", help="YAML file with these settings; flags override it")
-    parser.add_argument("--format", help=f"annotation format: {', '.join(formats())} or auto")
-    parser.add_argument("--annotations", help="annotation file, folder or glob")
-    parser.add_argument(
-        "--images",
-        help="root folder that image names resolve against (default: images are looked for "
-        "beside the annotation file that names them)",
-    )
-    parser.add_argument("--output", help="output folder")
-    parser.add_argument("--label-map", dest="label_map", help="existing label_map.pbtxt")
-    parser.add_argument(
-        "--splits", help=f"NAME=FRACTION,... or 'source' (default {DEFAULT_SPLITS})"
-    )
-    parser.add_argument(
-        "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
-    )
-    parser.add_argument(
-        "--max-image-bytes",
-        dest="max_image_bytes",
-        type=int,
-        help=f"reject larger image files (default {DEFAULT_MAX_IMAGE_BYTES})",
-    )
-    parser.add_argument(
-        "--max-image-pixels",
-        dest="max_image_pixels",
-        type=int,
-        help="reject images with more pixels, checked from their header "
-        f"(default {DEFAULT_MAX_IMAGE_PIXELS})",
-    )
-    parser.add_argument(
-        "--exif-orientation",
-        dest="exif_orientation",
-        metavar="{" + ",".join(OPTIONS) + "}",
-        help=f"the frame boxes on images with an EXIF orientation were drawn in (default {AUTO}: "
-        "from the declared size where it tells, else the displayed image); the pixels written "
-        "are made to match it",
-    )
-    parser.add_argument(
-        "--duplicates",
-        choices=POLICIES,
-        help=f"{REPORT} (default): report exact and near-duplicate images across and within "
-        f"splits; {SAME_SPLIT}: also put each group of duplicates in one split, chosen by "
-        "their content",
-    )
-    parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
-    parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
-    for flag, text in [
-        ("--detach", "submit the job to a remote runner and exit without waiting"),
-        ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
-        ("--include-keypoints", "write COCO keypoints"),
-        ("--keep-empty-classes", "keep declared classes without objects in the label map"),
-    ]:
-        parser.add_argument(flag, action="store_true", default=None, help=text)
-    return parser
 
 
 @dataclass(frozen=True)
@@ -211,7 +131,7 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
     if odd:
         raise UsageError(f"config {path}: setting {excerpt(odd[0])} is not a name")
     config = {key.replace("-", "_"): value for key, value in config.items()}
-    actions = {action.dest: action for action in _parser()._actions}
+    actions = {action.dest: action for action in create_parser()._actions}
     unknown = sorted(set(config) - set(actions) - {"help", "config"})
     if unknown:
         raise UsageError(f"config {path}: unknown settings {', '.join(unknown)}")
@@ -290,7 +210,10 @@ def check_beam_flags(flags: list[str]) -> None:
         if flag.startswith("-"):
             name = flag.split("=", 1)[0]
             known = [
-                o for p in (parsers[0], _parser()) for a in p._actions for o in a.option_strings
+                o
+                for p in (parsers[0], create_parser())
+                for a in p._actions
+                for o in a.option_strings
             ]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
@@ -347,7 +270,7 @@ def _duplicates(values: dict, splits: dict[str, float] | None) -> str:
 
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
-    args, beam_args = _parser().parse_known_args(argv)
+    args, beam_args = create_parser().parse_known_args(argv)
     values, config_flags = _load_config(args.config) if args.config else ({}, [])
     use_filesystem_options(config_flags + list(beam_args))
     for key, value in vars(args).items():

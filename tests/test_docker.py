@@ -50,9 +50,9 @@ def test_flex_template_launches_create_with_parameters_it_accepts():
     assert steps["FLEX_TEMPLATE_PYTHON_PY_FILE"] == "/template/pipelines/create.py"
     python = [v for op, v in instructions("Dockerfile.flex-template") if op == "FROM"][0]
     assert "python311" in python
-    from pipelines.settings import _parser
+    from pipelines.flags import create_parser
 
-    options = {o for a in _parser()._actions for o in a.option_strings}
+    options = {o for a in create_parser()._actions for o in a.option_strings}
     metadata = json.loads((ROOT / "docker" / "flex-template-metadata.json").read_text())
     for parameter in metadata["parameters"]:
         assert f"--{parameter['name']}" in options, parameter["name"]

@@ -13,7 +13,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import SAMPLE, local_pipeline, pair_names, read_output, run_create
 from PIL import Image, ImageDraw
 
-from pipelines.settings import UsageError, parse_create_args
+from pipelines.flags import UsageError
+from pipelines.settings import parse_create_args
 from transforms import duplicates
 from transforms.duplicates import (
     MAX_DISTANCE,

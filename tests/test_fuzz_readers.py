@@ -22,7 +22,8 @@ from conftest import local_pipeline
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.settings import UsageError, _load_config
+from pipelines.flags import UsageError
+from pipelines.settings import _load_config
 from transforms.readers import formats
 from transforms.readers.base import ReaderOptions, UnusableSource
 from transforms.readers.class_map import load_class_map

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_export import jpeg_bytes, png_bytes
 
-from pipelines.export import FORMATS, _candidate_name, _fits
+from pipelines.export import _candidate_name, _fits
+from pipelines.flags import EXPORT_FORMATS
 from pipelines.inspect_records import Inspector
 from transforms.export.decode import DecodedRecord, RecordRejected, decode_example
 from transforms.export.writers import (
@@ -148,7 +149,7 @@ def test_any_example_decodes_or_is_rejected_and_every_object_is_accounted_for(ex
         assert all(math.isfinite(v) for v in values)
     # Whatever decoded, every writer writes it: valid JSON, names that fit a filesystem.
     categories = categories_from_counts([(pair, 1) for pair in record.class_ids])
-    for fmt in FORMATS:
+    for fmt in EXPORT_FORMATS:
         name = _candidate_name(record, fmt)
         assert _fits(fmt, name) and not name.startswith(("/", "../"))
         named = NamedRecord(name, record)

@@ -43,9 +43,6 @@ from transforms.records import ImageAnnotation
 from transforms.splits import assign_split
 
 # `--duplicates`: report only, or keep each group of duplicates in one split.
-REPORT = "report"
-SAME_SPLIT = "same-split"
-POLICIES = (REPORT, SAME_SPLIT)
 
 # Tag of the shard writer's output of HashedImages.
 HASHES = "hashes"

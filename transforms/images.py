@@ -34,9 +34,6 @@ from transforms.paths import UnsafePathError, resolve_image
 from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage, excerpt
 
-DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
-DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
-
 _KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 # Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) becomes RGB(A).
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}

@@ -29,12 +29,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from transforms.choices import AUTO, DISPLAYED, IGNORE, STORED
+
 ORIENTATION_TAG = 0x0112
-DISPLAYED = "displayed"
-STORED = "stored"
-AUTO = "auto"
-IGNORE = "ignore"
-OPTIONS = (AUTO, DISPLAYED, STORED, IGNORE)
 
 # Formats whose usual annotation tool shows the stored pixels: Labelbox strips the tag when an
 # image is imported, so its boxes are drawn on the stored pixels.

@@ -15,7 +15,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
-from transforms.duplicates import MAX_DISTANCE, SAME_SPLIT
+from transforms.choices import SAME_SPLIT
+from transforms.duplicates import MAX_DISTANCE
 from transforms.label_map import csv_writable, format_label_map, format_label_map_csv
 from transforms.orientation import manifest_entry as orientation_entry
 from transforms.outputs import (

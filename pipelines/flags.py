@@ -1,0 +1,154 @@
+"""The flags of every `odrecords` command, built without Beam or TensorFlow.
+
+Importing either costs seconds and hundreds of MB; keeping the parsers here (with only
+argparse and cheap constants) lets `odrecords COMMAND --help` and the usage errors argparse
+finds answer at once, before `pipelines.cli` imports the command itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from transforms.choices import (
+    AUTO,
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    OPTIONS,
+    POLICIES,
+    REPORT,
+    SAME_SPLIT,
+)
+from transforms.readers import FORMAT_NAMES
+
+# Ten shards per split: enough files for the TF OD API's parallel, interleaved reads and
+# file-level shuffling, few enough that a small dataset is not scattered over many files.
+# For large datasets aim at 100-200 MB per shard.
+DEFAULT_NUM_SHARDS = 10
+DEFAULT_SPLITS = "train=1"
+EXPORT_FORMATS = ("coco", "voc", "csv", "yolo")
+
+
+class UsageError(Exception):
+    """Arguments the job cannot run with; the message is printed as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are UsageErrors (one line, exit code 2), and whose
+    `--two-words` flags also answer to `--two_words`, the spelling of Beam's own options and
+    of Dataflow template parameters."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+    def add_argument(self, *names, **options):
+        aliases = [
+            "--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]
+        ]
+        return super().add_argument(*names, *aliases, **options)
+
+
+def create_parser() -> Parser:
+    """The flags of `odrecords create`; any others are Beam pipeline options."""
+    parser = Parser(
+        prog="odrecords create",
+        description="Convert an object-detection dataset into sharded TFRecords. Flags not "
+        "listed here are Beam pipeline options (--runner, --temp_location, ...).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", help="YAML file with these settings; flags override it")
+    parser.add_argument("--format", help=f"annotation format: {', '.join(FORMAT_NAMES)} or auto")
+    parser.add_argument("--annotations", help="annotation file, folder or glob")
+    parser.add_argument(
+        "--images",
+        help="root folder that image names resolve against (default: images are looked for "
+        "beside the annotation file that names them)",
+    )
+    parser.add_argument("--output", help="output folder")
+    parser.add_argument("--label-map", dest="label_map", help="existing label_map.pbtxt")
+    parser.add_argument(
+        "--splits", help=f"NAME=FRACTION,... or 'source' (default {DEFAULT_SPLITS})"
+    )
+    parser.add_argument(
+        "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
+    )
+    parser.add_argument(
+        "--max-image-bytes",
+        dest="max_image_bytes",
+        type=int,
+        help=f"reject larger image files (default {DEFAULT_MAX_IMAGE_BYTES})",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        dest="max_image_pixels",
+        type=int,
+        help="reject images with more pixels, checked from their header "
+        f"(default {DEFAULT_MAX_IMAGE_PIXELS})",
+    )
+    parser.add_argument(
+        "--exif-orientation",
+        dest="exif_orientation",
+        metavar="{" + ",".join(OPTIONS) + "}",
+        help=f"the frame boxes on images with an EXIF orientation were drawn in (default {AUTO}: "
+        "from the declared size where it tells, else the displayed image); the pixels written "
+        "are made to match it",
+    )
+    parser.add_argument(
+        "--duplicates",
+        choices=POLICIES,
+        help=f"{REPORT} (default): report exact and near-duplicate images across and within "
+        f"splits; {SAME_SPLIT}: also put each group of duplicates in one split, chosen by "
+        "their content",
+    )
+    parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
+    parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
+    for flag, text in [
+        ("--detach", "submit the job to a remote runner and exit without waiting"),
+        ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
+        ("--include-keypoints", "write COCO keypoints"),
+        ("--keep-empty-classes", "keep declared classes without objects in the label map"),
+    ]:
+        parser.add_argument(flag, action="store_true", default=None, help=text)
+    return parser
+
+
+def export_parser() -> Parser:
+    """The flags of `odrecords export`; any others are Beam pipeline options."""
+    parser = Parser(
+        prog="odrecords export",
+        description="Turn TFRecords back into COCO, VOC, CSV or YOLO annotations and images. "
+        "Flags not listed here are Beam pipeline options.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--input", action="append", required=True, help="GLOB, NAME=GLOB or DIR")
+    parser.add_argument("--format", required=True, help=f"one of {', '.join(EXPORT_FORMATS)}")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--label-map", dest="label_map")
+    return parser
+
+
+def inspect_parser() -> Parser:
+    """The arguments of `odrecords inspect`, which takes no Beam options."""
+    parser = Parser(
+        prog="odrecords inspect",
+        description="`odrecords inspect`: what is inside TFRecord files, and what is wrong "
+        "with them.",
+    )
+    parser.add_argument("pattern", nargs="+", help="TFRecord files or globs")
+    parser.add_argument("--label-map", dest="label_map")
+    parser.add_argument("--render", help="folder for contact sheets and a class histogram")
+    parser.add_argument("--limit", type=int, default=16, help="examples to render (16)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def check_flags(command: str, argv: Sequence[str]) -> None:
+    """Parses `argv` as `command` will: prints its `--help`, or raises the UsageError argparse
+    finds (a missing required flag, a count that is not a number), before the command's heavy
+    imports. Create and export pass flags they do not know on to Beam."""
+    if command == "inspect":
+        inspect_parser().parse_args(argv)
+    elif command == "export":
+        export_parser().parse_known_args(argv)
+    else:
+        create_parser().parse_known_args(argv)

@@ -1,0 +1,18 @@
+"""Defaults and named choices of odrecords' options, in a module without heavy imports: the
+`--help` of every command shows them without loading Beam or TensorFlow."""
+
+# Limits on one image, checked before it is decoded.
+DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+
+# The frames `odrecords create --exif-orientation` accepts (see `transforms.orientation`).
+DISPLAYED = "displayed"
+STORED = "stored"
+AUTO = "auto"
+IGNORE = "ignore"
+OPTIONS = (AUTO, DISPLAYED, STORED, IGNORE)
+
+# What `odrecords create --duplicates` does with duplicate images (see `transforms.duplicates`).
+REPORT = "report"
+SAME_SPLIT = "same-split"
+POLICIES = (REPORT, SAME_SPLIT)
