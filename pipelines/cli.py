@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pipelines.flags import UsageError, check_flags
+
 COMMANDS = {"create": "create", "export": "export", "inspect": "inspect_records"}
 USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
@@ -38,8 +40,8 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _dispatch(argv: list[str]) -> int:
-    """Runs the chosen subcommand; heavy imports wait until one is chosen, so usage and
-    `--version` answer at once."""
+    """Runs the chosen subcommand; heavy imports wait until its flags have been parsed, so
+    usage, `--version`, `COMMAND --help` and the usage errors argparse finds answer at once."""
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0 if argv else 2
@@ -54,6 +56,11 @@ def _dispatch(argv: list[str]) -> int:
     # unless -v asks for Beam's and odrecords' progress logs.
     verbose = any(arg in ("-v", "--verbose") for arg in rest)
     rest = [arg for arg in rest if arg not in ("-v", "--verbose")]
+    try:
+        check_flags(command, rest)  # `--help` prints and exits here.
+    except UsageError as error:
+        print(f"odrecords {command}: error: {error}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR,

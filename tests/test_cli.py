@@ -1,4 +1,5 @@
-"""The `odrecords` command itself: its version, and output into a pipe that closes early."""
+"""The `odrecords` command itself: its version and help (without TensorFlow or Beam), and output
+into a pipe that closes early."""
 
 import importlib.metadata
 import subprocess
@@ -20,6 +21,64 @@ def test_version_comes_without_tensorflow_or_beam():
     assert done.returncode == 0, done.stderr
     version = importlib.metadata.version("odrecords")
     assert done.stdout.splitlines() == [f"odrecords {version}", "[]"]
+
+
+HEAVY = "['tensorflow', 'apache_beam']"
+
+
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        (["--help"], "commands:"),
+        (["--version"], "odrecords "),
+        (["create", "--help"], "--max-image-pixels"),
+        (["export", "--help"], "--input"),
+        (["inspect", "--help"], "--render"),
+    ],
+)
+def test_help_comes_without_tensorflow_or_beam(args, shown):
+    """`--help` is what people run first; TensorFlow and Beam would take seconds and
+    hundreds of MB to print it."""
+    probe = (
+        "import sys; from pipelines.cli import main\n"
+        f"try: main({args!r})\n"
+        "except SystemExit as done: assert done.code == 0\n"
+        f"print([m for m in {HEAVY} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert shown in done.stdout
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["create", "--num-shards", "x"], "odrecords create: error: argument --num-shards"),
+        (["export", "--format", "coco"], "odrecords export: error: the following arguments"),
+        (["inspect"], "odrecords inspect: error: the following arguments are required"),
+    ],
+)
+def test_usage_errors_argparse_finds_come_without_tensorflow_or_beam(args, error):
+    probe = (
+        "import sys; from pipelines.cli import main\n"
+        f"code = main({args!r})\n"
+        f"print([m for m in {HEAVY} if m in sys.modules]); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith(error) and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stdout.splitlines() == ["[]"]
+
+
+def test_the_create_help_names_every_format():
+    """The help's list is kept beside the registry without importing the readers."""
+    from pipelines.flags import create_parser
+    from transforms.readers import FORMAT_NAMES, formats
+
+    assert FORMAT_NAMES == tuple(formats())
+    help = create_parser()._option_string_actions["--format"].help
+    assert help == f"annotation format: {', '.join(formats())} or auto"
 
 
 @pytest.fixture(scope="module")
