@@ -38,7 +38,8 @@ def feature(values):
 def example(**features) -> bytes:
     """A serialized tf.train.Example; keys use '__' for '/' (image__object__bbox__xmin)."""
     mapped = {key.replace("__", "/"): feature(value) for key, value in features.items()}
-    return tf.train.Example(features=tf.train.Features(feature=mapped)).SerializeToString()
+    features = tf.train.Features(feature=mapped)
+    return tf.train.Example(features=features).SerializeToString(deterministic=True)
 
 
 def jpeg_bytes(width=40, height=30) -> bytes:
