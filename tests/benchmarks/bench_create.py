@@ -1,11 +1,14 @@
-"""Benchmark: `odrecords create` against a single-process TFRecordWriter loop.
+"""Benchmark: `odrecords create` against single-process TFRecordWriter loops.
 
 Builds datasets of the Raccoon images repeated (hard links, so no disk is spent) to each
 requested size, then runs, each in its own process so peak RSS is its own:
-- `odrecords create` on the local runner (CSV input, 10 shards), and
+- `odrecords create` on the local runner (CSV input, 10 shards),
 - the loop the TF Models scripts use: read each image, build the tf.train.Example, write it
-  with one `tf.io.TFRecordWriter`.
-Prints images/s and peak RSS for both. Usage:
+  with one `tf.io.TFRecordWriter` (verifies nothing), and
+- the same loop decoding every image with `tf.io.decode_image`: the single-process
+  equivalent of what odrecords guarantees (every image decodes at the size recorded).
+Prints images/s and peak RSS for each, and odrecords' speed as a multiple of each loop's.
+Usage:
 
     python tests/benchmarks/bench_create.py [--sizes 2000 10000] [--workdir DIR] [BEAM FLAGS]
 """
@@ -46,8 +49,9 @@ def make_dataset(root: str, size: int) -> tuple[str, str]:
     return labels, images
 
 
-def baseline(labels: str, images: str, output: str) -> None:
-    """The single-process way: one pass, one writer, everything in one Python loop."""
+def baseline(labels: str, images: str, output: str, decode: bool = False) -> None:
+    """The single-process way: one pass, one writer, everything in one Python loop; with
+    `decode`, each image is also decoded by TensorFlow, as training will decode it."""
     import tensorflow as tf
     from PIL import Image
 
@@ -69,6 +73,8 @@ def baseline(labels: str, images: str, output: str) -> None:
             with open(os.path.join(images, filename), "rb") as handle:
                 encoded = handle.read()
             width, height = Image.open(os.path.join(images, filename)).size
+            if decode:
+                tf.io.decode_image(encoded, channels=3, expand_animations=False)
             features = {
                 "image/encoded": feature("bytes", [encoded]),
                 "image/format": feature("bytes", [b"jpeg"]),
@@ -116,15 +122,16 @@ def main() -> None:
     parser.add_argument(
         "--baseline", nargs=3, metavar=("LABELS", "IMAGES", "OUTPUT"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
     args, beam_flags = parser.parse_known_args()
     if args.baseline:
-        baseline(*args.baseline)
+        baseline(*args.baseline, decode=args.decode)
         return
     if not os.path.isdir(RACCOON):
         sys.exit("needs ../shared/data/raccoon beside the project")
     odrecords = os.path.join(os.path.dirname(sys.executable), "odrecords")
     workdir = args.workdir or tempfile.mkdtemp(prefix="odrecords-bench-")
-    print(f"{'images':>7} {'tool':<28} {'seconds':>8} {'images/s':>9} {'peak RSS MB':>12}")
+    print(f"{'images':>7} {'tool':<32} {'seconds':>8} {'images/s':>9} {'peak RSS MB':>12}")
     for size in args.sizes:
         root = os.path.join(workdir, str(size))
         shutil.rmtree(root, ignore_errors=True)
@@ -146,24 +153,39 @@ def main() -> None:
                     *beam_flags,
                 ],
             ),
-            (
-                "single-process TFRecordWriter",
-                [
-                    sys.executable,
-                    __file__,
-                    "--baseline",
-                    labels,
-                    images,
-                    os.path.join(root, "baseline.tfrecord"),
-                ],
+            *(
+                (
+                    name,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--baseline",
+                        labels,
+                        images,
+                        os.path.join(root, "baseline.tfrecord"),
+                        *flags,
+                    ],
+                )
+                for name, flags in (
+                    ("single-process TFRecordWriter", []),
+                    ("same loop + tf.io.decode_image", ["--decode"]),
+                )
             ),
         ]
+        times = []
         for name, command in runs:
             seconds, rss = measure(command)
+            times.append(seconds)
             print(
-                f"{size:>7} {name:<28} {seconds:>8.1f} {size / seconds:>9.1f} {rss:>12.0f}",
+                f"{size:>7} {name:<32} {seconds:>8.1f} {size / seconds:>9.1f} {rss:>12.0f}",
                 flush=True,
             )
+        ours, plain, decoding = times
+        print(
+            f"{size:>7} odrecords: {plain / ours:.2f}x the plain loop, "
+            f"{decoding / ours:.2f}x the decoding loop",
+            flush=True,
+        )
         shutil.rmtree(root)
     if not args.workdir:
         shutil.rmtree(workdir)
