@@ -11,11 +11,8 @@ since TensorFlow ignores the tag.
 from __future__ import annotations
 
 import io
-import os
-import stat
 from typing import BinaryIO
 
-from apache_beam.io.filesystems import CompressionTypes, FileSystems
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from transforms.orientation import (
@@ -30,7 +27,7 @@ from transforms.orientation import (
     stored_size,
     without_orientation,
 )
-from transforms.paths import UnsafePathError, resolve_image
+from transforms.paths import NotRegularFile, UnsafePathError, open_regular, resolve_image
 from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage, excerpt
 
@@ -45,13 +42,6 @@ class ImageRejected(Exception):
 
 # Bytes read at a time: memory follows the file, never the size limit, which may be huge.
 _CHUNK = 1024 * 1024
-_FILE_KINDS = {
-    stat.S_IFDIR: "a folder",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
 
 
 def _read_up_to(handle: BinaryIO, limit: int) -> bytes:
@@ -68,37 +58,12 @@ def _read_up_to(handle: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _require_regular(mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-        raise ImageRejected(f"image path is {kind}, not a regular file")
-
-
-def _open_local(path: str) -> BinaryIO:
-    """Opens a local image only if it is a regular file: reading a FIFO would wait forever,
-    a device (/dev/zero) would never end, and merely opening some devices has effects. The
-    path is checked before opening, and the opened file again (opened without blocking), so
-    a file swapped for a FIFO in between cannot hang the job either."""
-    _require_regular(os.stat(path).st_mode)
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        _require_regular(os.fstat(descriptor).st_mode)
-        return os.fdopen(descriptor, "rb")
-    except BaseException:
-        os.close(descriptor)
-        raise
-
-
 def _read_limited(path: str, max_bytes: int) -> bytes:
     try:
-        if FileSystems.get_scheme(path) is None:
-            handle = _open_local(path)
-        else:
-            handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        with handle:
+        with open_regular(path) as handle:
             data = _read_up_to(handle, max_bytes)
-    except ImageRejected:
-        raise
+    except NotRegularFile as error:
+        raise ImageRejected(f"image path is {error.kind}, not a regular file") from None
     except FileNotFoundError:
         raise ImageRejected("image file not found") from None
     except Exception as error:  # Each filesystem raises its own error types.

@@ -1,12 +1,15 @@
-"""Image names from untrusted annotations, turned into paths that stay inside the images root."""
+"""Image names from untrusted annotations, turned into paths that stay inside the images root,
+and files opened only when they are regular files."""
 
 from __future__ import annotations
 
 import os
 import posixpath
 import re
+import stat
+from typing import BinaryIO
 
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from transforms.records import excerpt
 
@@ -100,3 +103,43 @@ def file_key(path: str, root: str) -> str:
         whole = os.path.abspath(path) if FileSystems.get_scheme(path) is None else path
         relative = _ABSOLUTE.sub("", whole.replace("\\", "/")).lstrip("/")
     return image_key(relative)
+
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+class NotRegularFile(OSError):
+    """A path to read that is a FIFO, a device, a socket or a folder; `kind` says which."""
+
+    def __init__(self, path: str, kind: str):
+        super().__init__(f"{excerpt(path)} is {kind}, not a regular file")
+        self.kind = kind
+
+
+def _require_regular(mode: int, path: str) -> None:
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(path, _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Opens a file for reading only if it is a regular file: reading a FIFO would wait
+    forever, a device (/dev/zero) would never end, and merely opening some devices has
+    effects. A local path is checked before it is opened and again once open (opened without
+    blocking), so a file swapped for a FIFO in between cannot hang the job either. Raises
+    OSError (NotRegularFile)."""
+    if FileSystems.get_scheme(path) is not None:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    _require_regular(os.stat(path).st_mode, path)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        _require_regular(os.fstat(descriptor).st_mode, path)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise

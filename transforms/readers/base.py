@@ -15,17 +15,16 @@ import functools
 import os
 import posixpath
 import re
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, TypeVar
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystems import CompressionTypes, FileSystems
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.paths import UnsafePathError, image_key_under
+from transforms.paths import UnsafePathError, image_key_under, open_regular
 from transforms.readers.values import kind, load_yaml, undecodable
 from transforms.records import (
     ERRORS,
@@ -48,45 +47,11 @@ E = TypeVar("E")
 
 # The most characters of an error reason made from an exception's message.
 _REASON_CHARS = 160
-_FILE_KINDS = {
-    stat.S_IFDIR: "a folder",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
 
 
 class UnusableSource(ValueError):
     """Annotations the job cannot start from (nothing matches, a split entry that points at
     nothing, ...); the message is shown as one usage-error line."""
-
-
-class NotRegularFile(OSError):
-    """A path to read that is a FIFO, a device, a socket or a folder."""
-
-
-def _require_regular(mode: int, path: str) -> None:
-    if not stat.S_ISREG(mode):
-        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-        raise NotRegularFile(f"{excerpt(path)} is {kind}, not a regular file")
-
-
-def open_regular(path: str) -> BinaryIO:
-    """Opens an annotation, label, names or list file for reading, only if it is a regular
-    file: reading a FIFO would wait forever and a device never end. A local path is checked
-    before it is opened and again once open (opened without blocking), so a file swapped
-    for a FIFO in between cannot hang the job either. Raises OSError (NotRegularFile)."""
-    if not is_local(path):
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    _require_regular(os.stat(path).st_mode, path)
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        _require_regular(os.fstat(descriptor).st_mode, path)
-        return os.fdopen(descriptor, "rb")
-    except BaseException:
-        os.close(descriptor)
-        raise
 
 
 def read_file(path: str) -> bytes:
@@ -442,6 +407,17 @@ class MatchPaths(beam.PTransform):
             | "Match" >> fileio.MatchFiles(self._pattern)
             | "Paths" >> beam.Map(lambda metadata: metadata.path)
         )
+
+
+class Reader(beam.PTransform):
+    """A format's reader: built from the annotation files' pattern and the reader options,
+    as `Format.reader` is called, and expanded from the pipeline's start to the `annotations`,
+    `errors` and `classes` outputs."""
+
+    def __init__(self, pattern: str, options: ReaderOptions):
+        super().__init__()
+        self._pattern = pattern
+        self._options = options
 
 
 class ParseFiles(beam.PTransform):

@@ -21,6 +21,7 @@ from transforms.readers.base import (
     CLASSES,
     Format,
     MatchPaths,
+    Reader,
     ReaderOptions,
     guarded,
     image_key_for,
@@ -334,13 +335,8 @@ class _JoinImage(beam.DoFn):
             yield route(record)
 
 
-class ReadCoco(beam.PTransform):
+class ReadCoco(Reader):
     """COCO files matching a pattern → `annotations`, `errors` and `classes` outputs."""
-
-    def __init__(self, pattern: str, options: ReaderOptions):
-        super().__init__()
-        self._pattern = pattern
-        self._options = options
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (

@@ -14,7 +14,7 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.readers.base import open_regular
+from transforms.paths import open_regular
 from transforms.readers.yolo import NAMES_FILES
 
 _SNIFF_BYTES = 1 << 16

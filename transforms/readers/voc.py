@@ -21,6 +21,7 @@ from transforms.readers.base import (
     Format,
     Parsed,
     ParseFiles,
+    Reader,
     ReaderOptions,
     Request,
     Source,
@@ -176,13 +177,8 @@ def _in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]) ->
     return replace(mention, split=first, other_splits=tuple(others))
 
 
-class ReadVoc(beam.PTransform):
+class ReadVoc(Reader):
     """VOC files → annotations; source splits from ImageSets lists or from folders."""
-
-    def __init__(self, pattern: str, options: ReaderOptions):
-        super().__init__()
-        self._pattern = pattern
-        self._options = options
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         if not self._options.split_sources:

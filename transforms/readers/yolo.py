@@ -31,6 +31,7 @@ from transforms.readers.base import (
     CLASSES,
     Format,
     Parsed,
+    Reader,
     ReaderOptions,
     Request,
     Source,
@@ -468,12 +469,8 @@ def declarations(names: tuple[str, ...], source: str) -> list[ClassDeclaration]:
     return [ClassDeclaration(name, index + 1, source) for index, name in enumerate(names)]
 
 
-class ReadYolo(beam.PTransform):
+class ReadYolo(Reader):
     """A Darknet / Ultralytics dataset → annotations, errors and its declared classes."""
-
-    def __init__(self, pattern: str, options: ReaderOptions):
-        super().__init__()
-        self._options = options
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         listed = (

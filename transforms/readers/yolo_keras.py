@@ -19,6 +19,7 @@ from transforms.readers.base import (
     Format,
     Parsed,
     ParseFiles,
+    Reader,
     ReaderOptions,
     Request,
     Source,
@@ -108,13 +109,8 @@ def _locate(request: Request, fmt: Format) -> Source:
     return replace(source, options=replace(source.options, class_names=names))
 
 
-class ReadKeras(beam.PTransform):
+class ReadKeras(Reader):
     """keras-yolo3 files → annotations, errors, and the classes file's classes."""
-
-    def __init__(self, pattern: str, options: ReaderOptions):
-        super().__init__()
-        self._pattern = pattern
-        self._options = options
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         read = pbegin | "Files" >> ParseFiles(self._pattern, parse_keras_file, self._options)
