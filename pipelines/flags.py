@@ -12,12 +12,15 @@ from collections.abc import Sequence
 
 from transforms.choices import (
     AUTO,
+    DEFAULT_KEEP_VERSIONS,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     OPTIONS,
     POLICIES,
     REPORT,
+    REUSE,
     SAME_SPLIT,
+    STAT,
 )
 from transforms.readers import FORMAT_NAMES
 
@@ -100,10 +103,35 @@ def create_parser() -> Parser:
         f"splits; {SAME_SPLIT}: also put each group of duplicates in one split, chosen by "
         "their content",
     )
+    parser.add_argument(
+        "--keep-versions",
+        dest="keep_versions",
+        type=int,
+        help=f"with --versions: the published versions kept (default {DEFAULT_KEEP_VERSIONS})",
+    )
+    parser.add_argument(
+        "--max-error-rate",
+        dest="max_error_rate",
+        type=float,
+        help="do not publish the new output, and exit 1, when a larger share of the input "
+        "(images, and annotation records that could not be read) is rejected; 0 to 1",
+    )
+    parser.add_argument(
+        "--reuse",
+        choices=REUSE,
+        help=f"copy the examples of images unchanged since the previous build instead of "
+        f"converting them again; {STAT} (default): unchanged when the annotations and the image "
+        "file's size and modification time are; content: when the image's sha256 is; off",
+    )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
         ("--detach", "submit the job to a remote runner and exit without waiting"),
+        (
+            "--versions",
+            "write each build as a new version in OUTPUT/versions/ and publish it by rewriting "
+            "the pointer OUTPUT/LATEST last (for scheduled rebuilds read while they run)",
+        ),
         ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),
@@ -142,12 +170,27 @@ def inspect_parser() -> Parser:
     return parser
 
 
+def latest_parser() -> Parser:
+    """The arguments of `odrecords latest`, which takes no Beam options."""
+    parser = Parser(
+        prog="odrecords latest",
+        description="The folder of the latest published version of an output `odrecords "
+        "create --versions` writes (an output without versions: the folder itself), for "
+        "training jobs to read: with --split, the glob of that split's shards.",
+    )
+    parser.add_argument("output", help="the --output of odrecords create")
+    parser.add_argument("--split", help="print the glob of this split's shards")
+    return parser
+
+
 def check_flags(command: str, argv: Sequence[str]) -> None:
     """Parses `argv` as `command` will: prints its `--help`, or raises the UsageError argparse
     finds (a missing required flag, a count that is not a number), before the command's heavy
     imports. Create and export pass flags they do not know on to Beam."""
     if command == "inspect":
         inspect_parser().parse_args(argv)
+    elif command == "latest":
+        latest_parser().parse_args(argv)
     elif command == "export":
         export_parser().parse_known_args(argv)
     else:

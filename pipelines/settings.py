@@ -154,14 +154,14 @@ def _load_config(path: str) -> tuple[dict, list[str]]:
 
 
 def _check_setting(path: str, key: str, value: object, action: argparse.Action) -> None:
-    """A config value of the kind its flag takes: on/off flags true or false, counts and
-    limits numbers (checked further where they are used), anything else text."""
+    """A config value of the kind its flag takes: on/off flags true or false, counts,
+    limits and rates numbers (checked further where they are used), anything else text."""
     if value is None:
         return
     if isinstance(action, argparse._StoreTrueAction):
         kind, fits = "true or false", isinstance(value, bool)
-    elif action.type is int:
-        kind, fits = "a number", isinstance(value, (int, str)) and not isinstance(value, bool)
+    elif action.type in (int, float):
+        kind, fits = "a number", isinstance(value, (int, float, str)) and not isinstance(value, bool)
     else:
         kind, fits = "text", isinstance(value, str)
     if not fits:

@@ -16,3 +16,13 @@ OPTIONS = (AUTO, DISPLAYED, STORED, IGNORE)
 REPORT = "report"
 SAME_SPLIT = "same-split"
 POLICIES = (REPORT, SAME_SPLIT)
+
+# How `odrecords create --reuse` decides that an image is unchanged since the previous build
+# (see `transforms.reuse`): its file's size and modification time, or its bytes' sha256.
+STAT = "stat"
+CONTENT = "content"
+OFF = "off"
+REUSE = (STAT, CONTENT, OFF)
+
+# Versions `odrecords create --versions` keeps: the one just published and the ones before it.
+DEFAULT_KEEP_VERSIONS = 3
