@@ -23,11 +23,11 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from pipelines.flags import UsageError
 from pipelines.settings import (
     CreateSettings,
-    clear_previous_manifest,
     parse_create_args,
     pipeline_options,
     runs_locally,
 )
+from transforms.builds import MANIFEST, Layout
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
@@ -35,19 +35,20 @@ from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.orientation import OrientationPolicy
 from transforms.orientation import summary as orientation_summary
+from transforms.publish import finish_publications
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.report import (
     DUPLICATE_KINDS,
     ERRORS_FILE,
-    MANIFEST,
     SumCounts,
     WriteReport,
     copies_text,
     duplicates_across,
     error_counts,
     write_errors,
+    written_by_create,
 )
 from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
 from transforms.source_ids import AssignSourceIds
@@ -188,9 +189,10 @@ def build_pipeline(
         step_counts.append(placement)
 
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
-    parts = parts_dir(settings.output, temp_location)
+    layout = settings.layout
+    parts = parts_dir(layout.build, temp_location)
     shard_settings = ShardSettings(
-        output=settings.output,
+        output=layout.build,
         parts=parts,
         splits=settings.splits,
         num_shards=settings.num_shards,
@@ -203,7 +205,7 @@ def build_pipeline(
     step_counts.append(shards[HASHES] | "ReportDuplicates" >> ReportDuplicates())
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
-    error_files = write_errors(errors, settings.output)
+    error_files = write_errors(errors, layout.build)
     read_counts = grouped | "CountRead" >> beam.Map(_read_counts)
     overlap = (
         grouped
@@ -229,9 +231,7 @@ def build_pipeline(
         | "Once" >> beam.Create([None])
         | "WriteReport"
         >> beam.ParDo(
-            WriteReport(
-                settings.output, parts, _manifest_settings(settings), settings.earlier_files
-            ),
+            WriteReport(layout, parts, _manifest_settings(settings), settings.max_error_rate),
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
             beam.pvalue.AsSingleton(label_map),
@@ -241,9 +241,17 @@ def build_pipeline(
     )
 
 
-def _read_manifest(output: str) -> dict:
-    with FileSystems.open(FileSystems.join(output, MANIFEST)) as handle:
-        return json.load(handle)
+def _read_manifest(layout: Layout) -> tuple[dict, str]:
+    """This build's manifest, and the folder its files are in now: the build folder, or once
+    published without versions, the output's top."""
+    for folder in (layout.build, layout.output):
+        path = FileSystems.join(folder, MANIFEST)
+        if FileSystems.exists(path):
+            with FileSystems.open(path) as handle:
+                manifest = json.load(handle)
+            if manifest.get("build", {}).get("id") == layout.build_id:
+                return manifest, folder
+    raise RuntimeError(f"the job finished without writing {MANIFEST} in {layout.build}")
 
 
 def _print_summary(manifest: dict, output: str) -> None:
@@ -287,7 +295,7 @@ def _print_summary(manifest: dict, output: str) -> None:
                 file=sys.stderr,
             )
     _print_duplicates(manifest["duplicates"])
-    earlier = manifest["earlier_output"]
+    earlier = manifest.get("earlier_output", {"removed": 0, "left_in_place": []})
     if earlier["removed"]:
         print(f"removed {earlier['removed']} files of the earlier output this run replaced")
     left = earlier["left_in_place"]
@@ -359,12 +367,12 @@ def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> s
     return f"{rejected} of {referenced} images were rejected{most}; images were looked for {where}"
 
 
-def _outcome(manifest: dict, beside: bool) -> int:
+def _outcome(manifest: dict, folder: str, beside: bool) -> int:
     """The exit code: 1 when no example was written, since an empty dataset must not pass for
     a finished one; a loud warning when most images were rejected, which usually means a
     wrong --images rather than bad data, or most of one split's (a download that lacks many
-    of the images its annotations list). `beside`: images were looked for beside their
-    annotation files, not under --images."""
+    of the images its annotations list). `folder`: where the build is; `beside`: images were
+    looked for beside their annotation files, not under --images."""
     images = manifest["images"]
     if not images["written"]:
         if images["referenced"]:
@@ -373,6 +381,14 @@ def _outcome(manifest: dict, beside: bool) -> int:
             count = manifest["errors"]["count"]
             why = "the annotations name no image" + (f" ({count} errors)" if count else "")
         print(f"odrecords create: error: no example was written: {why}", file=sys.stderr)
+        return 1
+    build = manifest["build"]
+    if not build["published"]:
+        print(
+            f"odrecords create: error: not published: {'; '.join(build['not_published_because'])}"
+            f"; the build is in {folder}, the published output is unchanged",
+            file=sys.stderr,
+        )
         return 1
     if 2 * images["rejected"] > _to_write(images):
         why = _rejected(images["rejected"], _to_write(images), manifest, beside)
@@ -403,7 +419,7 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
     """Builds and runs the pipeline, then prints the summary and returns the exit code, or only
     submits it (`--detach`, and inside a Dataflow Flex Template launcher, which must not
     wait)."""
-    clear_previous_manifest(settings.output)
+    finish_publications(settings.output, written_by_create)
     options = pipeline_options(beam_args)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, settings, runs_locally(options))
@@ -415,13 +431,16 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
     )
     result = pipeline.run()
     if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
-        print(f"submitted; {FileSystems.join(settings.output, MANIFEST)} appears when it is done")
+        where = settings.layout.published
+        print(f"submitted; {FileSystems.join(where, MANIFEST)} appears when it is done")
         return 0
     result.wait_until_finish()
-    manifest = _read_manifest(settings.output)
-    _print_summary(manifest, settings.output)
+    manifest, folder = _read_manifest(settings.layout)
+    _print_summary(manifest, folder)
+    if manifest["build"]["published"] and settings.layout.versions:
+        print(f"published version {settings.layout.build_id} in {settings.output}")
     print_counters(result)
-    return _outcome(manifest, settings.source.options.images_beside_annotations)
+    return _outcome(manifest, folder, settings.source.options.images_beside_annotations)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,23 +13,27 @@ import difflib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.flags import DEFAULT_NUM_SHARDS, DEFAULT_SPLITS, UsageError, create_parser
+from transforms.builds import BUILDS, VERSIONS, Layout, PreviousBuild, find_previous, new_build_id
 from transforms.choices import (
     AUTO,
+    DEFAULT_KEEP_VERSIONS,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     OPTIONS,
     POLICIES,
     REPORT,
+    REUSE,
     SAME_SPLIT,
+    STAT,
 )
 from transforms.label_map import LabelMapError, read_label_map
-from transforms.outputs import NotOurOutput, delete_path, listed_files, read_summary
+from transforms.outputs import NotOurOutput, listed_files, read_summary
 from transforms.readers import formats
 from transforms.readers.base import (
     Format,
@@ -43,7 +47,6 @@ from transforms.readers.class_map import load_class_map
 from transforms.readers.detect import detect_format
 from transforms.readers.yolo import read_names
 from transforms.records import Extras, excerpt
-from transforms.report import MANIFEST
 from transforms.splits import parse_splits
 
 _PATH_KEYS = ("annotations", "images", "output", "label_map", "classes", "class_map")
@@ -86,6 +89,7 @@ class CreateSettings:
     splits: dict[str, float] | None  # None: the source's own splits, named in split_names.
     split_names: tuple[str, ...]
     num_shards: int
+    layout: Layout  # Where this build is written and published.
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     label_map_path: str | None = None
@@ -95,8 +99,10 @@ class CreateSettings:
     detach: bool = False
     class_map: dict[str, str | None] | None = None
     exif_orientation: str = AUTO
-    # The earlier output's files in `output`: {relative path: {size, sha256}}.
-    earlier_files: dict[str, dict] = field(default_factory=dict)
+    # The published build this one follows.
+    previous: PreviousBuild | None = None
+    max_error_rate: float | None = None
+    reuse: str = STAT
 
     @property
     def images(self) -> str:
@@ -105,14 +111,6 @@ class CreateSettings:
     @property
     def extras(self) -> Extras:
         return self.source.options.extras
-
-
-def clear_previous_manifest(output: str) -> None:
-    """Removes an earlier run's manifest first: while the new output is being written, the
-    folder has no manifest, so nothing mistakes a half-replaced dataset for a whole one."""
-    path = FileSystems.join(output, MANIFEST)
-    if FileSystems.exists(path):
-        delete_path(path)
 
 
 def _load_config(path: str) -> tuple[dict, list[str]]:
@@ -161,7 +159,8 @@ def _check_setting(path: str, key: str, value: object, action: argparse.Action) 
     if isinstance(action, argparse._StoreTrueAction):
         kind, fits = "true or false", isinstance(value, bool)
     elif action.type in (int, float):
-        kind, fits = "a number", isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        number = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+        kind, fits = "a number", number
     else:
         kind, fits = "text", isinstance(value, str)
     if not fits:
@@ -194,6 +193,57 @@ def check_output_folder(output: str, summary: str) -> dict[str, dict]:
             "choose an empty or new folder"
         )
     return {}
+
+
+def previous_build(output: str) -> PreviousBuild | None:
+    """The published build in `output` that a new build follows (see `transforms.builds`).
+    Refuses a path that is a file, and a non-empty folder that holds no odrecords output or
+    one changed since: more likely a typo than a place to write into, and nothing in it may be
+    replaced. A folder holding only unfinished builds is odrecords' own."""
+    if is_local(output) and os.path.exists(output) and not os.path.isdir(output):
+        raise UsageError(f"--output {output} is a file, not a folder")
+    try:
+        previous = find_previous(output)
+    except NotOurOutput as error:
+        raise UsageError(
+            f"output folder {output} holds an output odrecords did not write, or one changed "
+            f"since ({error}); choose an empty or new folder"
+        ) from None
+    if previous is None and is_local(output) and os.path.isdir(output):
+        if set(os.listdir(output)) - {BUILDS, VERSIONS}:
+            raise UsageError(
+                f"output folder {output} is not empty and holds no odrecords output; "
+                "choose an empty or new folder"
+            )
+    return previous
+
+
+def _error_rate(values: dict) -> float | None:
+    """`--max-error-rate`: a share from 0 to 1, or None for no gate."""
+    value = values.get("max_error_rate")
+    if value is None:
+        return None
+    with contextlib.suppress(TypeError, ValueError):
+        rate = float(value)
+        if 0 <= rate <= 1 and not isinstance(value, bool):
+            return rate
+    raise UsageError(f"--max-error-rate must be a number from 0 to 1, not {excerpt(value)}")
+
+
+def _layout(values: dict, output: str) -> Layout:
+    """Where the build goes: `--versions` and `--keep-versions`."""
+    versions = bool(values.get("versions"))
+    if values.get("keep_versions") is not None and not versions:
+        raise UsageError("--keep-versions needs --versions")
+    keep = _limit(values, "keep_versions", DEFAULT_KEEP_VERSIONS)
+    return Layout(output, new_build_id(), versions, keep if versions else 1)
+
+
+def _reuse(values: dict) -> str:
+    value = values.get("reuse") or STAT
+    if value not in REUSE:
+        raise UsageError(f"--reuse must be one of {', '.join(REUSE)}, not {excerpt(value)}")
+    return value
 
 
 def check_beam_flags(flags: list[str]) -> None:
@@ -345,7 +395,10 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         detach=bool(values.get("detach")),
         class_map=_read_option_file(values, "class_map", load_class_map),
         exif_orientation=_exif_orientation(values),
-        earlier_files=check_output_folder(output, MANIFEST),
+        layout=_layout(values, output),
+        previous=previous_build(output),
+        max_error_rate=_error_rate(values),
+        reuse=_reuse(values),
     )
     flags = config_flags + list(beam_args)
     check_beam_flags(flags)

@@ -79,6 +79,16 @@ def read_examples(paths: list[str]) -> list[dict]:
     return examples
 
 
+def build_folder(output) -> Path:
+    """Where a run's files are: `output` once published there, else the one build folder a run
+    that did not publish (nothing written, too many errors) left in it."""
+    output = Path(output)
+    if (output / "manifest.json").exists():
+        return output
+    (folder,) = (output / ".builds").iterdir()
+    return folder
+
+
 def read_output(output) -> dict:
     """Manifest, label map (parsed as protobuf text), errors and examples of an output folder."""
     with open(os.path.join(output, "manifest.json"), encoding="utf-8") as handle:

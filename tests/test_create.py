@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SAMPLE, example_boxes, read_output, run_create
+from conftest import SAMPLE, example_boxes, read_output, run_create, build_folder
 from PIL import Image
 
 SAMPLE_VOC = [
@@ -422,7 +422,8 @@ def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
         f"were rejected (most: image file not found); images were looked for under {images}: "
         "is --images right?"
     ]
-    output = read_output(out)  # The report is still written, and says the same.
+    assert not (out / "manifest.json").exists()  # Nothing published, the report kept aside:
+    output = read_output(build_folder(out))
     assert output["manifest"]["images"]["rejected"] == len(output["errors"]) == referenced
     assert all(examples == [] for examples in output["splits"].values())
 

@@ -12,7 +12,7 @@ import threading
 import zlib
 
 import pytest
-from conftest import read_output, run_create
+from conftest import build_folder, read_output, run_create
 from PIL import Image
 
 from transforms.label_map import MAX_ID, parse_label_map
@@ -48,6 +48,7 @@ def write_csv(path, rows: list[str]) -> None:
 def finished(output) -> dict:
     """The output of a finished job, checked: counts add up, the label map reads back with
     the TF OD API's rules and holds only ids it can hold, the errors file is UTF-8 JSON."""
+    output = build_folder(output)
     result = read_output(output)
     manifest = result["manifest"]
     assert all(manifest["accounting"].values()), manifest["accounting"]

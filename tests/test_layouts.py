@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import RACCOON, example_boxes, read_output, run_create
+from conftest import RACCOON, build_folder, example_boxes, read_output, run_create
 from sample_data import CLASSES, DrawnImage, draw_images, voc_xml
 
 SPLITS = {"train": 4, "valid": 2, "test": 2}
@@ -403,7 +403,7 @@ def test_images_root_given_for_a_whole_download(layout, tmp_path, capsys):
     name, data = layout
     code, err, out = create(tmp_path, capsys, "--format", name, "--annotations", data.root,
                             "--images", data.root, "--splits", "source")  # fmt: skip
-    output = read_output(out)
+    output = read_output(build_folder(out))
     if name in ("labelme", "yolo-keras"):
         assert code == 0, err
         check_examples(output, data.images, data.splits)

@@ -50,7 +50,7 @@ def test_a_hand_written_manifest_makes_no_earlier_output_and_nothing_is_deleted(
     for manifest in manifests:
         (out / "manifest.json").write_text(json.dumps(manifest))
         assert run_create(*SAMPLE_VOC, "--output", out) == 2
-        one_line_error(capsys, "holds a manifest.json that is not an earlier odrecords output")
+        one_line_error(capsys, "holds an output odrecords did not write, or one changed since")
         assert tree(tmp_path) == {
             **before,
             "out/manifest.json": (out / "manifest.json").read_bytes(),
@@ -73,7 +73,8 @@ def test_only_files_still_as_the_earlier_run_wrote_them_are_replaced(tmp_path, c
     assert run_create(*SAMPLE_VOC, "--output", out, "--num-shards", "3") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     shards = sorted(manifest["splits"]["train"]["files"])
-    assert sorted(manifest["written"]) == shards
+    papers = ["README.md", "label_map.csv", "label_map.pbtxt"]
+    assert sorted(manifest["written"]) == papers + shards
     for name, entry in manifest["written"].items():
         assert entry == {"size": (out / name).stat().st_size, "sha256": sha256(out / name)}
     # The user changes one shard (it is theirs now) and keeps a file of their own beside them.

@@ -15,20 +15,22 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
+from transforms.builds import MANIFEST, Layout, join
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import MAX_DISTANCE
 from transforms.label_map import csv_writable, format_label_map, format_label_map_csv
 from transforms.orientation import manifest_entry as orientation_entry
-from transforms.outputs import (
-    delete_path,
-    digest_of_file,
-    is_shard_name,
-    remove_stale,
-    with_checksum,
+from transforms.outputs import delete_path, digest_of_file, is_shard_name, with_checksum
+from transforms.publish import (
+    REPLACED_MANIFEST,
+    publish_flat,
+    remove_earlier_builds,
+    write_json,
+    write_pointer,
+    write_text,
 )
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 
-MANIFEST = "manifest.json"
 LABEL_MAP = "label_map.pbtxt"
 LABEL_MAP_CSV = "label_map.csv"
 ERRORS_FILE = "errors.jsonl"
@@ -499,27 +501,59 @@ def _tf_vision_lines(manifest: dict, output: str) -> list[str]:
     return lines + [""]
 
 
-def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as handle:
-        handle.write(text.encode("utf-8"))
+def written_by_create(relative: str) -> bool:
+    """Whether `relative` is a file `create` writes into its output: what a later build may
+    replace or remove."""
+    return is_shard_name(relative) or relative in (
+        ERRORS_FILE,
+        LABEL_MAP,
+        LABEL_MAP_CSV,
+        CARD,
+        MANIFEST,
+        REPLACED_MANIFEST,
+    )
 
 
-def _is_ours(relative: str) -> bool:
-    """The files of an earlier output that a new run may remove: shards and errors."""
-    return is_shard_name(relative) or relative == ERRORS_FILE
+def quality(manifest: dict, max_error_rate: float | None) -> dict:
+    """Whether the build may be published, and why not: nothing was written (an empty
+    dataset must never replace a good one), or a larger share of the input was rejected than
+    `--max-error-rate` allows. The share is the larger of the images' (rejected images and
+    annotation records that could not be read, over all of them) and the objects'."""
+    images, objects = manifest["images"], manifest["objects"]
+    unreadable = manifest["errors"]["by_stage"].get(STAGE_READ, {}).get("count", 0)
+    image_input = images["referenced"] + images["copies_in_other_splits"] + unreadable
+    object_input = objects["read"] + objects["copies_in_other_splits"]
+    rate = max(
+        (images["rejected"] + unreadable) / image_input if image_input else 0.0,
+        objects["rejected"] / object_input if object_input else 0.0,
+    )
+    reasons = []
+    if not images["written"]:
+        reasons.append("no example was written")
+    if max_error_rate is not None and rate > max_error_rate:
+        reasons.append(
+            f"{rate:.2%} of the input was rejected, more than --max-error-rate {max_error_rate:g}"
+        )
+    return {
+        "error_rate": round(rate, 6),
+        "max_error_rate": max_error_rate,
+        "published": not reasons,
+        "not_published_because": reasons,
+    }
 
 
 class WriteReport(beam.DoFn):
-    """Writes label map, manifest and dataset card once every shard and error is in place,
-    then removes what an earlier run in the same folder wrote and this one did not, by the
-    rule of `transforms.outputs`; the manifest lists every shard and errors file with its
-    size and sha256, for the next run to apply that rule."""
+    """Once every shard and error is in the build folder: writes label maps, dataset card and
+    manifest there, and publishes the build if it passes the quality gate (see
+    `transforms.builds` and `transforms.publish`), then removes earlier builds' leftovers.
+    The manifest lists every file with its size and sha256, for later runs to replace or
+    remove only what this one wrote."""
 
-    def __init__(self, output: str, parts: str, settings: dict, earlier_files: dict[str, dict]):
-        self._output = output
+    def __init__(self, layout: Layout, parts: str, settings: dict, max_error_rate: float | None):
+        self._layout = layout
         self._parts = parts
         self._settings = settings
-        self._earlier_files = earlier_files
+        self._max_error_rate = max_error_rate
 
     def process(
         self,
@@ -532,26 +566,38 @@ class WriteReport(beam.DoFn):
     ) -> Iterator[dict]:
         """`shard_digests` are (relative path, {size, sha256}) of the shards written;
         `error_files` is unused but makes this step wait until the errors are written."""
+        layout = self._layout
         written = dict(shard_digests)
         manifest = build_manifest(counts, sorted(written), label_map, renumbered, self._settings)
-        join = lambda relative: FileSystems.join(self._output, *relative.split("/"))  # noqa: E731
         if manifest["errors"]["files"]:
-            written[ERRORS_FILE] = digest_of_file(join(ERRORS_FILE))
-        _write_text(join(LABEL_MAP), format_label_map(label_map))
-        _write_text(join(LABEL_MAP_CSV), format_label_map_csv(label_map))
-        _write_text(join(CARD), dataset_card(manifest, self._output))
-        replaced = remove_stale(self._output, self._earlier_files, written, _is_ours)
+            written[ERRORS_FILE] = digest_of_file(join(layout.build, ERRORS_FILE))
+        for name, text in (
+            (LABEL_MAP, format_label_map(label_map)),
+            (LABEL_MAP_CSV, format_label_map_csv(label_map)),
+            (CARD, dataset_card(manifest, layout.published)),
+        ):
+            write_text(join(layout.build, name), text)
+            written[name] = digest_of_file(join(layout.build, name))
         if FileSystems.exists(self._parts):
             delete_path(self._parts)
+        build = {"id": layout.build_id, "versions": layout.versions}
         manifest = with_checksum(
             {
                 **manifest,
+                "build": build | quality(manifest, self._max_error_rate),
                 "written": dict(sorted(written.items())),
-                "earlier_output": replaced.as_json(),
             }
         )
-        # Last, so a manifest only ever describes a complete output.
-        _write_text(join(MANIFEST), json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        # Last in the build folder: a build folder with a manifest is complete.
+        write_json(join(layout.build, MANIFEST), manifest)
+        if not manifest["build"]["published"]:
+            yield manifest
+            return
+        if layout.versions:
+            write_pointer(layout.output, layout.build_id)
+        else:
+            manifest = publish_flat(layout, manifest, written_by_create)
+        remove_earlier_builds(layout, written_by_create)
         yield manifest
 
 

@@ -34,6 +34,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
+from transforms.builds import PARTS_DIR
 from transforms.duplicates import HASHES, HashedImage, hash_image
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
@@ -51,7 +52,6 @@ from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame
 
 _LOG = logging.getLogger(__name__)
-PARTS_DIR = ".parts"
 STATS = "stats"
 
 
@@ -62,7 +62,7 @@ def shard_path(split: str, shard: int, num_shards: int) -> str:
 
 def parts_dir(output: str, temp_location: str | None) -> str:
     """Where temporary files go: a new folder under `--temp_location` when given (so a run's
-    scratch space is where the operator wants it), else `OUT/.parts`."""
+    scratch space is where the operator wants it), else `.parts` in the build folder."""
     if temp_location:
         return FileSystems.join(temp_location, f"odrecords-{uuid.uuid4().hex}")
     return FileSystems.join(output, PARTS_DIR)

@@ -1,0 +1,216 @@
+"""Publishing a complete build, finishing one an interrupted run left half-published, and
+removing what earlier builds left behind (see `transforms.builds` for the layout).
+
+A build folder (`OUT/.builds/<id>/`, `OUT/versions/<id>/`) is odrecords' own: it is created
+under a name only odrecords gives, and only files in it named as odrecords names its files
+are removed with it; anything else found there is left and reported. Files at the output's
+top are replaced by the stricter rule of `transforms.outputs`, as users may keep their own
+files beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import uuid
+from collections.abc import Callable, Iterator
+
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.builds import (
+    BUILDS,
+    LATEST,
+    MANIFEST,
+    PARTS_DIR,
+    VERSIONS,
+    Layout,
+    is_build_id,
+    join,
+)
+from transforms.outputs import (
+    NotOurOutput,
+    Replaced,
+    delete_path,
+    listed_files,
+    read_summary,
+    remove_stale,
+    with_checksum,
+)
+
+# The published manifest a flat build replaces, kept in the build folder while its files are
+# moved up, so an interrupted publication can still remove the files it made stale.
+REPLACED_MANIFEST = "replaced-manifest.json"
+_BEAM_TEMP = re.compile(r"beam-temp-[^/]+/[^/]+")
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def write_json(path: str, document: dict) -> None:
+    write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_pointer(output: str, build_id: str) -> None:
+    """Points `OUT/LATEST` at a version, atomically: a reader sees the old name or the new
+    one, never a mix. Local disk: a temporary file renamed over the pointer; GCS and S3: one
+    object write, which becomes visible whole when it completes."""
+    path = FileSystems.join(output, LATEST)
+    if FileSystems.get_scheme(path) is None:
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(build_id + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    else:
+        write_text(path, build_id + "\n")
+
+
+def files_under(folder: str) -> Iterator[tuple[str, bool]]:
+    """(relative path, whether it is a regular file) of everything under `folder`; links are
+    listed, never followed."""
+    if FileSystems.get_scheme(folder) is None:
+        for root, dirs, names in os.walk(folder):
+            for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                path = os.path.join(root, name)
+                relative = os.path.relpath(path, folder).replace(os.sep, "/")
+                yield relative, stat.S_ISREG(os.lstat(path).st_mode)
+        return
+    prefix = folder.rstrip("/") + "/"
+    for result in FileSystems.match([prefix + "**"]):
+        for metadata in result.metadata_list:
+            yield metadata.path[len(prefix) :], True
+
+
+def _remove_empty_folders(folder: str) -> None:
+    """Removes `folder` and the folders in it once they are empty (local disk only: object
+    stores have no folders)."""
+    if FileSystems.get_scheme(folder) is not None or not os.path.isdir(folder):
+        return
+    for root, dirs, _ in os.walk(folder, topdown=False):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path) and not os.listdir(path):
+                os.rmdir(path)
+    if not os.listdir(folder):
+        os.rmdir(folder)
+
+
+def remove_build(folder: str, named: Callable[[str], bool]) -> list[str]:
+    """Removes a build folder: the regular files in it that odrecords names so (`named`),
+    then the folders left empty. Returns what was left in place (relative paths)."""
+    left = []
+    for relative, regular in sorted(files_under(folder)):
+        temporary = relative.startswith(f"{PARTS_DIR}/") or _BEAM_TEMP.fullmatch(relative)
+        if regular and (named(relative) or temporary):
+            delete_path(join(folder, relative))
+        else:
+            left.append(relative)
+    _remove_empty_folders(folder)
+    return left
+
+
+def _builds_in(parent: str) -> list[str]:
+    """The names of the build folders in `parent`, oldest first."""
+    if FileSystems.get_scheme(parent) is None:
+        if not os.path.isdir(parent) or os.path.islink(parent):
+            return []
+        return sorted(name for name in os.listdir(parent) if is_build_id(name))
+    prefix = parent.rstrip("/") + "/"
+    names = {
+        metadata.path[len(prefix) :].split("/", 1)[0]
+        for result in FileSystems.match([prefix + "*/" + MANIFEST, prefix + "**"])
+        for metadata in result.metadata_list
+    }
+    return sorted(name for name in names if is_build_id(name))
+
+
+def _manifest_of(folder: str) -> dict | None:
+    """The checked manifest of a build folder, or None when it has none (an interrupted
+    build) or one odrecords did not write."""
+    path = FileSystems.join(folder, MANIFEST)
+    if not FileSystems.exists(path):
+        return None
+    try:
+        return read_summary(path)
+    except NotOurOutput:
+        return None
+
+
+def _is_published(folder: str) -> bool:
+    manifest = _manifest_of(folder)
+    return bool(manifest and manifest.get("build", {}).get("published"))
+
+
+def publish_flat(layout: Layout, manifest: dict, named: Callable[[str], bool]) -> dict:
+    """Moves a complete build (`manifest`, as written into its folder) to the output's top,
+    removes the files the replaced output wrote there that this build did not (by the rule of
+    `transforms.outputs`), writes the manifest last and removes the build folder. Returns the
+    published manifest. Every step can be taken again, so a publication an interrupted run
+    began is finished by taking them all again (`finish_publications`)."""
+    build, output = layout.build, layout.output
+    current = FileSystems.join(output, MANIFEST)
+    replaced_copy = FileSystems.join(build, REPLACED_MANIFEST)
+    published = _manifest_of(output) if FileSystems.exists(current) else None
+    if published is not None and published.get("build", {}).get("id") == layout.build_id:
+        remove_build(build, named)
+        return published
+    if FileSystems.exists(current):
+        # Kept with the build until it is published: the files it lists may be replaced.
+        FileSystems.rename([current], [replaced_copy])
+    for relative in sorted(listed_files(manifest)):
+        source = join(build, relative)
+        if FileSystems.exists(source):
+            target = join(output, relative)
+            parent = FileSystems.split(target)[0]
+            if not FileSystems.exists(parent):
+                FileSystems.mkdirs(parent)
+            FileSystems.rename([source], [target])
+    replaced = Replaced()
+    if FileSystems.exists(replaced_copy):
+        try:
+            earlier = listed_files(read_summary(replaced_copy))
+        except NotOurOutput:
+            earlier = {}
+        replaced = remove_stale(output, earlier, listed_files(manifest), named)
+    published = with_checksum({**manifest, "earlier_output": replaced.as_json()})
+    write_json(current, published)
+    remove_build(build, named)
+    return published
+
+
+def finish_publications(output: str, named: Callable[[str], bool]) -> list[str]:
+    """Finishes the publications of builds without versions that an interrupted run began:
+    a build folder whose manifest says it is to be published. Returns their ids."""
+    finished = []
+    for name in _builds_in(FileSystems.join(output, BUILDS)):
+        folder = FileSystems.join(output, BUILDS, name)
+        manifest = _manifest_of(folder)
+        if manifest and manifest.get("build", {}).get("published"):
+            publish_flat(Layout(output, name), manifest, named)
+            finished.append(name)
+    return finished
+
+
+def remove_earlier_builds(layout: Layout, named: Callable[[str], bool]) -> dict:
+    """After `layout`'s build was published: removes the build folders that started before it
+    and were never published (interrupted, or held back by the error-rate gate), and, with
+    versions, the published versions beyond the newest `keep_versions`. Folders of builds
+    that started later are left: they may still be running. Returns {"removed": [ids],
+    "left_in_place": [paths]}."""
+    parent = FileSystems.join(layout.output, VERSIONS if layout.versions else BUILDS)
+    names = [name for name in _builds_in(parent) if name < layout.build_id]
+    published = [name for name in names if layout.versions and _is_published(join(parent, name))]
+    # This build is one of the versions kept.
+    kept = set(published[max(0, len(published) - layout.keep_versions + 1) :])
+    removed, left = [], []
+    for name in names:
+        if name in kept:
+            continue
+        removed.append(name)
+        left += [f"{name}/{relative}" for relative in remove_build(join(parent, name), named)]
+    return {"removed": removed, "left_in_place": left}
