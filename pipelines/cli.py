@@ -11,13 +11,21 @@ from collections.abc import Sequence
 
 from pipelines.flags import UsageError, check_flags
 
-COMMANDS = {"create": "create", "export": "export", "inspect": "inspect_records"}
+COMMANDS = {
+    "create": "create",
+    "export": "export",
+    "inspect": "inspect_records",
+    "latest": "latest",
+}
+# Commands that never use TensorFlow.
+WITHOUT_TENSORFLOW = {"latest"}
 USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
 commands:
   create   convert annotations and images into sharded TFRecords (odrecords create --help)
   export   turn TFRecords back into COCO, VOC, CSV or YOLO with images (odrecords export --help)
   inspect  summarize and check TFRecords (odrecords inspect --help)
+  latest   where the latest published version of an output is (odrecords latest --help)
 
 -v, --verbose  log what Beam and odrecords do (quiet by default)
 --version      print the version of odrecords
@@ -66,7 +74,8 @@ def _dispatch(argv: list[str]) -> int:
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    _import_tensorflow_quietly()
+    if command not in WITHOUT_TENSORFLOW:
+        _import_tensorflow_quietly()
     module = importlib.import_module(f"pipelines.{COMMANDS[command]}")
     return module.main(rest)
 

@@ -171,12 +171,14 @@ def inspect_parser() -> Parser:
 
 
 def latest_parser() -> Parser:
-    """The arguments of `odrecords latest`, which takes no Beam options."""
+    """The arguments of `odrecords latest`; others are Beam's filesystem options (S3
+    endpoint and credentials, GCP project)."""
     parser = Parser(
         prog="odrecords latest",
         description="The folder of the latest published version of an output `odrecords "
         "create --versions` writes (an output without versions: the folder itself), for "
-        "training jobs to read: with --split, the glob of that split's shards.",
+        "training jobs to read: with --split, the glob of that split's shards. Flags not "
+        "listed here are Beam's filesystem options (--s3_endpoint_url, --project, ...).",
     )
     parser.add_argument("output", help="the --output of odrecords create")
     parser.add_argument("--split", help="print the glob of this split's shards")
@@ -190,7 +192,7 @@ def check_flags(command: str, argv: Sequence[str]) -> None:
     if command == "inspect":
         inspect_parser().parse_args(argv)
     elif command == "latest":
-        latest_parser().parse_args(argv)
+        latest_parser().parse_known_args(argv)
     elif command == "export":
         export_parser().parse_known_args(argv)
     else:

@@ -251,7 +251,7 @@ def _input_reader(field: str, output: str, split: str, extras: list[str]) -> lis
     folder's name are escaped there. `extras` are the lines that make its decoder read
     masks and keypoints."""
     quote = lambda path: f'"{text_encoding.CEscape(path, as_utf8=True)}"'  # noqa: E731
-    shards = _shards_glob(output, split)
+    shards = shards_glob(output, split)
     evaluation = ["  shuffle: false", "  num_epochs: 1"] if field == "eval_input_reader" else []
     return [
         f"{field} {{",
@@ -377,7 +377,7 @@ def dataset_card(manifest: dict, output: str) -> str:
     return "\n".join(lines)
 
 
-def _shards_glob(output: str, split: str) -> str:
+def shards_glob(output: str, split: str) -> str:
     """The glob of a split's shards, its glob characters escaped: both APIs expand
     `input_path` with `tf.io.gfile.glob`."""
     return _GLOB_SPECIALS.sub(r"\\\1", FileSystems.join(output, split, split)) + ".tfrecord-*"
@@ -455,12 +455,12 @@ def _tf_vision_lines(manifest: dict, output: str) -> list[str]:
         "  model:",
         f"    num_classes: {_largest_id(manifest) + 1}",
         "  train_data:",
-        f"    input_path: {quote(_shards_glob(output, train))}",
+        f"    input_path: {quote(shards_glob(output, train))}",
     ]
     if others:
         config += [
             "  validation_data:",
-            f"    input_path: {quote(_shards_glob(output, others[0]))}",
+            f"    input_path: {quote(shards_glob(output, others[0]))}",
             '  annotation_file: ""',
         ]
     lines = [
@@ -483,7 +483,7 @@ def _tf_vision_lines(manifest: dict, output: str) -> list[str]:
         f"{quote(FileSystems.join(output, LABEL_MAP_CSV))}}}}}`.",
     ]
     for name in others[1:]:
-        lines += ["", f"To evaluate `{name}`: `input_path: {quote(_shards_glob(output, name))}`."]
+        lines += ["", f"To evaluate `{name}`: `input_path: {quote(shards_glob(output, name))}`."]
     if "," in output:
         lines += [
             "",
