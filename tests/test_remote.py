@@ -13,6 +13,8 @@ from services import gcs_server, s3_server
 from test_portable import same_output
 from test_yolo_layouts import ultralytics_layout, write_yaml
 
+from transforms.outputs import delete_path
+
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -153,3 +155,15 @@ def test_a_missing_label_map_in_gcs_is_a_usage_error(gcs, tmp_path, capsys):
             f"{SAMPLE}/images", "--output", tmp_path / "out"]  # fmt: skip
     assert run_create(*args, "--label-map", "gs://labels/missing.pbtxt") == 2
     assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_deleting_a_gcs_folder_deletes_what_is_under_it_and_nothing_else(gcs):
+    gcs.create_bucket("folders")
+    names = ["out/v1/manifest.json", "out/v1/train/train.tfrecord-00000-of-00001",
+             "out/v10/manifest.json", "out/v1.json", "out/LATEST"]  # fmt: skip
+    for name in names:
+        gcs.bucket("folders").blob(name).upload_from_string(b"x")
+    delete_path("gs://folders/out/v1")  # A key prefix, as odrecords names folders.
+    delete_path("gs://folders/out/LATEST")
+    left = sorted(blob.name for blob in gcs.list_blobs("folders"))
+    assert left == ["out/v1.json", "out/v10/manifest.json"]
