@@ -33,13 +33,16 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        # pycocotools checks COCO output; moto serves S3 locally for the remote-storage tests.
+        # pycocotools checks COCO output. The remote-storage tests run Beam's S3 and GCS
+        # filesystems against local servers: moto for S3, gcp-storage-emulator (pure Python;
+        # serves the JSON API's resumable uploads, ranged reads, batch copy and delete) for GCS.
         "test": [
             "pytest>=8",
             "ruff>=0.6",
             "pycocotools>=2.0.7",
-            "apache-beam[aws]==2.77.0",
+            "apache-beam[aws,gcp]==2.77.0",
             "moto[server]>=5",
+            "gcp-storage-emulator>=2026.7",
             # Property-based fuzzing of the readers and the record decoder.
             "hypothesis>=6",
         ],

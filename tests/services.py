@@ -1,5 +1,6 @@
 """Local services the tests start as separate processes: Beam's job service and worker pool
-(the portable runner's path, as on Flink or Dataflow), and an S3-compatible server."""
+(the portable runner's path, as on Flink or Dataflow), an S3-compatible server and a Google
+Cloud Storage emulator."""
 
 from __future__ import annotations
 
@@ -78,4 +79,15 @@ def s3_server() -> Iterator[str]:
     """An S3-compatible server (moto) on 127.0.0.1; yields its endpoint URL."""
     port = free_port()
     with running([[os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)]], [port]):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def gcs_server() -> Iterator[str]:
+    """A Google Cloud Storage emulator (gcp-storage-emulator, in memory) on 127.0.0.1; yields
+    its endpoint URL, which the google-cloud-storage client takes from STORAGE_EMULATOR_HOST."""
+    port = free_port()
+    command = [os.path.join(BIN, "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+               "--port", str(port), "--in-memory", "--quiet"]  # fmt: skip
+    with running([command], [port]):
         yield f"http://127.0.0.1:{port}"

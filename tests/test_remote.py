@@ -1,14 +1,19 @@
-"""Remote storage for real: annotations and images in an S3 bucket, output to a bucket, through
-Beam's own S3 filesystem against a local S3-compatible server; compared with a local run."""
+"""Remote storage for real: annotations and images in an S3 or Google Cloud Storage bucket,
+output to a bucket, through Beam's own S3 and GCS filesystems against local servers (an
+S3-compatible one, a GCS emulator); compared with a local run."""
 
 import shutil
 
 import boto3
 import pytest
+from apache_beam.internal.gcp import auth
 from conftest import SAMPLE, read_output, run_create
-from services import s3_server
+from google.cloud import storage
+from services import gcs_server, s3_server
 from test_portable import same_output
 from test_yolo_layouts import ultralytics_layout, write_yaml
+
+from transforms.outputs import delete_path
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -81,3 +86,84 @@ def test_yolo_dataset_in_s3_equals_the_local_run(s3, tmp_path):
         download(client, "yolo", f"out{number}", tmp_path / f"remote{number}")
         same_output(tmp_path / "local", tmp_path / f"remote{number}")
     assert read_output(tmp_path / "local")["manifest"]["images"]["written"] == 5
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    """The emulator, and a client of it. The google-cloud-storage client, Beam's included,
+    talks to the endpoint in STORAGE_EMULATOR_HOST. Beam's GcsIO first looks for Google
+    credentials (Application Default Credentials) and connects anonymously when there are
+    none, after retrying for half a minute; the emulator wants none, and real ones would be
+    refreshed over the network, so here the lookup finds none at once."""
+    with gcs_server() as endpoint, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+        patch.setattr(auth, "get_service_credentials", lambda options: None)
+        client = storage.Client.create_anonymous_client()
+        client.project = "test"  # Creating a bucket names a project; the emulator takes any.
+        yield client
+
+
+def gcs_upload(client, folder, bucket, prefix):
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            blob = client.bucket(bucket).blob(f"{prefix}/{path.relative_to(folder)}")
+            blob.upload_from_filename(str(path))
+
+
+def gcs_download(client, bucket, prefix, folder) -> list[str]:
+    """Downloads every object under `prefix/` into `folder`; returns their relative names."""
+    names = []
+    for blob in client.list_blobs(bucket, prefix=prefix + "/"):
+        names.append(blob.name[len(prefix) + 1 :])
+        target = folder / names[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+    return sorted(names)
+
+
+def test_create_from_and_to_gcs_equals_the_local_run_and_replaces_it(gcs, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    (data / "annotations" / "missing.xml").write_text(
+        "<annotation><filename>missing.jpg</filename></annotation>"
+    )
+    gcs.create_bucket("datasets")
+    gcs.create_bucket("records")
+    gcs_upload(gcs, data, "datasets", "shapes")
+    # A folder in a bucket is a key prefix, named here as on disk: without a trailing `/`.
+    source = ["--annotations", "gs://datasets/shapes/annotations",
+              "--images", "gs://datasets/shapes/images"]  # fmt: skip
+    local = ["--annotations", data / "annotations", "--images", data / "images"]
+    for number, shards in enumerate(["3", "2"]):
+        args = ["--format", "voc", "--splits", "train=0.7,val=0.3", "--num-shards", shards]
+        assert run_create(*args, *local, "--output", tmp_path / f"local{number}") == 0
+        assert run_create(*args, *source, "--output", "gs://records/shapes") == 0
+        remote = tmp_path / f"remote{number}"
+        names = gcs_download(gcs, "records", "shapes", remote)
+        same_output(tmp_path / f"local{number}", remote)
+        manifest = read_output(remote)["manifest"]
+        # Exactly this run's files: the earlier run's shards are gone, no scratch is left.
+        assert names == sorted([*manifest["written"], "manifest.json", "label_map.pbtxt",
+                                "label_map.csv", "README.md"])  # fmt: skip
+        assert manifest["earlier_output"]["removed"] == (0 if number == 0 else 6)
+        assert manifest["inputs"]["images"] == "gs://datasets/shapes/images"
+
+
+def test_a_missing_label_map_in_gcs_is_a_usage_error(gcs, tmp_path, capsys):
+    gcs.create_bucket("labels")
+    args = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
+            f"{SAMPLE}/images", "--output", tmp_path / "out"]  # fmt: skip
+    assert run_create(*args, "--label-map", "gs://labels/missing.pbtxt") == 2
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_deleting_a_gcs_folder_deletes_what_is_under_it_and_nothing_else(gcs):
+    gcs.create_bucket("folders")
+    names = ["out/v1/manifest.json", "out/v1/train/train.tfrecord-00000-of-00001",
+             "out/v10/manifest.json", "out/v1.json", "out/LATEST"]  # fmt: skip
+    for name in names:
+        gcs.bucket("folders").blob(name).upload_from_string(b"x")
+    delete_path("gs://folders/out/v1")  # A key prefix, as odrecords names folders.
+    delete_path("gs://folders/out/LATEST")
+    left = sorted(blob.name for blob in gcs.list_blobs("folders"))
+    assert left == ["out/v1.json", "out/v10/manifest.json"]

@@ -16,6 +16,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from transforms.paths import open_regular
 from transforms.records import ClassDeclaration, excerpt, writable_text
 
 
@@ -126,7 +127,7 @@ def parse_label_map(text: str) -> dict[str, int]:
 def _read_text(path: str) -> str:
     if FileSystems.get_scheme(path) is None and not os.path.isfile(path):
         raise LabelMapError("not a regular file")  # A FIFO would never end.
-    with FileSystems.open(path) as handle:
+    with open_regular(path) as handle:  # A missing object is FileNotFoundError, as on disk.
         data = handle.read()
     try:
         return data.decode("utf-8")

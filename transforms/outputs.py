@@ -141,9 +141,11 @@ def _ours(output: str, relative: str, entry: dict) -> bool:
 
 def delete_path(path: str) -> None:
     """Deletes exactly `path` (a file, or a folder with what is in it). Beam's own delete
-    takes its argument as a glob, so a name with `*` or `[` would delete other files too."""
+    takes its argument as a glob, so a name with `*` or `[` would delete other files too. In
+    an object store a folder is no object but a key prefix, which Beam deletes with all
+    under it only when the path ends in `/`; without it, nothing would be deleted."""
     if FileSystems.get_scheme(path) is not None:
-        FileSystems.delete([path])
+        FileSystems.delete([path if FileSystems.exists(path) else path.rstrip("/") + "/"])
     elif os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:

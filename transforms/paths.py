@@ -3,6 +3,7 @@ and files opened only when they are regular files."""
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -127,14 +128,29 @@ def _require_regular(mode: int, path: str) -> None:
         raise NotRegularFile(path, _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
 
 
+def _open_remote(path: str) -> BinaryIO:
+    """Opens an object-store path; a missing object raises FileNotFoundError on every
+    filesystem. Beam's GCS filesystem raises the storage client's own NotFound, which is no
+    OSError, where its local and S3 filesystems raise FileNotFoundError: asking whether the
+    path exists after any other failure keeps "not found" one error, whatever the store."""
+    try:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    except OSError:
+        raise
+    except Exception as error:
+        if not FileSystems.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path) from error
+        raise
+
+
 def open_regular(path: str) -> BinaryIO:
     """Opens a file for reading only if it is a regular file: reading a FIFO would wait
     forever, a device (/dev/zero) would never end, and merely opening some devices has
     effects. A local path is checked before it is opened and again once open (opened without
     blocking), so a file swapped for a FIFO in between cannot hang the job either. Raises
-    OSError (NotRegularFile)."""
+    OSError (NotRegularFile, FileNotFoundError)."""
     if FileSystems.get_scheme(path) is not None:
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        return _open_remote(path)
     _require_regular(os.stat(path).st_mode, path)
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:

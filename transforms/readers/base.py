@@ -218,8 +218,26 @@ def is_local(path: str) -> bool:
     return FileSystems.get_scheme(path) is None
 
 
+def holds_objects(path: str) -> bool:
+    """Whether some object lies under `path` in an object store (`gs://`, `s3://`), where
+    folders are only key prefixes and exist as long as something lies under them."""
+    pattern = FileSystems.join(path.rstrip("/"), "**")
+    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
+
+
 def is_folder(path: str) -> bool:
-    return (is_local(path) and os.path.isdir(path)) or path.endswith("/")
+    """A local folder, a path ending in `/`, a bucket, or an object-store prefix that is no
+    object but has objects under it: `gs://bucket/voc/annotations` names a folder as the same
+    path on disk does."""
+    if path.endswith("/"):
+        return True
+    if is_local(path):
+        return os.path.isdir(path)
+    if "/" not in path.partition("://")[2]:
+        return True  # A bucket.
+    if re.search(r"[*?\[]", path) or FileSystems.exists(path):
+        return False
+    return holds_objects(path)
 
 
 def annotations_root(annotations: str) -> str:

@@ -39,6 +39,7 @@ from transforms.readers.base import (
     contained,
     file_boundary,
     guarded,
+    holds_objects,
     is_local,
     matching_files,
     parse_each,
@@ -147,10 +148,7 @@ def _exists(path: str) -> bool:
     prefixes, a folder exists when some object lies under it."""
     if FileSystems.exists(path):
         return True
-    if is_local(path):
-        return False
-    pattern = FileSystems.join(path.rstrip("/"), "**")
-    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
+    return not is_local(path) and holds_objects(path)
 
 
 def _dataset_root(config: dict, yaml_path: str) -> tuple[str, tuple[str, ...]]:
