@@ -35,7 +35,6 @@ from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.orientation import OrientationPolicy
 from transforms.orientation import summary as orientation_summary
-from transforms.publish import finish_publications
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
@@ -44,11 +43,11 @@ from transforms.report import (
     ERRORS_FILE,
     SumCounts,
     WriteReport,
+    class_ids_changed_text,
     copies_text,
     duplicates_across,
     error_counts,
     write_errors,
-    written_by_create,
 )
 from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
 from transforms.source_ids import AssignSourceIds
@@ -97,14 +96,17 @@ def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
     if settings.label_map is not None:
         derived = pipeline | "GivenLabelMap" >> beam.Create([(settings.label_map, {})])
     else:
-        derived = _derived_label_map(pipeline, read, settings.keep_empty_classes)
+        previous = settings.previous.class_ids if settings.previous else {}
+        derived = _derived_label_map(pipeline, read, settings.keep_empty_classes, previous)
     return (
         derived | "LabelMap" >> beam.Map(lambda result: result[0]),
         derived | "Renumbered" >> beam.Map(lambda result: result[1]),
     )
 
 
-def _derived_label_map(pipeline: beam.Pipeline, read: dict, keep_empty: bool):
+def _derived_label_map(
+    pipeline: beam.Pipeline, read: dict, keep_empty: bool, previous: dict[str, int]
+):
     used = (
         read[ANNOTATIONS]
         | "ClassNames" >> beam.FlatMap(lambda mention: {box.label for box in mention.boxes})
@@ -117,10 +119,9 @@ def _derived_label_map(pipeline: beam.Pipeline, read: dict, keep_empty: bool):
         | "Derive" >> beam.Create([None])
         | "DeriveLabelMap"
         >> beam.Map(
-            lambda _, used, declared, keep: derive_label_map(used, declared, keep),
+            lambda _, used, declared: derive_label_map(used, declared, keep_empty, previous),
             beam.pvalue.AsSingleton(used),
             beam.pvalue.AsSingleton(declared),
-            keep_empty,
         )
     )
 
@@ -231,7 +232,13 @@ def build_pipeline(
         | "Once" >> beam.Create([None])
         | "WriteReport"
         >> beam.ParDo(
-            WriteReport(layout, parts, _manifest_settings(settings), settings.max_error_rate),
+            WriteReport(
+                layout,
+                parts,
+                _manifest_settings(settings),
+                settings.max_error_rate,
+                settings.previous,
+            ),
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
             beam.pvalue.AsSingleton(label_map),
@@ -295,6 +302,8 @@ def _print_summary(manifest: dict, output: str) -> None:
                 file=sys.stderr,
             )
     _print_duplicates(manifest["duplicates"])
+    if manifest["class_ids_changed"]:
+        print(f"warning: {class_ids_changed_text(manifest['class_ids_changed'])}", file=sys.stderr)
     earlier = manifest.get("earlier_output", {"removed": 0, "left_in_place": []})
     if earlier["removed"]:
         print(f"removed {earlier['removed']} files of the earlier output this run replaced")
@@ -419,7 +428,6 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
     """Builds and runs the pipeline, then prints the summary and returns the exit code, or only
     submits it (`--detach`, and inside a Dataflow Flex Template launcher, which must not
     wait)."""
-    finish_publications(settings.output, written_by_create)
     options = pipeline_options(beam_args)
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, settings, runs_locally(options))

@@ -34,6 +34,7 @@ from transforms.choices import (
 )
 from transforms.label_map import LabelMapError, read_label_map
 from transforms.outputs import NotOurOutput, listed_files, read_summary
+from transforms.publish import finish_publications
 from transforms.readers import formats
 from transforms.readers.base import (
     Format,
@@ -47,6 +48,7 @@ from transforms.readers.class_map import load_class_map
 from transforms.readers.detect import detect_format
 from transforms.readers.yolo import read_names
 from transforms.records import Extras, excerpt
+from transforms.report import written_by_create
 from transforms.splits import parse_splits
 
 _PATH_KEYS = ("annotations", "images", "output", "label_map", "classes", "class_map")
@@ -196,13 +198,16 @@ def check_output_folder(output: str, summary: str) -> dict[str, dict]:
 
 
 def previous_build(output: str) -> PreviousBuild | None:
-    """The published build in `output` that a new build follows (see `transforms.builds`).
-    Refuses a path that is a file, and a non-empty folder that holds no odrecords output or
-    one changed since: more likely a typo than a place to write into, and nothing in it may be
-    replaced. A folder holding only unfinished builds is odrecords' own."""
+    """The published build in `output` that a new build follows (see `transforms.builds`),
+    once the publication an interrupted run may have begun there is finished. Refuses a path
+    that is a file, and a non-empty folder that holds no odrecords output or one changed
+    since: more likely a typo than a place to write into, and nothing in it may be replaced.
+    A folder holding only unfinished builds is odrecords' own."""
     if is_local(output) and os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file, not a folder")
     try:
+        for build_id in finish_publications(output, written_by_create):
+            print(f"odrecords create: finished publishing build {build_id}", file=sys.stderr)
         previous = find_previous(output)
     except NotOurOutput as error:
         raise UsageError(

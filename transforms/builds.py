@@ -12,7 +12,8 @@ readable meanwhile and an interrupted build damages nothing.
   single-object write, atomic on local disk, GCS and S3 alike, which have no atomic folder
   rename. Readers resolve the pointer once and read one complete version.
 
-Build ids are the UTC start time and a random suffix, so they sort in start order.
+Build ids are the UTC start time and a random suffix, so they sort in start order (of
+launchers whose clocks agree).
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ BUILDS = ".builds"
 MANIFEST = "manifest.json"
 # Temporary files of a build, in its folder unless --temp_location is given.
 PARTS_DIR = ".parts"
-_BUILD_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+_BUILD_ID = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{6}")
 
 
 def new_build_id(now: datetime.datetime | None = None) -> str:
-    """A new build id: `20261121T101500Z-3fa2c1`."""
+    """A new build id: `20261121T101500123456Z-3fa2c1` (to the microsecond, so that builds
+    started one after the other sort in that order)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    return f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
 
 
 def is_build_id(name: str) -> bool:
@@ -85,6 +87,27 @@ class PreviousBuild:
     def files(self) -> dict[str, dict]:
         """{relative path: {size, sha256}} of the files it wrote."""
         return listed_files(self.manifest)
+
+    @property
+    def build_id(self) -> str | None:
+        """Its build id; None for an output written before builds had ids."""
+        return self.manifest.get("build", {}).get("id")
+
+    @property
+    def class_ids(self) -> dict[str, int]:
+        """{class: id} of its label map and of the classes retired before it, whose ids no
+        later build gives to another class (see `transforms.label_map.retired_classes`)."""
+        ids: dict[str, int] = {}
+        for key, value in (
+            ("retired_classes", lambda entry: entry),
+            ("classes", lambda entry: entry.get("id") if isinstance(entry, dict) else None),
+        ):
+            table = self.manifest.get(key)
+            for name, entry in table.items() if isinstance(table, dict) else ():
+                number = value(entry)
+                if isinstance(name, str) and isinstance(number, int) and number >= 1:
+                    ids[name] = number
+        return ids
 
 
 def read_pointer(output: str) -> str | None:

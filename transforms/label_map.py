@@ -187,33 +187,64 @@ def usable_class_name(name: object) -> bool:
 
 
 def derive_label_map(
-    used: list[str], declared: list[ClassDeclaration] = (), keep_unused: bool = False
+    used: list[str],
+    declared: list[ClassDeclaration] = (),
+    keep_unused: bool = False,
+    previous: dict[str, int] | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """The label map of a dataset without a given one, and {name: source id} of the declared
     classes whose id had to change.
 
-    Without declarations (VOC, CSV, ...) ids follow sorted names from 1, so the same classes
-    always get the same ids. Declared ids (COCO category ids, YOLO index + 1) are kept when all
-    are valid label map ids (1 to 2**31 - 1) and distinct, so predictions map back to the
-    source's ids; otherwise all classes are renumbered from 1 in declared-id order. A declared
-    class without objects is kept only with `keep_unused`.
+    Declared ids (COCO category ids, YOLO index + 1) are kept when all are valid label map ids
+    (1 to 2**31 - 1) and distinct, so predictions map back to the source's ids. Otherwise ids
+    are numbered: a class keeps the id it had in the `previous` build ({name: id}, classes
+    since removed included), so a checkpoint trained on an earlier version keeps its
+    meaning, and new classes get ids after every id used before, in sorted name order
+    (declared-id order for declared classes). A first build thus numbers sorted names from 1.
+    A declared class without objects is kept only with `keep_unused`.
     """
     used_names = set(used)
-    if not declared:
-        return {name: number for number, name in enumerate(sorted(used_names), start=1)}, {}
     source_ids: dict[str, int] = {}
     for declaration in declared:  # Merged classes (class map) keep the lowest id.
-        previous = source_ids.get(declaration.name, declaration.source_id)
-        source_ids[declaration.name] = min(previous, declaration.source_id)
+        earlier = source_ids.get(declaration.name, declaration.source_id)
+        source_ids[declaration.name] = min(earlier, declaration.source_id)
     names = [name for name in source_ids if keep_unused or name in used_names]
     undeclared = sorted(used_names - set(source_ids))
     ids = [source_ids[name] for name in names]
-    if not undeclared and all(1 <= i <= MAX_ID for i in ids) and len(set(ids)) == len(ids):
+    if (
+        declared
+        and not undeclared
+        and all(1 <= i <= MAX_ID for i in ids)
+        and len(set(ids)) == len(ids)
+    ):
         return {name: source_ids[name] for name in names}, {}
     ordered = sorted(names, key=lambda name: (source_ids[name], name)) + undeclared
-    label_map = {name: number for number, name in enumerate(ordered, start=1)}
+    label_map = _numbered(ordered, previous or {})
     renumbered = {n: source_ids[n] for n in names if source_ids[n] != label_map[n]}
     return label_map, renumbered
+
+
+def _numbered(ordered: list[str], previous: dict[str, int]) -> dict[str, int]:
+    """Ids for `ordered` names: each keeps its `previous` id, new ones follow every id used."""
+    label_map = {name: previous[name] for name in ordered if name in previous}
+    next_id = max(previous.values(), default=0) + 1
+    for name in ordered:
+        if name not in label_map:
+            label_map[name] = next_id
+            next_id += 1
+    return dict(sorted(label_map.items(), key=lambda pair: pair[1]))
+
+
+def retired_classes(label_map: dict[str, int], previous: dict[str, int]) -> dict[str, int]:
+    """The `previous` classes ({name: id}, themselves including earlier retired ones) that
+    `label_map` no longer has, with the ids they had: kept in the manifest so that no later
+    build gives their ids to other classes, and a class that returns gets its id back."""
+    used_ids = set(label_map.values())
+    return {
+        name: number
+        for name, number in sorted(previous.items())
+        if name not in label_map and number not in used_ids
+    }
 
 
 def format_label_map(classes: dict[str, int]) -> str:

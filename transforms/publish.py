@@ -10,6 +10,7 @@ files beside them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -213,4 +214,7 @@ def remove_earlier_builds(layout: Layout, named: Callable[[str], bool]) -> dict:
             continue
         removed.append(name)
         left += [f"{name}/{relative}" for relative in remove_build(join(parent, name), named)]
+    if not layout.versions and FileSystems.get_scheme(parent) is None:
+        with contextlib.suppress(OSError):  # Only when empty: a later build may be running.
+            os.rmdir(parent)
     return {"removed": removed, "left_in_place": left}

@@ -15,10 +15,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
-from transforms.builds import MANIFEST, Layout, join
+from transforms.builds import MANIFEST, Layout, PreviousBuild, join
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import MAX_DISTANCE
-from transforms.label_map import csv_writable, format_label_map, format_label_map_csv
+from transforms.label_map import (
+    csv_writable,
+    format_label_map,
+    format_label_map_csv,
+    retired_classes,
+)
 from transforms.orientation import manifest_entry as orientation_entry
 from transforms.outputs import delete_path, digest_of_file, is_shard_name, with_checksum
 from transforms.publish import (
@@ -355,6 +360,8 @@ def dataset_card(manifest: dict, output: str) -> str:
     lines += ["", "| class | id | objects |", "| --- | ---: | ---: |"]
     for name, entry in manifest["classes"].items():
         lines.append(f"| {name} | {entry['id']} | {entry['objects']} |")
+    if manifest.get("class_ids_changed"):
+        lines += ["", f"**{class_ids_changed_text(manifest['class_ids_changed'])}**"]
     errors = manifest["errors"]
     where = f" (see `{ERRORS_FILE}`)" if errors["count"] else ""
     lines += ["", f"## Errors: {errors['count']}{where}", ""]
@@ -501,6 +508,32 @@ def _tf_vision_lines(manifest: dict, output: str) -> list[str]:
     return lines + [""]
 
 
+def class_id_history(label_map: dict[str, int], previous: PreviousBuild | None) -> dict:
+    """The manifest's record of class ids across builds: the classes the previous build had
+    that this one has not, with their ids (`retired_classes`), and the classes whose id
+    changed since (only a given label map can do that; it breaks every checkpoint trained on
+    the earlier ids)."""
+    earlier = previous.class_ids if previous else {}
+    changed = {
+        name: {"before": earlier[name], "after": number}
+        for name, number in sorted(label_map.items())
+        if name in earlier and earlier[name] != number
+    }
+    return {
+        "retired_classes": retired_classes(label_map, earlier),
+        "class_ids_changed": changed,
+    }
+
+
+def class_ids_changed_text(changed: dict) -> str:
+    """One sentence on classes whose id changed since the previous build."""
+    moves = "; ".join(f"{name} {ids['before']} → {ids['after']}" for name, ids in changed.items())
+    return (
+        f"Class ids changed since the previous build ({moves}): a model trained on an earlier "
+        "version reads these classes as others"
+    )
+
+
 def written_by_create(relative: str) -> bool:
     """Whether `relative` is a file `create` writes into its output: what a later build may
     replace or remove."""
@@ -549,11 +582,19 @@ class WriteReport(beam.DoFn):
     The manifest lists every file with its size and sha256, for later runs to replace or
     remove only what this one wrote."""
 
-    def __init__(self, layout: Layout, parts: str, settings: dict, max_error_rate: float | None):
+    def __init__(
+        self,
+        layout: Layout,
+        parts: str,
+        settings: dict,
+        max_error_rate: float | None,
+        previous: PreviousBuild | None,
+    ):
         self._layout = layout
         self._parts = parts
         self._settings = settings
         self._max_error_rate = max_error_rate
+        self._previous = previous
 
     def process(
         self,
@@ -569,6 +610,7 @@ class WriteReport(beam.DoFn):
         layout = self._layout
         written = dict(shard_digests)
         manifest = build_manifest(counts, sorted(written), label_map, renumbered, self._settings)
+        manifest |= class_id_history(label_map, self._previous)
         if manifest["errors"]["files"]:
             written[ERRORS_FILE] = digest_of_file(join(layout.build, ERRORS_FILE))
         for name, text in (
