@@ -52,11 +52,16 @@ def test_flex_template_launches_create_with_parameters_it_accepts():
     assert "python311" in python
     from pipelines.flags import create_parser
 
-    options = {o for a in create_parser()._actions for o in a.option_strings}
+    actions = {o: a for a in create_parser()._actions for o in a.option_strings}
     metadata = json.loads((ROOT / "docker" / "flex-template-metadata.json").read_text())
     for parameter in metadata["parameters"]:
-        assert f"--{parameter['name']}" in options, parameter["name"]
+        action = actions.get(f"--{parameter['name']}")
+        assert action, parameter["name"]
         assert re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_]*", parameter["name"])
+        # A template parameter is a name and a value, `--name=value`: never an on/off switch.
+        assert action.nargs != 0, parameter["name"]
+        for choice in action.choices or ():
+            assert any(re.fullmatch(r, choice) for r in parameter["regexes"]), choice
 
 
 def test_setup_py_works_as_beams_setup_file(tmp_path):
