@@ -3,11 +3,14 @@ same output as the local runner: same examples in the same shards, label map, er
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, read_output, run_create
 from services import portable_runner
 from test_export import run_export
+
+from pipelines.latest import latest
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +83,19 @@ def test_export_on_the_portable_runner_equals_the_local_run(runner_flags, tmp_pa
     ).read_bytes()
     images = sorted(p.name for p in (tmp_path / "portable" / "images").iterdir())
     assert images == sorted(p.name for p in (tmp_path / "local" / "images").iterdir())
+
+
+def test_versions_on_the_portable_runner_equal_the_local_ones(runner_flags, dataset, tmp_path):
+    """Versioned builds are published by the workers (as on Dataflow, whose launcher may be
+    gone), and a held-back build leaves the published version in place."""
+    args = ["--format", "voc", "--annotations", dataset / "annotations", "--images",
+            f"{SAMPLE}/images", "--num-shards", "2", "--versions"]  # fmt: skip
+    for where, flags in (("local", []), ("portable", runner_flags)):
+        out = tmp_path / where
+        assert run_create(*args, "--output", out, *flags) == 0
+        first = latest(str(out))
+        assert run_create(*args, "--output", out, *flags, "--max-error-rate", "0.01") == 1
+        assert latest(str(out)) == first
+        assert run_create(*args, "--output", out, *flags) == 0
+        assert latest(str(out)) != first
+    same_output(Path(latest(str(tmp_path / "local"))), Path(latest(str(tmp_path / "portable"))))

@@ -13,6 +13,8 @@ from services import gcs_server, s3_server
 from test_portable import same_output
 from test_yolo_layouts import ultralytics_layout, write_yaml
 
+from pipelines.latest import latest
+from pipelines.settings import use_filesystem_options
 from transforms.outputs import delete_path
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -143,8 +145,7 @@ def test_create_from_and_to_gcs_equals_the_local_run_and_replaces_it(gcs, tmp_pa
         same_output(tmp_path / f"local{number}", remote)
         manifest = read_output(remote)["manifest"]
         # Exactly this run's files: the earlier run's shards are gone, no scratch is left.
-        assert names == sorted([*manifest["written"], "manifest.json", "label_map.pbtxt",
-                                "label_map.csv", "README.md"])  # fmt: skip
+        assert names == sorted([*manifest["written"], "manifest.json"])
         assert manifest["earlier_output"]["removed"] == (0 if number == 0 else 6)
         assert manifest["inputs"]["images"] == "gs://datasets/shapes/images"
 
@@ -167,3 +168,54 @@ def test_deleting_a_gcs_folder_deletes_what_is_under_it_and_nothing_else(gcs):
     delete_path("gs://folders/out/LATEST")
     left = sorted(blob.name for blob in gcs.list_blobs("folders"))
     assert left == ["out/v1.json", "out/v10/manifest.json"]
+
+
+def check_versions_in_bucket(out: str, names, download_version, tmp_path, options=()) -> None:
+    """Three builds with `--versions --keep-versions 2` into `out` (a bucket folder): the
+    pointer names the third, the first is gone whole, nothing but versions and the pointer
+    is there, and the latest version reads back complete. `names()` lists the objects under
+    `out`; `download_version(relative, folder)` downloads a folder of it."""
+    args = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations", "--images",
+            f"{SAMPLE}/images", "--output", out, "--versions", "--keep-versions", "2",
+            *options]  # fmt: skip
+    use_filesystem_options(list(options))
+    published = []
+    for _ in range(3):
+        assert run_create(*args) == 0
+        published.append(latest(out).rsplit("/", 1)[-1])
+    assert latest(out) == f"{out}/versions/{published[-1]}"
+    assert {name.split("/")[0] for name in names()} == {"LATEST", "versions"}
+    assert {name.split("/")[1] for name in names() if name != "LATEST"} == set(published[1:])
+    folder = tmp_path / "version"
+    download_version(f"versions/{published[-1]}", folder)
+    result = read_output(folder)
+    assert result["manifest"]["build"]["id"] == published[-1]
+    assert sum(len(examples) for examples in result["splits"].values()) == 24
+
+
+def test_versions_in_s3(s3, tmp_path):
+    endpoint, client = s3
+    client.create_bucket(Bucket="versions")
+
+    def names() -> list[str]:
+        listed = client.list_objects_v2(Bucket="versions", Prefix="shapes/").get("Contents", [])
+        return [entry["Key"][len("shapes/") :] for entry in listed]
+
+    def download_version(relative: str, folder) -> None:
+        download(client, "versions", f"shapes/{relative}", folder)
+
+    options = [f"--s3_endpoint_url={endpoint}", "--s3_region_name=us-east-1",
+               "--s3_access_key_id=testing", "--s3_secret_access_key=testing"]  # fmt: skip
+    check_versions_in_bucket("s3://versions/shapes", names, download_version, tmp_path, options)
+
+
+def test_versions_in_gcs(gcs, tmp_path):
+    gcs.create_bucket("versions")
+
+    def names() -> list[str]:
+        return [b.name[len("shapes/") :] for b in gcs.list_blobs("versions", prefix="shapes/")]
+
+    def download_version(relative: str, folder) -> None:
+        gcs_download(gcs, "versions", f"shapes/{relative}", folder)
+
+    check_versions_in_bucket("gs://versions/shapes", names, download_version, tmp_path)
