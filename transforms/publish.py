@@ -124,7 +124,7 @@ def _builds_in(parent: str) -> list[str]:
     prefix = parent.rstrip("/") + "/"
     names = {
         metadata.path[len(prefix) :].split("/", 1)[0]
-        for result in FileSystems.match([prefix + "*/" + MANIFEST, prefix + "**"])
+        for result in FileSystems.match([prefix + "**"])
         for metadata in result.metadata_list
     }
     return sorted(name for name in names if is_build_id(name))

@@ -42,10 +42,11 @@ def id_from_name(key: str, salt: int = 0) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "big") >> (64 - NAME_ID_BITS)
 
 
-def usable_source_id(number: int | None) -> bool:
-    """Whether the source's id can be written as it is: an int TensorFlow reads as int64.
-    Negative ids are left out too: TF-Vision reads -1 as "no id"."""
-    return number is not None and 0 <= number <= MAX_SOURCE_ID
+def usable_source_id(number: object) -> bool:
+    """Whether the source's id can be written as it is: an int TensorFlow reads as int64
+    (anything else a reader let through is not). Negative ids are left out too: TF-Vision
+    reads -1 as "no id"."""
+    return isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_SOURCE_ID
 
 
 def source_id_of(image: ImageAnnotation) -> int:
