@@ -25,7 +25,10 @@ import simplejpeg
 
 # Start-of-frame markers the certificate covers: baseline, extended and progressive
 # Huffman. Lossless (C3) and arithmetic-coded frames (C9-CB) go to TensorFlow, whose
-# libjpeg-turbo build may decode them differently from simplejpeg's.
+# libjpeg-turbo build may decode them differently from simplejpeg's: TensorFlow refuses
+# lossless JPEGs that simplejpeg decodes, and simplejpeg 1.9 asked to scale a large lossless
+# frame (which libjpeg-turbo cannot scale) writes past its buffer, so the frame is read
+# here before simplejpeg sees the data.
 _COVERED_FRAMES = {0xC0, 0xC1, 0xC2}
 # Every other start-of-frame marker; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
 _OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
