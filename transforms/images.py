@@ -1,11 +1,12 @@
 """Reading, measuring and checking images, in parallel, after annotations are grouped.
 
 An image is accepted only if TensorFlow decodes all of it: a truncated JPEG is caught here,
-not hours into training. JPEG and PNG keep their original bytes; any other format the Python
-Imaging Library reads (TIFF, BMP, GIF, WebP, ...) is converted losslessly to PNG, because the
-Object Detection API's decoder expects `image/format` to be jpeg or png. An image with an EXIF
-orientation is made to hold the pixels its annotation was drawn on (`transforms.orientation`),
-since TensorFlow ignores the tag.
+not hours into training (`transforms.verify` gives TensorFlow's verdict, faster). JPEG and
+PNG keep their original bytes; any other format the Python Imaging Library reads (TIFF, BMP,
+GIF, WebP, ...) is converted losslessly to PNG, because the Object Detection API's decoder
+expects `image/format` to be jpeg or png. An image with an EXIF orientation is made to hold
+the pixels its annotation was drawn on (`transforms.orientation`), since TensorFlow ignores
+the tag.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from transforms.orientation import (
 from transforms.paths import NotRegularFile, UnsafePathError, open_regular, resolve_image
 from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage, excerpt
+from transforms.verify import Undecodable, decoded_size
 
 _KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 # Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) becomes RGB(A).
@@ -133,14 +135,14 @@ class ImageLoader:
             Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, self._max_pixels)
 
     def _decode_size(self, data: bytes) -> tuple[int, int]:
-        """(width, height) as TensorFlow decodes the bytes; raises if it cannot."""
+        """(width, height) as TensorFlow decodes the bytes; raises if it cannot. The verdict
+        is TensorFlow's, reached by a faster decoder where that one can prove it."""
         try:
-            shape = self._tf.io.decode_image(data, channels=3, expand_animations=False).shape
-        except self._tf.errors.OpError as error:
+            return decoded_size(data, self._tf)
+        except Undecodable as error:
             raise ImageRejected(
-                f"TensorFlow cannot decode the image: {excerpt(error.message)}"
+                f"TensorFlow cannot decode the image: {excerpt(str(error))}"
             ) from None
-        return int(shape[1]), int(shape[0])
 
     def load(self, annotation: ImageAnnotation) -> LoadedImage:
         """Raises ImageRejected with the reason when the image cannot be used.

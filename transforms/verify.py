@@ -1,0 +1,101 @@
+"""Whether TensorFlow's training-time decoder decodes all of an image, and at what size,
+answered faster than by asking it.
+
+`tf.io.decode_image` (JPEG: libjpeg-turbo at full size, no recovery of truncated data) is
+the oracle, and the verdict returned here is always its verdict. What is faster is only a
+positive certificate for the common case: a baseline or progressive, Huffman-coded, 8-bit,
+grey or three-component JPEG that libjpeg-turbo decodes through `simplejpeg` in strict mode,
+where any warning is an error, at the smallest DCT scale (1/8). Scaling skips most of the
+inverse DCT and colour work but not entropy decoding, which still reads every byte, so a
+truncated or corrupt stream fails as at full size. A strict success implies TensorFlow's:
+TensorFlow stops only on libjpeg errors and on reading past the end of the data, which
+strict mode turns into an error too. The converse does not hold, since TensorFlow accepts
+data libjpeg only warns about (a bad Huffman code, extraneous bytes before a marker), so
+every strict failure, and every image the certificate does not cover (CMYK, 12-bit,
+arithmetic-coded, lossless, PNG and the rest), is decided by TensorFlow.
+`tests/test_verify.py` checks both verdicts are equal over a corpus of damaged and unusual
+images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import simplejpeg
+
+# Start-of-frame markers the certificate covers: baseline, extended and progressive
+# Huffman. Lossless (C3) and arithmetic-coded frames (C9-CB) go to TensorFlow, whose
+# libjpeg-turbo build may decode them differently from simplejpeg's: TensorFlow refuses
+# lossless JPEGs that simplejpeg decodes, and simplejpeg 1.9 asked to scale a large lossless
+# frame (which libjpeg-turbo cannot scale) writes past its buffer, so the frame is read
+# here before simplejpeg sees the data.
+_COVERED_FRAMES = {0xC0, 0xC1, 0xC2}
+# Every other start-of-frame marker; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# TensorFlow refuses an image of this many samples or more before decoding it.
+_TF_MAX_SAMPLES = 1 << 29
+
+
+class Undecodable(Exception):
+    """TensorFlow cannot decode the image; the message is its own."""
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int, int, int] | None:
+    """(marker, precision, width, height, components) of a JPEG's start-of-frame segment,
+    or None when the segments before it are not plainly well-formed (the decoder may then
+    warn, and only TensorFlow knows whether it minds)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in _COVERED_FRAMES or marker in _OTHER_FRAMES:
+            if length < 8 or position + 10 > len(data):
+                return None
+            frame = data[position + 4 : position + 10]
+            width = int.from_bytes(frame[3:5], "big")
+            height = int.from_bytes(frame[1:3], "big")
+            return marker, frame[0], width, height, frame[5]
+        if not 0xE0 <= marker <= 0xFE and marker not in (0xC4, 0xCC, 0xDB, 0xDD):
+            return None  # SOS, fill bytes, RSTn, EOI, SOI...: unusual before a frame.
+        if length < 2:
+            return None
+        position += 2 + length
+    return None
+
+
+def _certified_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) when a strict scaled decode proves TensorFlow decodes `data`."""
+    frame = jpeg_frame(data)
+    if frame is None:
+        return None
+    marker, precision, width, height, components = frame
+    if (
+        marker not in _COVERED_FRAMES
+        or precision != 8
+        or components not in (1, 3)
+        or width * height * 3 >= _TF_MAX_SAMPLES
+    ):
+        return None
+    try:
+        simplejpeg.decode_jpeg(data, fastdct=True, min_height=1, min_width=1, strict=True)
+    except ValueError:
+        return None
+    return width, height
+
+
+def decoded_size(data: bytes, tf: Any) -> tuple[int, int]:
+    """(width, height) as `tf.io.decode_image(data, channels=3, expand_animations=False)`
+    decodes `data`; raises Undecodable with TensorFlow's message when it cannot. `tf` is the
+    imported TensorFlow module, passed in so importing this module stays cheap."""
+    size = _certified_size(data)
+    if size is not None:
+        return size
+    try:
+        shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
+    except tf.errors.OpError as error:
+        raise Undecodable(error.message) from None
+    return int(shape[1]), int(shape[0])
