@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from pipelines.flags import UsageError, check_flags
+from transforms.lazy_tensorflow import tensorflow
 
 COMMANDS = {
     "create": "create",
@@ -17,8 +18,9 @@ COMMANDS = {
     "inspect": "inspect_records",
     "latest": "latest",
 }
-# Commands that never use TensorFlow.
-WITHOUT_TENSORFLOW = {"latest"}
+# Commands that use TensorFlow from the start. `create` imports it only when an image needs
+# its verdict (`transforms.verify`), `latest` never.
+WITH_TENSORFLOW = {"export", "inspect"}
 USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
 commands:
@@ -30,21 +32,6 @@ commands:
 -v, --verbose  log what Beam and odrecords do (quiet by default)
 --version      print the version of odrecords
 """
-
-
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with stderr closed: its native start-up messages (oneDNN, CUDA
-    probing) bypass every log level setting and would bury the command's own output."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -74,8 +61,8 @@ def _dispatch(argv: list[str]) -> int:
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if command not in WITHOUT_TENSORFLOW:
-        _import_tensorflow_quietly()
+    if command in WITH_TENSORFLOW:
+        tensorflow()  # Quietly, before Beam or the command can log anything.
     module = importlib.import_module(f"pipelines.{COMMANDS[command]}")
     return module.main(rest)
 

@@ -2,11 +2,12 @@
 into a pipe that closes early."""
 
 import importlib.metadata
+import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import SAMPLE, run_create
+from conftest import SAMPLE, read_output, run_create
 
 ODRECORDS = [sys.executable, "-m", "pipelines.cli"]
 
@@ -102,3 +103,49 @@ def test_a_reader_that_closes_early_ends_the_command_quietly(records, args):
     stderr = process.stderr.read()
     assert process.wait() == 1
     assert stderr == ""
+
+
+def create_probe(*args: str) -> str:
+    """`odrecords create ARGS` in a fresh interpreter that then prints whether TensorFlow was
+    imported (the default runner runs the workers in that process too)."""
+    return (
+        "import sys; from pipelines.cli import main\n"
+        f"code = main(['create', *{list(args)!r}])\n"
+        "print('tensorflow' in sys.modules); sys.exit(code)"
+    )
+
+
+def test_create_on_jpegs_never_imports_tensorflow(tmp_path):
+    """The sample's JPEGs are all certified by the fast decoder, examples are built without
+    TensorFlow, and the manifest reads its version from the installed metadata: without its
+    PNGs, nothing in the sample needs the seconds and half gigabyte TensorFlow's import
+    costs."""
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data, ignore=shutil.ignore_patterns("jpeg_variants", "*.png"))
+    for annotation in (data / "annotations").iterdir():
+        if ".png<" in annotation.read_text():
+            annotation.unlink()
+    probe = create_probe("--format", "voc", "--annotations", f"{data}/annotations",
+                         "--images", f"{data}/images", "--output", f"{tmp_path}/out")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "False"
+    output = read_output(tmp_path / "out")
+    assert sum(len(examples) for examples in output["splits"].values()) == 20
+    versions = output["manifest"]["versions"]
+    assert versions["tensorflow"] == importlib.metadata.version("tensorflow")
+
+
+def test_create_imports_tensorflow_for_the_images_only_it_can_judge(tmp_path):
+    """The sample's PNGs are decided by TensorFlow, imported on that first need (from one of
+    the loader's threads) as quietly as before the command; the run still reads them and
+    writes every example."""
+    probe = create_probe("--format", "voc", "--annotations", f"{SAMPLE}/annotations",
+                         "--images", f"{SAMPLE}/images", "--output", str(tmp_path))  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True"
+    assert done.stderr == ""
+    examples = [e for split in read_output(tmp_path)["splits"].values() for e in split]
+    assert len(examples) == 24
+    assert sum(e["image/format"] == b"png" for e in examples) == 4

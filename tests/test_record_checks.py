@@ -276,7 +276,7 @@ def test_a_failing_loader_rejects_the_image_with_all_its_boxes():
 def test_the_encoder_writes_or_refuses_with_a_reason(objects, keypoints_on):
     item = ExampleInput(loaded(ImageAnnotation("a.jpg", ("s",))), tuple(objects))
     try:
-        example = build_example(item, tf, Extras(keypoints=keypoints_on))
+        example = build_example(item, Extras(keypoints=keypoints_on))
     except EncodeError as error:
         assert str(error).startswith("image/")
         return
@@ -301,7 +301,7 @@ def test_the_encoder_names_the_feature_it_cannot_write(field, value, reason):
         loaded(ImageAnnotation("a.jpg", ("s",))), (LabeledObject("cat", 1, 0, 0, 1, 1, box),)
     )
     with pytest.raises(EncodeError, match=re.escape(reason)):
-        build_example(item, tf, Extras(keypoints=True))
+        build_example(item, Extras(keypoints=True))
 
 
 @FUZZ

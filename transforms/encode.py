@@ -10,11 +10,10 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from transforms.example_proto import BytesList, Example, Feature, Features, FloatList, Int64List
 from transforms.masks import mask_png
 from transforms.records import (
     INT64_MAX,
@@ -26,10 +25,6 @@ from transforms.records import (
     writable_text,
 )
 from transforms.source_ids import source_id_of
-
-if TYPE_CHECKING:
-    import tensorflow
-
 
 NO_EXTRAS = Extras()
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -80,10 +75,8 @@ def _bytes(key: str, values: Iterable) -> list[bytes]:
     return [value if isinstance(value, bytes) else value.encode("utf-8") for value in values]
 
 
-def build_example(
-    item: ExampleInput, tf: ModuleType, extras: Extras = NO_EXTRAS
-) -> tensorflow.train.Example:
-    """The tf.train.Example of one image; `tf` is passed in so importing this module is cheap.
+def build_example(item: ExampleInput, extras: Extras = NO_EXTRAS) -> Example:
+    """The tf.train.Example of one image, built without TensorFlow (`transforms.example_proto`).
 
     COCO's `is_crowd` and `area` are written when the source gives them. With masks or
     keypoints on, every object gets an entry (an empty mask, invisible keypoints) so the
@@ -153,19 +146,19 @@ def build_example(
         ]
     feature = {
         **{
-            name: tf.train.Feature(int64_list=tf.train.Int64List(value=_ints(name, values)))
+            name: Feature(int64_list=Int64List(value=_ints(name, values)))
             for name, values in ints.items()
         },
         **{
-            name: tf.train.Feature(float_list=tf.train.FloatList(value=_floats(name, values)))
+            name: Feature(float_list=FloatList(value=_floats(name, values)))
             for name, values in floats.items()
         },
         **{
-            name: tf.train.Feature(bytes_list=tf.train.BytesList(value=_bytes(name, values)))
+            name: Feature(bytes_list=BytesList(value=_bytes(name, values)))
             for name, values in strings.items()
         },
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    return Example(features=Features(feature=feature))
 
 
 def example_counts(item: ExampleInput, split: str) -> dict:

@@ -112,7 +112,8 @@ class ImageLoader:
     that decides, not Pillow's own bomb limit (about 89 million pixels, refused above twice
     that): `setup` raises Pillow's to ours when ours is higher, and an image Pillow still
     refuses or warns about is reported against ours. Call `setup` once per worker (from a
-    DoFn's setup): it imports TensorFlow.
+    DoFn's setup). TensorFlow is imported only when an image needs its verdict
+    (`transforms.verify.decoded_size`).
     """
 
     def __init__(
@@ -128,9 +129,6 @@ class ImageLoader:
         self._orientation = orientation
 
     def setup(self) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
         if Image.MAX_IMAGE_PIXELS is not None:
             Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, self._max_pixels)
 
@@ -138,7 +136,7 @@ class ImageLoader:
         """(width, height) as TensorFlow decodes the bytes; raises if it cannot. The verdict
         is TensorFlow's, reached by a faster decoder where that one can prove it."""
         try:
-            return decoded_size(data, self._tf)
+            return decoded_size(data)
         except Undecodable as error:
             raise ImageRejected(
                 f"TensorFlow cannot decode the image: {excerpt(str(error))}"

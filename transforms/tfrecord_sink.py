@@ -107,9 +107,6 @@ class WriteShard(beam.DoFn):
         self._bytes = Metrics.counter("odrecords", "bytes_written")
 
     def setup(self) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
         self._loader.setup()
         # Reading and decoding (which releases the GIL) run a few images ahead in threads.
         self._threads = os.cpu_count() or 1
@@ -148,7 +145,7 @@ class WriteShard(beam.DoFn):
         example, box_errors = check_boxes(image, label_map)
         # Deterministic serialization orders the feature map by key; otherwise the order
         # depends on the process, and shards written by different workers would differ.
-        serialized = build_example(example, self._tf, self._settings.extras).SerializeToString(
+        serialized = build_example(example, self._settings.extras).SerializeToString(
             deterministic=True
         )
         counts = example_counts(example, annotation.split)

@@ -19,9 +19,9 @@ images.
 
 from __future__ import annotations
 
-from typing import Any
-
 import simplejpeg
+
+from transforms.lazy_tensorflow import tensorflow
 
 # Start-of-frame markers the certificate covers: baseline, extended and progressive
 # Huffman. Lossless (C3) and arithmetic-coded frames (C9-CB) go to TensorFlow, whose
@@ -87,13 +87,15 @@ def _certified_size(data: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def decoded_size(data: bytes, tf: Any) -> tuple[int, int]:
+def decoded_size(data: bytes) -> tuple[int, int]:
     """(width, height) as `tf.io.decode_image(data, channels=3, expand_animations=False)`
-    decodes `data`; raises Undecodable with TensorFlow's message when it cannot. `tf` is the
-    imported TensorFlow module, passed in so importing this module stays cheap."""
+    decodes `data`; raises Undecodable with TensorFlow's message when it cannot. TensorFlow
+    is imported only when an image first needs it: a dataset of certified JPEGs never
+    pays for it."""
     size = _certified_size(data)
     if size is not None:
         return size
+    tf = tensorflow()
     try:
         shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
     except tf.errors.OpError as error:
