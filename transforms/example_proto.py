@@ -5,7 +5,7 @@ serializing examples needs none of it: the classes here are made at run time fro
 schema as TensorFlow's `tensorflow/core/example/example.proto` and `feature.proto` (package
 `tensorflow`, proto3, same field numbers and types, packed numeric lists), so an example
 serializes to the same bytes and TensorFlow parses it as its own.
-`tests/test_transforms.py` checks the bytes against `tf.train.Example`.
+`tests/test_example_proto.py` checks schema and bytes against `tf.train.Example`.
 """
 
 from __future__ import annotations
