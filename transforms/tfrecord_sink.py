@@ -18,7 +18,6 @@ worker never leaves a partial shard behind.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -76,6 +75,53 @@ def ensure_dir(path: str) -> None:
         except OSError:
             if not FileSystems.exists(path):  # Another worker may have made it meanwhile.
                 raise
+
+
+class PartFile:
+    """A file of the build, written under a temporary name in `parts` and renamed into place
+    when complete, so a retried or failed worker never leaves a partial file; hashed as
+    written, since the manifest lists each file's size and sha256 for later runs to replace
+    only what this run wrote. It is created on the first write: a file that gets nothing is
+    never made (an empty file helps no reader, and Beam's S3 filesystem cannot write one)."""
+
+    def __init__(self, parts: str, label: str):
+        self._parts = parts
+        self._temporary = FileSystems.join(parts, f"{label}-{uuid.uuid4().hex}")
+        self._handle = None
+        self._open = False
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def __enter__(self) -> PartFile:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._handle.close()
+
+    def write(self, data: bytes) -> None:
+        if self._handle is None:
+            ensure_dir(self._parts)
+            self._handle = FileSystems.create(self._temporary)
+            self._open = True
+        self._handle.write(data)
+        self._digest.update(data)
+        self.size += len(data)
+
+    def publish(self, final: str) -> dict | None:
+        """Closes the file and moves it to `final`; returns its {size, sha256}, or None when
+        nothing was written (and nothing is moved)."""
+        if self._handle is None:
+            return None
+        self._close()
+        ensure_dir(FileSystems.split(final)[0])
+        FileSystems.rename([self._temporary], [final])
+        _LOG.info("wrote %s", final)
+        return {"size": self.size, "sha256": self._digest.hexdigest()}
 
 
 @dataclass(frozen=True)
@@ -201,33 +247,21 @@ class WriteShard(beam.DoFn):
         (split, shard), images = element
         images = sorted(images, key=lambda image: image.image)
         relative = shard_path(split, shard, self._settings.num_shards)
-        parts = self._settings.parts
-        temporary = FileSystems.join(parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
-        # Hashed as written: the manifest lists each shard's size and sha256, so that a later
-        # run replaces only files that are still what this run wrote.
-        digest, size = hashlib.sha256(), 0
-        with contextlib.ExitStack() as stack:
-            handle = None
+        with PartFile(self._settings.parts, f"{split}-{shard:05d}") as shard_file:
             for item in self._records(images, label_map, total):
                 if not isinstance(item, bytes):
                     yield item
                     continue
-                if handle is None:  # Opened on the first example: no empty shard files.
-                    ensure_dir(parts)
-                    handle = stack.enter_context(FileSystems.create(temporary))
                 record = frame(item)
-                handle.write(record)
-                digest.update(record)
-                size += len(record)
+                shard_file.write(record)
                 Metrics.counter("odrecords", f"examples_{split}").inc()
                 self._bytes.inc(len(record))
-        if handle is None:
-            return
-        final = FileSystems.join(self._settings.output, *relative.split("/"))
-        ensure_dir(FileSystems.split(final)[0])
-        FileSystems.rename([temporary], [final])
-        _LOG.info("wrote %s", final)
-        yield relative, {"size": size, "sha256": digest.hexdigest()}
+            digest = shard_file.publish(self._path(relative))
+        if digest is not None:
+            yield relative, digest
+
+    def _path(self, relative: str) -> str:
+        return FileSystems.join(self._settings.output, *relative.split("/"))
 
 
 def _image_reason(error: Exception) -> str:
