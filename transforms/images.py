@@ -142,13 +142,17 @@ class ImageLoader:
             ) from None
         return int(shape[1]), int(shape[0])
 
-    def load(self, annotation: ImageAnnotation) -> LoadedImage:
+    def load(self, annotation: ImageAnnotation, stored: bytes | None = None) -> LoadedImage:
         """Raises ImageRejected with the reason when the image cannot be used.
 
         The file the key names comes first; when it is not a readable image, the image the
-        annotation file embeds (`embedded_in`), under the same limits."""
+        annotation file embeds (`embedded_in`), under the same limits. `stored` is the key's
+        file as `read_stored` returned it, when the caller has read it already: it is then
+        not read again."""
         try:
-            return self._checked(annotation, self._file(annotation.image))
+            if stored is None:
+                stored = self.read_stored(annotation.image)
+            return self._checked(annotation, stored)
         except ImageRejected as error:
             if annotation.embedded_in is None:
                 raise
@@ -163,18 +167,23 @@ class ImageLoader:
         not decoded: the file the key names, else the image the annotation file embeds. For
         hashing images before they are loaded; raises ImageRejected."""
         try:
-            return self._file(annotation.image)
+            return self.read_stored(annotation.image)
         except ImageRejected:
             if annotation.embedded_in is None:
                 raise
         return self._embedded(annotation.embedded_in)
 
-    def _file(self, key: str) -> bytes:
+    def stored_path(self, key: str) -> str:
+        """The path of the file `key` names; raises ImageRejected for a key that leads out of
+        the images root."""
         try:
-            path = resolve_image(self._root, key)
+            return resolve_image(self._root, key)
         except UnsafePathError as error:
             raise ImageRejected(str(error)) from None
-        return _read_limited(path, self._max_bytes)
+
+    def read_stored(self, key: str) -> bytes:
+        """The bytes of the file `key` names, under the size limit; raises ImageRejected."""
+        return _read_limited(self.stored_path(key), self._max_bytes)
 
     def _embedded(self, annotation_file: str) -> bytes:
         try:
