@@ -50,6 +50,13 @@ from transforms.report import (
     write_errors,
     written_by_create,
 )
+from transforms.reuse import plan_reuse, reuse_text
+from transforms.shard_index import (
+    INDEX_COUNTS,
+    ReadIndex,
+    is_index_name,
+    settings_fingerprint,
+)
 from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
 from transforms.source_ids import AssignSourceIds
 from transforms.splits import RequireSourceSplit, in_each_split
@@ -89,6 +96,34 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "tensorflow": tf.__version__,
         },
     }
+
+
+def _examples_fingerprint(settings: CreateSettings) -> str:
+    """The fingerprint of what changes examples besides an image's annotation, classes and
+    bytes (`transforms.shard_index`): a later build reuses examples only under the same.
+    The libraries that decode, convert and encode images are in it, as is odrecords' own
+    version, since any of them may write other bytes."""
+    import google.protobuf
+    import numpy
+    import PIL
+    import tensorflow as tf
+
+    return settings_fingerprint(
+        {
+            "odrecords": importlib.metadata.version("odrecords"),
+            "libraries": {
+                "tensorflow": tf.__version__,
+                "pillow": PIL.__version__,
+                "numpy": numpy.__version__,
+                "protobuf": google.protobuf.__version__,
+            },
+            "extras": settings.extras,
+            "max_image_bytes": settings.max_image_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+            "orientation": OrientationPolicy.of(settings.exif_orientation, settings.format.name),
+            "images": settings.images,
+        }
+    )
 
 
 def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
@@ -188,6 +223,14 @@ def build_pipeline(
         groups = beam.pvalue.AsSingleton(content_groups)
         step_counts.append(placement)
 
+    fingerprint = _examples_fingerprint(settings)
+    previous = settings.previous
+    reuse, why_not = plan_reuse(settings.reuse, previous, fingerprint)
+    before = None
+    if previous is not None and any(is_index_name(path) for path in previous.files):
+        index = pipeline | "ReadPreviousIndex" >> ReadIndex(previous.folder, previous.files)
+        step_counts.append(index[INDEX_COUNTS])
+        before = index.rows
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
     layout = settings.layout
     parts = parts_dir(layout.build, temp_location)
@@ -198,9 +241,15 @@ def build_pipeline(
         num_shards=settings.num_shards,
         extras=settings.extras,
         progress_run=uuid.uuid4().hex if progress else None,
+        fingerprint=fingerprint,
+        reuse=reuse,
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
-        shard_settings, loader, beam.pvalue.AsSingleton(label_map), groups
+        shard_settings,
+        loader,
+        beam.pvalue.AsSingleton(label_map),
+        groups,
+        before if reuse else None,
     )
     step_counts.append(shards[HASHES] | "ReportDuplicates" >> ReportDuplicates())
     step_errors.append(shards[ERRORS])
@@ -231,7 +280,18 @@ def build_pipeline(
         | "Once" >> beam.Create([None])
         | "WriteReport"
         >> beam.ParDo(
-            WriteReport(layout, parts, _manifest_settings(settings), settings.max_error_rate),
+            WriteReport(
+                layout,
+                parts,
+                _manifest_settings(settings),
+                settings.max_error_rate,
+                reuse={
+                    "mode": settings.reuse,
+                    "previous": previous.manifest.get("build", {}).get("id") if previous else None,
+                    "why_not": why_not,
+                    "fingerprint": fingerprint,
+                },
+            ),
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
             beam.pvalue.AsSingleton(label_map),
@@ -295,6 +355,9 @@ def _print_summary(manifest: dict, output: str) -> None:
                 file=sys.stderr,
             )
     _print_duplicates(manifest["duplicates"])
+    reused = reuse_text(manifest.get("reuse"))
+    if reused:
+        print(reused)
     earlier = manifest.get("earlier_output", {"removed": 0, "left_in_place": []})
     if earlier["removed"]:
         print(f"removed {earlier['removed']} files of the earlier output this run replaced")

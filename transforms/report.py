@@ -30,6 +30,8 @@ from transforms.publish import (
     write_text,
 )
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
+from transforms.reuse import reuse_entry
+from transforms.shard_index import is_index_name
 
 LABEL_MAP = "label_map.pbtxt"
 LABEL_MAP_CSV = "label_map.csv"
@@ -154,11 +156,13 @@ def build_manifest(
     label_map: dict[str, int],
     renumbered: dict[str, int],
     settings: dict,
+    reuse: dict | None = None,
 ) -> dict:
     """The manifest: what was written where, and the accounting that proves nothing was lost.
 
     What was read counts once; an annotation the source lists in several splits is written
-    once in each, and its copies are counted apart (`copies_in_other_splits`)."""
+    once in each, and its copies are counted apart (`copies_in_other_splits`). `reuse` is
+    what this build could reuse of the previous one (`reuse.reuse_entry`'s arguments)."""
     errors = counts.get("errors", {})
     by_stage = errors.get("by_stage", {})
     split_counts = counts.get("splits", {})
@@ -167,7 +171,9 @@ def build_manifest(
             "examples": split_counts.get(name, {}).get("examples", 0),
             "objects": split_counts.get(name, {}).get("objects", 0),
             "rejected": split_counts.get(name, {}).get("rejected", 0),
-            "files": sorted(f for f in shard_files if f.startswith(f"{name}/")),
+            "files": sorted(
+                f for f in shard_files if f.startswith(f"{name}/") and is_shard_name(f)
+            ),
         }
         for name in settings["options"]["split_names"]
     }
@@ -201,15 +207,16 @@ def build_manifest(
         "clipped": counts.get("clipped", 0),
         "copies_in_other_splits": copies.get("objects", 0),
     }
+    classes = {
+        name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
+        for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
+    }
     return {
         "splits": splits,
         "label_map": LABEL_MAP,
         "label_map_csv": LABEL_MAP_CSV,
         "keypoints_per_object": max(map(int, counts.get("keypoints_per_object", {})), default=0),
-        "classes": {
-            name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
-            for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
-        },
+        "classes": classes,
         "renumbered_classes": {
             name: {"source_id": source_id, "id": label_map[name]}
             for name, source_id in sorted(renumbered.items())
@@ -225,6 +232,7 @@ def build_manifest(
         "objects": objects,
         "exif_orientation": orientation_entry(counts.get("orientation", {})),
         "duplicates": _duplicates(counts, settings["options"]["duplicates"]),
+        "reuse": reuse_entry(counts, **reuse) if reuse else None,
         "accounting": {
             "images_balanced": images["referenced"] + images["copies_in_other_splits"]
             == images["written"] + images["rejected"],
@@ -504,13 +512,18 @@ def _tf_vision_lines(manifest: dict, output: str) -> list[str]:
 def written_by_create(relative: str) -> bool:
     """Whether `relative` is a file `create` writes into its output: what a later build may
     replace or remove."""
-    return is_shard_name(relative) or relative in (
-        ERRORS_FILE,
-        LABEL_MAP,
-        LABEL_MAP_CSV,
-        CARD,
-        MANIFEST,
-        REPLACED_MANIFEST,
+    return (
+        is_shard_name(relative)
+        or is_index_name(relative)
+        or relative
+        in (
+            ERRORS_FILE,
+            LABEL_MAP,
+            LABEL_MAP_CSV,
+            CARD,
+            MANIFEST,
+            REPLACED_MANIFEST,
+        )
     )
 
 
@@ -549,11 +562,19 @@ class WriteReport(beam.DoFn):
     The manifest lists every file with its size and sha256, for later runs to replace or
     remove only what this one wrote."""
 
-    def __init__(self, layout: Layout, parts: str, settings: dict, max_error_rate: float | None):
+    def __init__(
+        self,
+        layout: Layout,
+        parts: str,
+        settings: dict,
+        max_error_rate: float | None,
+        reuse: dict | None = None,
+    ):
         self._layout = layout
         self._parts = parts
         self._settings = settings
         self._max_error_rate = max_error_rate
+        self._reuse = reuse
 
     def process(
         self,
@@ -564,11 +585,19 @@ class WriteReport(beam.DoFn):
         renumbered: dict[str, int],
         error_files: list[str],
     ) -> Iterator[dict]:
-        """`shard_digests` are (relative path, {size, sha256}) of the shards written;
-        `error_files` is unused but makes this step wait until the errors are written."""
+        """`shard_digests` are (relative path, {size, sha256}) of the shards and index files
+        written; `error_files` is unused but makes this step wait until the errors are
+        written."""
         layout = self._layout
         written = dict(shard_digests)
-        manifest = build_manifest(counts, sorted(written), label_map, renumbered, self._settings)
+        manifest = build_manifest(
+            counts,
+            sorted(written),
+            label_map,
+            renumbered,
+            self._settings,
+            self._reuse,
+        )
         if manifest["errors"]["files"]:
             written[ERRORS_FILE] = digest_of_file(join(layout.build, ERRORS_FILE))
         for name, text in (
