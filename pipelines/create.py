@@ -28,6 +28,7 @@ from pipelines.settings import (
     runs_locally,
 )
 from transforms.builds import MANIFEST, Layout
+from transforms.changes import ImageChanges, previous_summary, summary_lines
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
@@ -52,6 +53,7 @@ from transforms.report import (
 )
 from transforms.reuse import plan_reuse, reuse_text
 from transforms.shard_index import (
+    EXAMPLES,
     INDEX_COUNTS,
     ReadIndex,
     is_index_name,
@@ -252,6 +254,9 @@ def build_pipeline(
         before if reuse else None,
     )
     step_counts.append(shards[HASHES] | "ReportDuplicates" >> ReportDuplicates())
+    if before is not None:
+        earlier = before | "PreviousExamples" >> beam.MapTuple(lambda _, row: row.example())
+        step_counts.append(shards[EXAMPLES] | "CompareImages" >> ImageChanges(earlier))
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, layout.build)
@@ -285,7 +290,8 @@ def build_pipeline(
                 parts,
                 _manifest_settings(settings),
                 settings.max_error_rate,
-                reuse={
+                previous_summary(previous) if previous else None,
+                {
                     "mode": settings.reuse,
                     "previous": previous.manifest.get("build", {}).get("id") if previous else None,
                     "why_not": why_not,
@@ -358,6 +364,8 @@ def _print_summary(manifest: dict, output: str) -> None:
     reused = reuse_text(manifest.get("reuse"))
     if reused:
         print(reused)
+    for line in summary_lines(manifest.get("changes")):
+        print(line)
     earlier = manifest.get("earlier_output", {"removed": 0, "left_in_place": []})
     if earlier["removed"]:
         print(f"removed {earlier['removed']} files of the earlier output this run replaced")

@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
 from transforms.builds import MANIFEST, Layout, join
+from transforms.changes import card_lines, changes_entry
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import MAX_DISTANCE
 from transforms.label_map import csv_writable, format_label_map, format_label_map_csv
@@ -156,13 +157,15 @@ def build_manifest(
     label_map: dict[str, int],
     renumbered: dict[str, int],
     settings: dict,
+    previous: dict | None = None,
     reuse: dict | None = None,
 ) -> dict:
     """The manifest: what was written where, and the accounting that proves nothing was lost.
 
     What was read counts once; an annotation the source lists in several splits is written
-    once in each, and its copies are counted apart (`copies_in_other_splits`). `reuse` is
-    what this build could reuse of the previous one (`reuse.reuse_entry`'s arguments)."""
+    once in each, and its copies are counted apart (`copies_in_other_splits`). `previous` is
+    the summary of the build this one follows (`changes.previous_summary`), for `changes`;
+    `reuse` what this build could reuse of it (`reuse.reuse_entry`'s arguments)."""
     errors = counts.get("errors", {})
     by_stage = errors.get("by_stage", {})
     split_counts = counts.get("splits", {})
@@ -233,6 +236,7 @@ def build_manifest(
         "exif_orientation": orientation_entry(counts.get("orientation", {})),
         "duplicates": _duplicates(counts, settings["options"]["duplicates"]),
         "reuse": reuse_entry(counts, **reuse) if reuse else None,
+        "changes": changes_entry(counts, previous, splits, classes),
         "accounting": {
             "images_balanced": images["referenced"] + images["copies_in_other_splits"]
             == images["written"] + images["rejected"],
@@ -378,6 +382,7 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"map ({objects['clipped']} clipped to the image).",
         *_card_warnings(images),
         *_card_duplicates(manifest["duplicates"]),
+        *card_lines(manifest.get("changes")),
         *_source_id_lines(images["source_ids"]),
         *_od_api_lines(manifest, output),
         *_tf_vision_lines(manifest, output),
@@ -568,12 +573,14 @@ class WriteReport(beam.DoFn):
         parts: str,
         settings: dict,
         max_error_rate: float | None,
+        previous: dict | None = None,
         reuse: dict | None = None,
     ):
         self._layout = layout
         self._parts = parts
         self._settings = settings
         self._max_error_rate = max_error_rate
+        self._previous = previous
         self._reuse = reuse
 
     def process(
@@ -596,6 +603,7 @@ class WriteReport(beam.DoFn):
             label_map,
             renumbered,
             self._settings,
+            self._previous,
             self._reuse,
         )
         if manifest["errors"]["files"]:
