@@ -1,12 +1,14 @@
 """Remote storage for real: annotations and images in an S3 bucket, output to a bucket, through
 Beam's own S3 filesystem against a local S3-compatible server; compared with a local run."""
 
+import json
 import shutil
 
 import boto3
 import pytest
 from conftest import SAMPLE, read_output, run_create
 from services import s3_server
+from test_incremental import reencode
 from test_portable import same_output
 from test_yolo_layouts import ultralytics_layout, write_yaml
 
@@ -81,3 +83,29 @@ def test_yolo_dataset_in_s3_equals_the_local_run(s3, tmp_path):
         download(client, "yolo", f"out{number}", tmp_path / f"remote{number}")
         same_output(tmp_path / "local", tmp_path / f"remote{number}")
     assert read_output(tmp_path / "local")["manifest"]["images"]["written"] == 5
+
+
+def test_a_rebuild_in_s3_reuses_the_examples_of_unchanged_images(s3, tmp_path):
+    """Files in a bucket are told unchanged by their size and upload time, and shards reused
+    whole are copied inside the bucket."""
+    endpoint, client = s3
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    client.create_bucket(Bucket="daily")
+    upload(client, data, "daily", "shapes")
+    args = ["--format", "voc", "--splits", "train=0.7,val=0.3", "--num-shards", "2",
+            "--annotations", "s3://daily/shapes/annotations/",
+            "--images", "s3://daily/shapes/images", "--output", "s3://daily/out",
+            f"--s3_endpoint_url={endpoint}", "--s3_region_name=us-east-1",
+            "--s3_access_key_id=testing", "--s3_secret_access_key=testing"]  # fmt: skip
+    assert run_create(*args) == 0
+    reencode(data / "images/shapes-003.jpg", 60)
+    client.upload_file(str(data / "images/shapes-003.jpg"), "daily", "shapes/images/shapes-003.jpg")
+    assert run_create(*args) == 0
+    download(client, "daily", "out", tmp_path / "remote")
+    reuse = json.loads((tmp_path / "remote" / "manifest.json").read_text())["reuse"]
+    assert reuse["images"] == {"reused": 23, "converted": 1}
+    assert reuse["shards"] == {"copied": 3, "written": 1}
+    local = ["--annotations", data / "annotations", "--images", data / "images"]
+    assert run_create(*args[:6], *local, "--output", tmp_path / "local") == 0
+    same_output(tmp_path / "local", tmp_path / "remote")
