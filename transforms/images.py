@@ -173,17 +173,18 @@ class ImageLoader:
                 raise
         return self._embedded(annotation.embedded_in)
 
-    def stored_path(self, key: str) -> str:
-        """The path of the file `key` names; raises ImageRejected for a key that leads out of
-        the images root."""
-        try:
-            return resolve_image(self._root, key)
-        except UnsafePathError as error:
-            raise ImageRejected(str(error)) from None
+    @property
+    def root(self) -> str:
+        """The folder image keys are relative to."""
+        return self._root
 
     def read_stored(self, key: str) -> bytes:
         """The bytes of the file `key` names, under the size limit; raises ImageRejected."""
-        return _read_limited(self.stored_path(key), self._max_bytes)
+        try:
+            path = resolve_image(self._root, key)
+        except UnsafePathError as error:
+            raise ImageRejected(str(error)) from None
+        return _read_limited(path, self._max_bytes)
 
     def _embedded(self, annotation_file: str) -> bytes:
         try:

@@ -68,27 +68,41 @@ def shard_of_index(relative: str) -> str:
 
 
 def canonical(value: object) -> str:
-    """A text of `value` that equal values share in every process: dataclasses field by field,
-    dicts by sorted key, sets sorted, floats by their exact repr, and types kept apart (1,
-    1.0 and True differ). `repr` alone would do for today's records but would give a set of
-    strings an order that varies between processes."""
+    """A text of `value` that equal values share in every process. For records (frozen
+    dataclasses of strings, numbers, tuples and other records) that is their repr: floats
+    by their exact shortest repr, 1, 1.0 and True apart. A value holding a dict or a set,
+    whose repr follows insertion or hash order, is written part by part instead, dicts by
+    sorted key and sets sorted; one whose repr is an address is refused."""
+    text = repr(value)
+    return _structured(value) if "{" in text or " at 0x" in text else text
+
+
+def _structured(value: object) -> str:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = ",".join(
-            f"{field.name}={canonical(getattr(value, field.name))}"
+            f"{field.name}={_structured(getattr(value, field.name))}"
             for field in dataclasses.fields(value)
         )
         return f"{type(value).__name__}({fields})"
     if isinstance(value, dict):
-        return (
-            "{" + ",".join(sorted(f"{canonical(k)}:{canonical(v)}" for k, v in value.items())) + "}"
-        )
+        items = sorted(f"{_structured(k)}:{_structured(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
     if isinstance(value, (list, tuple)):
-        return f"{type(value).__name__}[{','.join(canonical(item) for item in value)}]"
+        return f"{type(value).__name__}[{','.join(_structured(item) for item in value)}]"
     if isinstance(value, (set, frozenset)):
-        return "set[" + ",".join(sorted(canonical(item) for item in value)) + "]"
+        return "set[" + ",".join(sorted(_structured(item) for item in value)) + "]"
     if value is None or isinstance(value, (str, bytes, bool, int, float)):
-        return f"{type(value).__name__}:{value!r}"
+        return repr(value)
     raise TypeError(f"no canonical text for {type(value).__name__}")
+
+
+def _values(record: object, *leaving: str) -> tuple:
+    """A record's field values in field order, leaving out the fields named."""
+    return tuple(
+        getattr(record, field.name)
+        for field in dataclasses.fields(record)
+        if field.name not in leaving
+    )
 
 
 def _sha256(text: str) -> str:
@@ -104,8 +118,8 @@ def settings_fingerprint(settings: dict) -> str:
 
 def annotation_fingerprint(annotation: ImageAnnotation) -> str:
     """The annotation as written, without where it was read from (see `sources_fingerprint`)."""
-    boxes = tuple(dataclasses.replace(box, source="") for box in annotation.boxes)
-    return _sha256(canonical(dataclasses.replace(annotation, sources=(), boxes=boxes)))
+    boxes = tuple(_values(box, "source") for box in annotation.boxes)
+    return _sha256(canonical((_values(annotation, "sources", "boxes"), boxes)))
 
 
 def sources_fingerprint(annotation: ImageAnnotation) -> str:
@@ -113,15 +127,20 @@ def sources_fingerprint(annotation: ImageAnnotation) -> str:
     return _sha256(canonical((annotation.sources, tuple(box.source for box in annotation.boxes))))
 
 
-def example_fingerprint(settings: str, annotation: str, labels: dict[str, int | None]) -> str:
+def example_fingerprint(
+    settings: str, annotation: str, labels: tuple[tuple[str, int | None], ...]
+) -> str:
     """Everything an example is made from but the image bytes: the settings' and the
     annotation's fingerprints and the label map ids of the classes it uses (None for a class
     the label map lacks, whose boxes are rejected)."""
     return _sha256(canonical((settings, annotation, labels)))
 
 
-def used_labels(annotation: ImageAnnotation, label_map: dict[str, int]) -> dict[str, int | None]:
-    return {box.label: label_map.get(box.label) for box in annotation.boxes}
+def used_labels(
+    annotation: ImageAnnotation, label_map: dict[str, int]
+) -> tuple[tuple[str, int | None], ...]:
+    """(class, id) of the classes an annotation uses, sorted."""
+    return tuple(sorted({(box.label, label_map.get(box.label)) for box in annotation.boxes}))
 
 
 @dataclass(frozen=True)

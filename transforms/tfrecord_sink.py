@@ -34,6 +34,7 @@ from apache_beam.metrics import Metrics
 from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.builds import PARTS_DIR, join
+from transforms.choices import STAT
 from transforms.duplicates import HASHES, HashedImage, perceptual_hash
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
@@ -252,14 +253,12 @@ class WriteShard(beam.DoFn):
     def teardown(self) -> None:
         self._pool.shutdown()
 
-    def _paths(self, annotation: ImageAnnotation) -> list[str | None]:
-        """The files an image's bytes may come from: the one its key names (None for a key
-        that leads out of the images root), and the annotation file that embeds it."""
-        try:
-            paths: list[str | None] = [self._loader.stored_path(annotation.image)]
-        except ImageRejected:
-            paths = [None]
-        return paths + ([annotation.embedded_in] if annotation.embedded_in else [])
+    def _paths(self, annotation: ImageAnnotation) -> list[str]:
+        """The files an image's bytes may come from: the one its key names, and the
+        annotation file that embeds it. Only their identities are taken from these paths;
+        the loader reads images under its own rules (no link out of the images root)."""
+        key = FileSystems.join(self._loader.root, *annotation.image.split("/"))
+        return [key] + ([annotation.embedded_in] if annotation.embedded_in else [])
 
     def _convert(self, annotation: ImageAnnotation) -> _Converted | Exception:
         """The loaded image, its hashes and its files' identities, or whatever stopped it,
@@ -291,7 +290,8 @@ class WriteShard(beam.DoFn):
         self, items: list[tuple[ImageAnnotation, Previous | None]], label_map: dict[str, int]
     ) -> list[_Plan]:
         """Each image's fingerprints, and its previous example when unchanged (files looked
-        at in threads: a stat is a request on GCS and S3, and `content` reads the file)."""
+        at in threads, but for local stats: a stat is a request on GCS and S3, and `content`
+        reads the file)."""
         plans = []
         for annotation, previous in items:
             annotation_print = annotation_fingerprint(annotation)
@@ -321,6 +321,9 @@ class WriteShard(beam.DoFn):
             row = unchanged(mode, self._paths(plan.annotation), row)
             return replace(plan, reused=None if row is None else (shard, row))
 
+        local = FileSystems.get_scheme(self._loader.root) is None
+        if local and mode == STAT:  # A local stat costs less than handing it to a thread.
+            return [checked(plan) for plan in plans]
         return list(self._pool.map(checked, plans))
 
     def _prepared(
