@@ -148,7 +148,7 @@ def unchanged(mode: str, paths: list[str | None], row: IndexRow) -> IndexRow | N
 def reusable(previous: Previous | None, fingerprint: str, sources: str) -> Previous | None:
     """The previous example when its row was made from what this build's would be, before its
     files are looked at: the same fingerprint, and when it has box errors, the same sources."""
-    if previous is None:
+    if previous is None or not fingerprint:
         return None
     row = previous[1]
     if row.fingerprint != fingerprint or (row.errors and row.sources != sources):

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -294,11 +294,16 @@ class WriteShard(beam.DoFn):
         reads the file)."""
         plans = []
         for annotation, previous in items:
-            annotation_print = annotation_fingerprint(annotation)
-            fingerprint = example_fingerprint(
-                self._settings.fingerprint, annotation_print, used_labels(annotation, label_map)
-            )
-            sources = sources_fingerprint(annotation)
+            try:
+                annotation_print = annotation_fingerprint(annotation)
+                fingerprint = example_fingerprint(
+                    self._settings.fingerprint,
+                    annotation_print,
+                    used_labels(annotation, label_map),
+                )
+                sources = sources_fingerprint(annotation)
+            except Exception:  # Values no check vetted: the image is converted, never reused.
+                annotation_print = fingerprint = sources = ""
             if self._settings.reuse is None:
                 previous = None
             plans.append(
@@ -376,23 +381,26 @@ class WriteShard(beam.DoFn):
             serialized, _, counts, box_errors = self._example(
                 annotation, converted.image, label_map
             )
+            record = frame(serialized)
+            row = IndexRow(
+                image=annotation.image,
+                split=annotation.split,
+                offset=0,
+                length=len(record),
+                fingerprint=plan.fingerprint,
+                annotation=plan.annotation_fingerprint,
+                sources=plan.sources,
+                files=converted.files,
+                sha256=converted.hashed.sha256,
+                phash=converted.hashed.phash,
+                stats=counts,
+                errors=tuple(box_errors),
+            )
+            # A later build replays the row as it reads back; it must read back as it is.
+            if IndexRow.from_line(row.line()) != row:
+                raise ValueError("its index row does not read back as written")
         except Exception as error:
             return ErrorRecord.for_image(annotation, _image_reason(error))
-        record = frame(serialized)
-        row = IndexRow(
-            image=annotation.image,
-            split=annotation.split,
-            offset=0,
-            length=len(record),
-            fingerprint=plan.fingerprint,
-            annotation=plan.annotation_fingerprint,
-            sources=plan.sources,
-            files=converted.files,
-            sha256=converted.hashed.sha256,
-            phash=converted.hashed.phash,
-            stats=counts,
-            errors=tuple(box_errors),
-        )
         return record, row
 
     def _emitted(self, row: IndexRow) -> Iterator[beam.pvalue.TaggedOutput]:
@@ -416,7 +424,7 @@ class WriteShard(beam.DoFn):
         relative = shard_path(split, shard, self._settings.num_shards)
         plans = self._plan(items, label_map)
         reuse = self._settings.reuse
-        counts = {"reused": 0, "converted": 0, "examples": 0}
+        counts = Counter(reused=0, converted=0)
         with (
             PartFile(self._settings.parts, f"{split}-{shard:05d}") as shard_file,
             PartFile(self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
@@ -435,11 +443,11 @@ class WriteShard(beam.DoFn):
                 yield from self._write(plans, label_map, total, shard_file, index_file, counts)
             self._reused.inc(counts["reused"])
             self._bytes.inc(shard_file.size)
-            Metrics.counter("odrecords", f"examples_{split}").inc(counts.pop("examples"))
+            Metrics.counter("odrecords", f"examples_{split}").inc(counts.pop("examples", 0))
             digest = shard_file.publish(self._path(relative))
             index_digest = index_file.publish(self._path(index_path(relative)))
         shards = {"copied" if copied else "written": 1} if digest is not None else {}
-        yield beam.pvalue.TaggedOutput(STATS, {"reuse": {"images": counts, "shards": shards}})
+        yield beam.pvalue.TaggedOutput(STATS, {"reuse": {"images": dict(counts), "shards": shards}})
         if digest is not None:
             yield relative, digest
             yield index_path(relative), index_digest
@@ -451,10 +459,27 @@ class WriteShard(beam.DoFn):
         total: int,
         shard_file: PartFile,
         index_file: PartFile,
-        counts: dict[str, int],
+        counts: Counter,
     ) -> Iterator:
-        """Writes a shard record by record: each unchanged image's record copied from the
-        previous shard when it passes its CRC checks, every other image converted."""
+        """Writes a shard record by record, and each record's index line."""
+        for item in self._records(plans, label_map, total, counts):
+            if not isinstance(item, tuple):
+                yield item
+                continue
+            record, row = item
+            row = replace(row, offset=shard_file.size)
+            shard_file.write(record)
+            index_file.write(row.line())
+            counts["examples"] += 1
+            yield from self._emitted(row)
+
+    def _records(
+        self, plans: list[_Plan], label_map: dict[str, int], total: int, counts: Counter
+    ) -> Iterator:
+        """Yields (framed record, its index row at offset 0) per example in the images'
+        order, and TaggedOutputs for the images rejected: each unchanged image's record is
+        copied from the previous shard when it passes its CRC checks, every other image is
+        converted. Counts the images `reused` and `converted`."""
         previous = PreviousShards(self._settings.reuse.folder) if self._settings.reuse else None
         try:
             for plan, converted in self._prepared(plans):
@@ -464,11 +489,7 @@ class WriteShard(beam.DoFn):
                     record = previous.record(shard, row.offset, row.length)
                     if record is not None:
                         counts["reused"] += 1
-                        counts["examples"] += 1
-                        row = replace(row, offset=shard_file.size)
-                        shard_file.write(record)
-                        index_file.write(row.line())
-                        yield from self._emitted(row)
+                        yield record, row
                         continue
                     _LOG.warning(
                         "%s: its record in the previous %s fails its checks; converted again",
@@ -485,12 +506,7 @@ class WriteShard(beam.DoFn):
                     )
                     continue
                 self._images.inc()
-                counts["examples"] += 1
-                record, row = written
-                row = replace(row, offset=shard_file.size)
-                shard_file.write(record)
-                index_file.write(row.line())
-                yield from self._emitted(row)
+                yield written
         finally:
             if previous is not None:
                 previous.close()
