@@ -69,7 +69,9 @@ class Reuse:
     shards: dict[str, dict]
 
 
-def plan_reuse(mode: str, previous: PreviousBuild | None, fingerprint: str) -> tuple:
+def plan_reuse(
+    mode: str, previous: PreviousBuild | None, fingerprint: str
+) -> tuple[Reuse | None, str | None]:
     """(Reuse, None) when this build may reuse `previous`, else (None, why not)."""
     if mode == OFF:
         return None, "--reuse off"
@@ -84,10 +86,8 @@ def plan_reuse(mode: str, previous: PreviousBuild | None, fingerprint: str) -> t
     return Reuse(mode, previous.folder, shards), None
 
 
-def file_stat(path: str | None) -> tuple[int, float] | None:
+def file_stat(path: str) -> tuple[int, float] | None:
     """(size, modification time) of a regular file, or None when there is none."""
-    if path is None:
-        return None
     try:
         if FileSystems.get_scheme(path) is None:
             status = os.stat(path)
@@ -100,10 +100,8 @@ def file_stat(path: str | None) -> tuple[int, float] | None:
     return metadata.size_in_bytes, metadata.last_updated_in_seconds
 
 
-def file_sha256(path: str | None) -> str | None:
+def file_sha256(path: str) -> str | None:
     """The sha256 of a regular file's bytes, read in chunks; None when it cannot be read."""
-    if path is None:
-        return None
     digest = hashlib.sha256()
     try:
         with open_regular(path) as handle:
@@ -121,7 +119,7 @@ def identity(at: tuple[int, float] | None, sha256: str | None) -> FileIdentity |
     return FileIdentity(at[0], at[1], sha256)
 
 
-def unchanged(mode: str, paths: list[str | None], row: IndexRow) -> IndexRow | None:
+def unchanged(mode: str, paths: list[str], row: IndexRow) -> IndexRow | None:
     """`row` with this build's identities of the image's files, or None when one of them
     changed since: by size and modification time (`stat`), or by sha256 (`content`)."""
     if len(paths) != len(row.files):
