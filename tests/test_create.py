@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SAMPLE, example_boxes, read_output, run_create, build_folder
+from conftest import SAMPLE, build_folder, example_boxes, read_output, run_create
 from PIL import Image
 
 SAMPLE_VOC = [

@@ -45,7 +45,9 @@ def coco(tmp_path, document: dict | str, *args: str) -> tuple[int, dict | None]:
     else:
         path.write_bytes(document.encode("utf-8", "surrogateescape"))
     code = create("--format", "coco", "--annotations", path, "--output", tmp_path / "out", *args)
-    written = (tmp_path / "out" / "manifest.json").exists() or (tmp_path / "out" / ".builds").exists()
+    written = (tmp_path / "out" / "manifest.json").exists() or (
+        tmp_path / "out" / ".builds"
+    ).exists()
     return code, finished(tmp_path / "out") if written else None
 
 
