@@ -28,6 +28,7 @@ from pipelines.settings import (
     runs_locally,
 )
 from transforms.builds import MANIFEST, Layout
+from transforms.changes import ImageChanges, summary_lines
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
@@ -48,6 +49,14 @@ from transforms.report import (
     duplicates_across,
     error_counts,
     write_errors,
+)
+from transforms.reuse import plan_reuse, reuse_text
+from transforms.shard_index import (
+    EXAMPLES,
+    INDEX_COUNTS,
+    ReadIndex,
+    is_index_name,
+    settings_fingerprint,
 )
 from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
 from transforms.source_ids import AssignSourceIds
@@ -88,6 +97,26 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "tensorflow": importlib.metadata.version("tensorflow"),
         },
     }
+
+
+def _examples_fingerprint(settings: CreateSettings) -> str:
+    """The fingerprint of what changes examples besides an image's annotation, classes and
+    bytes (`transforms.shard_index`): a later build reuses examples only under the same.
+    The libraries that decode, convert and encode images are in it, as is odrecords' own
+    version, since any of them may write other bytes (read from the installed packages'
+    metadata: importing TensorFlow would cost seconds)."""
+    libraries = ("tensorflow", "pillow", "simplejpeg", "numpy", "protobuf")
+    return settings_fingerprint(
+        {
+            "odrecords": importlib.metadata.version("odrecords"),
+            "libraries": {name: importlib.metadata.version(name) for name in libraries},
+            "extras": settings.extras,
+            "max_image_bytes": settings.max_image_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+            "orientation": OrientationPolicy.of(settings.exif_orientation, settings.format.name),
+            "images": settings.images,
+        }
+    )
 
 
 def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
@@ -189,6 +218,14 @@ def build_pipeline(
         groups = beam.pvalue.AsSingleton(content_groups)
         step_counts.append(placement)
 
+    fingerprint = _examples_fingerprint(settings)
+    previous = settings.previous
+    reuse, why_not = plan_reuse(settings.reuse, previous, fingerprint)
+    before = None
+    if previous is not None and any(is_index_name(path) for path in previous.files):
+        index = pipeline | "ReadPreviousIndex" >> ReadIndex(previous.folder, previous.files)
+        step_counts.append(index[INDEX_COUNTS])
+        before = index.rows
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
     layout = settings.layout
     parts = parts_dir(layout.build, temp_location)
@@ -199,11 +236,20 @@ def build_pipeline(
         num_shards=settings.num_shards,
         extras=settings.extras,
         progress_run=uuid.uuid4().hex if progress else None,
+        fingerprint=fingerprint,
+        reuse=reuse,
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
-        shard_settings, loader, beam.pvalue.AsSingleton(label_map), groups
+        shard_settings,
+        loader,
+        beam.pvalue.AsSingleton(label_map),
+        groups,
+        before if reuse else None,
     )
     step_counts.append(shards[HASHES] | "ReportDuplicates" >> ReportDuplicates())
+    if before is not None:
+        earlier = before | "PreviousExamples" >> beam.MapTuple(lambda _, row: row.example())
+        step_counts.append(shards[EXAMPLES] | "CompareImages" >> ImageChanges(earlier))
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, layout.build)
@@ -237,7 +283,13 @@ def build_pipeline(
                 parts,
                 _manifest_settings(settings),
                 settings.max_error_rate,
-                settings.previous,
+                previous,
+                {
+                    "mode": settings.reuse,
+                    "previous": previous.manifest.get("build", {}).get("id") if previous else None,
+                    "why_not": why_not,
+                    "fingerprint": fingerprint,
+                },
             ),
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
@@ -304,6 +356,11 @@ def _print_summary(manifest: dict, output: str) -> None:
     _print_duplicates(manifest["duplicates"])
     if manifest["class_ids_changed"]:
         print(f"warning: {class_ids_changed_text(manifest['class_ids_changed'])}", file=sys.stderr)
+    reused = reuse_text(manifest.get("reuse"))
+    if reused:
+        print(reused)
+    for line in summary_lines(manifest.get("changes")):
+        print(line)
     earlier = manifest.get("earlier_output", {"removed": 0, "left_in_place": []})
     if earlier["removed"]:
         print(f"removed {earlier['removed']} files of the earlier output this run replaced")

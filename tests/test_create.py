@@ -340,8 +340,9 @@ def test_rerun_into_the_same_folder_replaces_the_old_shards(tmp_path, capsys):
     ]
     assert run_create(*args, "--num-shards", "3") == 0
     assert run_create(*args, "--num-shards", "2", "--splits", "a=0.5,b=0.5") == 0
-    shards = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.tfrecord-*"))
-    assert shards == [f"{s}/{s}.tfrecord-0000{n}-of-00002" for s in "ab" for n in range(2)]
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.tfrecord-*"))
+    shards = [f"{s}/{s}.tfrecord-0000{n}-of-00002" for s in "ab" for n in range(2)]
+    assert found == sorted(shards + [f"index/{shard}.jsonl" for shard in shards])
     assert not (tmp_path / ".parts").exists()
     printed = capsys.readouterr().out
     assert "a: " in printed and "images: 24 referenced = 24 written + 0 rejected" in printed

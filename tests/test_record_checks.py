@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from pycocotools import mask as coco_mask
 
 from transforms.boxes import check_boxes
 from transforms.encode import EncodeError, build_example
+from transforms.images import ImageRejected
 from transforms.label_map import (
     LabelMapError,
     derive_label_map,
@@ -47,7 +49,7 @@ from transforms.records import (
     Mask,
     excerpt,
 )
-from transforms.tfrecord_sink import STATS, ShardSettings, WriteShard
+from transforms.tfrecord_sink import ShardSettings, WriteShard
 
 FUZZ = settings(
     max_examples=200,
@@ -160,16 +162,24 @@ def loaded(annotation: ImageAnnotation, width: int = 40, height: int = 30) -> Lo
 ALL_EXTRAS = Extras(masks=True, keypoints=True)
 
 
+class FakeLoader:
+    """Loads every image as bytes that are never decoded here."""
+
+    root = "out/images"
+
+    def setup(self):
+        pass
+
+    def read_stored(self, key):
+        raise ImageRejected("not read here")
+
+    def load(self, annotation, stored=None):
+        return loaded(annotation)
+
+
 def writer(loader=None, extras: Extras = ALL_EXTRAS) -> WriteShard:
-    class Loader:
-        def setup(self):
-            pass
-
-        def load(self, annotation):
-            return loaded(annotation)
-
     shard_writer = WriteShard(
-        ShardSettings("out", "out/.parts", None, 1, extras), loader or Loader()
+        ShardSettings("out", "out/.parts", None, 1, extras), loader or FakeLoader()
     )
     shard_writer.setup()
     return shard_writer
@@ -179,12 +189,15 @@ def outcomes(shard_writer: WriteShard, images, label_map) -> tuple[list, list, l
     """(serialized examples, error records, stats of written examples) of `_records`; the
     per-split counts of rejected images are left out."""
     examples, errors, stats = [], [], []
-    for item in shard_writer._records(images, label_map, len(images)):
-        if isinstance(item, bytes):
-            examples.append(item)
-        elif item.tag == STATS:
-            if any("examples" in split for split in item.value["splits"].values()):
-                stats.append(item.value)
+    # Every image reaches the writer with a split (`shard_key` gives one).
+    images = [dataclasses.replace(image, split=image.split or "train") for image in images]
+    plans = shard_writer._plan([(image, None) for image in images], label_map)
+    for item in shard_writer._records(plans, label_map, len(images), Counter()):
+        if isinstance(item, tuple):
+            record, row = item
+            examples.append(record[12:-4])  # The record's data, without its framing.
+            stats.append(row.stats)
+            errors += row.errors
         elif item.tag == ERRORS:
             errors.append(item.value)
     return examples, errors, stats
@@ -240,11 +253,8 @@ def test_unchecked_boxes_never_stop_the_shard_writer(images, masks_on, keypoints
 
 
 def test_a_failing_loader_rejects_the_image_with_all_its_boxes():
-    class Broken:
-        def setup(self):
-            pass
-
-        def load(self, annotation):
+    class Broken(FakeLoader):
+        def load(self, annotation, stored=None):
             raise MemoryError("no room for " + "x" * 500)
 
     image = ImageAnnotation("a.jpg", ("a.xml",), (Box("cat", 1, 1, 5, 5, "a.xml#object[1]"),) * 3)

@@ -2,6 +2,7 @@
 output to a bucket, through Beam's own S3 and GCS filesystems against local servers (an
 S3-compatible one, a GCS emulator); compared with a local run."""
 
+import json
 import shutil
 
 import boto3
@@ -10,6 +11,7 @@ from apache_beam.internal.gcp import auth
 from conftest import SAMPLE, read_output, run_create
 from google.cloud import storage
 from services import gcs_server, s3_server
+from test_incremental import reencode
 from test_portable import same_output
 from test_yolo_layouts import ultralytics_layout, write_yaml
 
@@ -219,3 +221,29 @@ def test_versions_in_gcs(gcs, tmp_path):
         gcs_download(gcs, "versions", f"shapes/{relative}", folder)
 
     check_versions_in_bucket("gs://versions/shapes", names, download_version, tmp_path)
+
+
+def test_a_rebuild_in_s3_reuses_the_examples_of_unchanged_images(s3, tmp_path):
+    """Files in a bucket are told unchanged by their size and upload time, and shards reused
+    whole are copied inside the bucket."""
+    endpoint, client = s3
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    client.create_bucket(Bucket="daily")
+    upload(client, data, "daily", "shapes")
+    args = ["--format", "voc", "--splits", "train=0.7,val=0.3", "--num-shards", "2",
+            "--annotations", "s3://daily/shapes/annotations/",
+            "--images", "s3://daily/shapes/images", "--output", "s3://daily/out",
+            f"--s3_endpoint_url={endpoint}", "--s3_region_name=us-east-1",
+            "--s3_access_key_id=testing", "--s3_secret_access_key=testing"]  # fmt: skip
+    assert run_create(*args) == 0
+    reencode(data / "images/shapes-003.jpg", 60)
+    client.upload_file(str(data / "images/shapes-003.jpg"), "daily", "shapes/images/shapes-003.jpg")
+    assert run_create(*args) == 0
+    download(client, "daily", "out", tmp_path / "remote")
+    reuse = json.loads((tmp_path / "remote" / "manifest.json").read_text())["reuse"]
+    assert reuse["images"] == {"reused": 23, "converted": 1}
+    assert reuse["shards"] == {"copied": 3, "written": 1}
+    local = ["--annotations", data / "annotations", "--images", data / "images"]
+    assert run_create(*args[:6], *local, "--output", tmp_path / "local") == 0
+    same_output(tmp_path / "local", tmp_path / "remote")

@@ -74,7 +74,8 @@ def test_only_files_still_as_the_earlier_run_wrote_them_are_replaced(tmp_path, c
     manifest = json.loads((out / "manifest.json").read_text())
     shards = sorted(manifest["splits"]["train"]["files"])
     papers = ["README.md", "label_map.csv", "label_map.pbtxt"]
-    assert sorted(manifest["written"]) == papers + shards
+    indexes = [f"index/{shard}.jsonl" for shard in shards]
+    assert sorted(manifest["written"]) == sorted(papers + shards + indexes)
     for name, entry in manifest["written"].items():
         assert entry == {"size": (out / name).stat().st_size, "sha256": sha256(out / name)}
     # The user changes one shard (it is theirs now) and keeps a file of their own beside them.
@@ -92,13 +93,14 @@ def test_only_files_still_as_the_earlier_run_wrote_them_are_replaced(tmp_path, c
 
     assert run_create(*SAMPLE_VOC, "--output", out, "--splits", "a=0.5,b=0.5") == 0
     captured = capsys.readouterr()
-    assert "removed 2 files of the earlier output" in captured.out
+    assert "removed 5 files of the earlier output" in captured.out
     assert "3 files the earlier output in this folder listed were left in place" in captured.err
     assert victim.read_text() == "precious"
     assert (out / "train" / "notes.txt").read_text() == "mine"
     assert changed.exists() and not (out / shards[0]).exists() and not (out / shards[2]).exists()
+    assert not any((out / index).exists() for index in indexes)
     earlier = json.loads((out / "manifest.json").read_text())["earlier_output"]
-    assert earlier == {"removed": 2, "left_in_place": sorted(["../victim.txt", shards[1],
+    assert earlier == {"removed": 5, "left_in_place": sorted(["../victim.txt", shards[1],
                                                              "train/notes.txt"])}  # fmt: skip
 
 

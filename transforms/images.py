@@ -142,13 +142,17 @@ class ImageLoader:
                 f"TensorFlow cannot decode the image: {excerpt(str(error))}"
             ) from None
 
-    def load(self, annotation: ImageAnnotation) -> LoadedImage:
+    def load(self, annotation: ImageAnnotation, stored: bytes | None = None) -> LoadedImage:
         """Raises ImageRejected with the reason when the image cannot be used.
 
         The file the key names comes first; when it is not a readable image, the image the
-        annotation file embeds (`embedded_in`), under the same limits."""
+        annotation file embeds (`embedded_in`), under the same limits. `stored` is the key's
+        file as `read_stored` returned it, when the caller has read it already: it is then
+        not read again."""
         try:
-            return self._checked(annotation, self._file(annotation.image))
+            if stored is None:
+                stored = self.read_stored(annotation.image)
+            return self._checked(annotation, stored)
         except ImageRejected as error:
             if annotation.embedded_in is None:
                 raise
@@ -163,13 +167,19 @@ class ImageLoader:
         not decoded: the file the key names, else the image the annotation file embeds. For
         hashing images before they are loaded; raises ImageRejected."""
         try:
-            return self._file(annotation.image)
+            return self.read_stored(annotation.image)
         except ImageRejected:
             if annotation.embedded_in is None:
                 raise
         return self._embedded(annotation.embedded_in)
 
-    def _file(self, key: str) -> bytes:
+    @property
+    def root(self) -> str:
+        """The folder image keys are relative to."""
+        return self._root
+
+    def read_stored(self, key: str) -> bytes:
+        """The bytes of the file `key` names, under the size limit; raises ImageRejected."""
         try:
             path = resolve_image(self._root, key)
         except UnsafePathError as error:

@@ -16,6 +16,7 @@ from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
 from transforms.builds import MANIFEST, Layout, PreviousBuild, join
+from transforms.changes import card_lines, changes_entry, previous_summary
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import MAX_DISTANCE
 from transforms.label_map import (
@@ -35,6 +36,8 @@ from transforms.publish import (
     write_text,
 )
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
+from transforms.reuse import reuse_entry
+from transforms.shard_index import is_index_name
 
 LABEL_MAP = "label_map.pbtxt"
 LABEL_MAP_CSV = "label_map.csv"
@@ -159,11 +162,15 @@ def build_manifest(
     label_map: dict[str, int],
     renumbered: dict[str, int],
     settings: dict,
+    previous: dict | None = None,
+    reuse: dict | None = None,
 ) -> dict:
     """The manifest: what was written where, and the accounting that proves nothing was lost.
 
     What was read counts once; an annotation the source lists in several splits is written
-    once in each, and its copies are counted apart (`copies_in_other_splits`)."""
+    once in each, and its copies are counted apart (`copies_in_other_splits`). `previous` is
+    the summary of the build this one follows (`changes.previous_summary`), for `changes`;
+    `reuse` what this build could reuse of it (`reuse.reuse_entry`'s arguments)."""
     errors = counts.get("errors", {})
     by_stage = errors.get("by_stage", {})
     split_counts = counts.get("splits", {})
@@ -172,7 +179,9 @@ def build_manifest(
             "examples": split_counts.get(name, {}).get("examples", 0),
             "objects": split_counts.get(name, {}).get("objects", 0),
             "rejected": split_counts.get(name, {}).get("rejected", 0),
-            "files": sorted(f for f in shard_files if f.startswith(f"{name}/")),
+            "files": sorted(
+                f for f in shard_files if f.startswith(f"{name}/") and is_shard_name(f)
+            ),
         }
         for name in settings["options"]["split_names"]
     }
@@ -206,15 +215,16 @@ def build_manifest(
         "clipped": counts.get("clipped", 0),
         "copies_in_other_splits": copies.get("objects", 0),
     }
+    classes = {
+        name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
+        for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
+    }
     return {
         "splits": splits,
         "label_map": LABEL_MAP,
         "label_map_csv": LABEL_MAP_CSV,
         "keypoints_per_object": max(map(int, counts.get("keypoints_per_object", {})), default=0),
-        "classes": {
-            name: {"id": number, "objects": counts.get("classes", {}).get(name, 0)}
-            for name, number in sorted(label_map.items(), key=lambda pair: pair[1])
-        },
+        "classes": classes,
         "renumbered_classes": {
             name: {"source_id": source_id, "id": label_map[name]}
             for name, source_id in sorted(renumbered.items())
@@ -230,6 +240,8 @@ def build_manifest(
         "objects": objects,
         "exif_orientation": orientation_entry(counts.get("orientation", {})),
         "duplicates": _duplicates(counts, settings["options"]["duplicates"]),
+        "reuse": reuse_entry(counts, **reuse) if reuse else None,
+        "changes": changes_entry(counts, previous, splits, classes),
         "accounting": {
             "images_balanced": images["referenced"] + images["copies_in_other_splits"]
             == images["written"] + images["rejected"],
@@ -377,6 +389,7 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"map ({objects['clipped']} clipped to the image).",
         *_card_warnings(images),
         *_card_duplicates(manifest["duplicates"]),
+        *card_lines(manifest.get("changes")),
         *_source_id_lines(images["source_ids"]),
         *_od_api_lines(manifest, output),
         *_tf_vision_lines(manifest, output),
@@ -537,13 +550,18 @@ def class_ids_changed_text(changed: dict) -> str:
 def written_by_create(relative: str) -> bool:
     """Whether `relative` is a file `create` writes into its output: what a later build may
     replace or remove."""
-    return is_shard_name(relative) or relative in (
-        ERRORS_FILE,
-        LABEL_MAP,
-        LABEL_MAP_CSV,
-        CARD,
-        MANIFEST,
-        REPLACED_MANIFEST,
+    return (
+        is_shard_name(relative)
+        or is_index_name(relative)
+        or relative
+        in (
+            ERRORS_FILE,
+            LABEL_MAP,
+            LABEL_MAP_CSV,
+            CARD,
+            MANIFEST,
+            REPLACED_MANIFEST,
+        )
     )
 
 
@@ -589,12 +607,14 @@ class WriteReport(beam.DoFn):
         settings: dict,
         max_error_rate: float | None,
         previous: PreviousBuild | None,
+        reuse: dict | None = None,
     ):
         self._layout = layout
         self._parts = parts
         self._settings = settings
         self._max_error_rate = max_error_rate
         self._previous = previous
+        self._reuse = reuse
 
     def process(
         self,
@@ -605,11 +625,20 @@ class WriteReport(beam.DoFn):
         renumbered: dict[str, int],
         error_files: list[str],
     ) -> Iterator[dict]:
-        """`shard_digests` are (relative path, {size, sha256}) of the shards written;
-        `error_files` is unused but makes this step wait until the errors are written."""
+        """`shard_digests` are (relative path, {size, sha256}) of the shards and index files
+        written; `error_files` is unused but makes this step wait until the errors are
+        written."""
         layout = self._layout
         written = dict(shard_digests)
-        manifest = build_manifest(counts, sorted(written), label_map, renumbered, self._settings)
+        manifest = build_manifest(
+            counts,
+            sorted(written),
+            label_map,
+            renumbered,
+            self._settings,
+            previous_summary(self._previous) if self._previous else None,
+            self._reuse,
+        )
         manifest |= class_id_history(label_map, self._previous)
         if manifest["errors"]["files"]:
             written[ERRORS_FILE] = digest_of_file(join(layout.build, ERRORS_FILE))

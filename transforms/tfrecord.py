@@ -47,6 +47,18 @@ def frame(data: bytes) -> bytes:
     )
 
 
+def is_framed(record: bytes) -> bool:
+    """Whether `record` is exactly one record in TFRecord framing whose two CRCs hold."""
+    if len(record) < _HEADER + 4:
+        return False
+    length, length_crc = struct.unpack("<QI", record[:_HEADER])
+    return (
+        length == len(record) - _HEADER - 4
+        and masked_crc(record[:8]) == length_crc
+        and masked_crc(record[_HEADER:-4]) == struct.unpack("<I", record[-4:])[0]
+    )
+
+
 def open_records(path: str) -> BinaryIO:
     """Opens a TFRecord file, decompressing it when its first bytes are GZIP's magic. A local
     path must be a regular file: a FIFO would block forever, a device never end."""

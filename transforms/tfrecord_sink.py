@@ -18,12 +18,11 @@ worker never leaves a partial shard behind.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -34,11 +33,14 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
-from transforms.builds import PARTS_DIR
-from transforms.duplicates import HASHES, HashedImage, hash_image
+from transforms.builds import PARTS_DIR, join
+from transforms.choices import STAT
+from transforms.duplicates import HASHES, HashedImage, perceptual_hash
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
 from transforms.orientation import orientation_counts
+from transforms.outputs import delete_path, digest_of_file
+from transforms.paths import open_regular
 from transforms.records import (
     ERRORS,
     ErrorRecord,
@@ -47,6 +49,28 @@ from transforms.records import (
     ImageAnnotation,
     LoadedImage,
     excerpt,
+)
+from transforms.reuse import (
+    JoinPrevious,
+    Previous,
+    PreviousShards,
+    Reuse,
+    covers_whole,
+    file_sha256,
+    file_stat,
+    identity,
+    reusable,
+    unchanged,
+)
+from transforms.shard_index import (
+    EXAMPLES,
+    FileIdentity,
+    IndexRow,
+    annotation_fingerprint,
+    example_fingerprint,
+    index_path,
+    sources_fingerprint,
+    used_labels,
 )
 from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame
@@ -78,12 +102,96 @@ def ensure_dir(path: str) -> None:
                 raise
 
 
+class PartFile:
+    """A file of the build, written under a temporary name in `parts` and renamed into place
+    when complete, so a retried or failed worker never leaves a partial file; hashed as
+    written, since the manifest lists each file's size and sha256 for later runs to replace
+    only what this run wrote. It is created on the first write: a file that gets nothing is
+    never made (an empty file helps no reader, and Beam's S3 filesystem cannot write one)."""
+
+    def __init__(self, parts: str, label: str):
+        self._parts = parts
+        self._temporary = FileSystems.join(parts, f"{label}-{uuid.uuid4().hex}")
+        self._reset()
+
+    def _reset(self) -> None:
+        self._handle = None
+        self._digest = hashlib.sha256()
+        self._copied: dict | None = None
+        self.size = 0
+
+    def __enter__(self) -> PartFile:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None and self._handle is not _CLOSED:
+            handle, self._handle = self._handle, _CLOSED
+            handle.close()
+
+    def write(self, data: bytes) -> None:
+        if self._handle is None:
+            ensure_dir(self._parts)
+            self._handle = FileSystems.create(self._temporary)
+        self._handle.write(data)
+        self._digest.update(data)
+        self.size += len(data)
+
+    def copy_from(self, source: str, expected: dict) -> bool:
+        """Makes this (still empty) file a copy of `source` if `source` still is the size and
+        sha256 `expected` lists; returns whether it did. On local disk the bytes are checked
+        as they are copied; on GCS and S3 by reading them once, then the copy is made
+        server-side, so the bytes are never uploaded."""
+        wanted = {"size": expected["size"], "sha256": expected["sha256"]}
+        try:
+            if FileSystems.get_scheme(source) is None:
+                with open_regular(source) as handle:
+                    while chunk := handle.read(_CHUNK):
+                        self.write(chunk)
+                if {"size": self.size, "sha256": self._digest.hexdigest()} == wanted:
+                    return True
+            elif digest_of_file(source) == wanted:
+                ensure_dir(self._parts)
+                FileSystems.copy([source], [self._temporary])
+                self._handle, self._copied = _CLOSED, wanted
+                return True
+        except Exception as error:  # Each filesystem raises its own error types.
+            _LOG.warning("cannot copy %s: %s", source, excerpt(str(error)))
+        self._discard()
+        return False
+
+    def _discard(self) -> None:
+        self._close()
+        if FileSystems.exists(self._temporary):
+            delete_path(self._temporary)
+        self._reset()
+
+    def publish(self, final: str) -> dict | None:
+        """Closes the file and moves it to `final`; returns its {size, sha256}, or None when
+        nothing was written (and nothing is moved)."""
+        if self._handle is None:
+            return None
+        self._close()
+        ensure_dir(FileSystems.split(final)[0])
+        FileSystems.rename([self._temporary], [final])
+        _LOG.info("wrote %s", final)
+        return self._copied or {"size": self.size, "sha256": self._digest.hexdigest()}
+
+
+# The handle of a part file once closed.
+_CLOSED = object()
+_CHUNK = 1 << 20
+
+
 @dataclass(frozen=True)
 class ShardSettings:
     """Where shards go and what they hold: `output` folder, `parts` for temporary files,
     `splits` (names → fractions, or None for the source's own), shards per split, the
-    extras written per object, and the run's name for progress lines (in-process runners
-    only, whose workers share the console)."""
+    extras written per object, the run's name for progress lines (in-process runners
+    only, whose workers share the console), the fingerprint of the settings that change
+    examples (`transforms.shard_index`), and what may be reused of the previous build."""
 
     output: str
     parts: str
@@ -91,18 +199,45 @@ class ShardSettings:
     num_shards: int
     extras: Extras = Extras()
     progress_run: str | None = None
+    fingerprint: str = ""
+    reuse: Reuse | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One image of a shard: its annotation, its fingerprints, and the previous example to
+    copy (with this build's identities of its files), if it is unchanged."""
+
+    annotation: ImageAnnotation
+    fingerprint: str
+    annotation_fingerprint: str
+    sources: str
+    reused: Previous | None
+
+
+@dataclass(frozen=True)
+class _Converted:
+    """A loaded image, its hashes and the identities of its files, taken before reading."""
+
+    image: LoadedImage
+    hashed: HashedImage
+    files: tuple[FileIdentity | None, ...]
 
 
 class WriteShard(beam.DoFn):
-    """((split, shard), annotations) → (the shard file's relative path, its size and sha256)
-    if it got examples, plus error records (tag `errors`), the manifest counts of each example
-    (tag `stats`) and each example's image hashes (tag `hashes`), from which duplicates are
-    found without image bytes ever leaving this step."""
+    """((split, shard), [(annotation, previous example or None)]) → (the shard file's relative
+    path, its size and sha256) and the same for its index file, if it got examples; plus
+    error records (tag `errors`), the manifest counts of each example and of what was reused
+    (tag `stats`), each example's image hashes (tag `hashes`), from which duplicates are
+    found without image bytes ever leaving this step, and (image, (split, sha256,
+    annotation)) of each example (tag `examples`), to compare builds with."""
 
     def __init__(self, settings: ShardSettings, loader: ImageLoader):
         self._settings = settings
         self._loader = loader
         self._images = Metrics.counter("odrecords", "images_read")
+        self._reused = Metrics.counter("odrecords", "images_reused")
+        self._copied = Metrics.counter("odrecords", "shards_copied")
         self._objects = Metrics.counter("odrecords", "objects_written")
         self._bytes = Metrics.counter("odrecords", "bytes_written")
 
@@ -115,27 +250,99 @@ class WriteShard(beam.DoFn):
     def teardown(self) -> None:
         self._pool.shutdown()
 
-    def _load(self, annotation: ImageAnnotation) -> tuple[LoadedImage, HashedImage] | Exception:
-        """The loaded image and its hashes, or whatever stopped it, returned rather than
-        raised: it runs in a thread, and its failure is the image's, handled with the image's
-        other failures. The hashes are computed here, in parallel, from the bytes written."""
+    def _paths(self, annotation: ImageAnnotation) -> list[str]:
+        """The files an image's bytes may come from: the one its key names, and the
+        annotation file that embeds it. Only their identities are taken from these paths;
+        the loader reads images under its own rules (no link out of the images root)."""
+        key = FileSystems.join(self._loader.root, *annotation.image.split("/"))
+        return [key] + ([annotation.embedded_in] if annotation.embedded_in else [])
+
+    def _convert(self, annotation: ImageAnnotation) -> _Converted | Exception:
+        """The loaded image, its hashes and its files' identities, or whatever stopped it,
+        returned rather than raised: it runs in a thread, and its failure is the image's,
+        handled with the image's other failures. Files are looked at before they are read,
+        so a file changed meanwhile never passes for the one converted. The hashes are
+        computed here, in parallel, from the bytes written."""
         try:
-            image = self._loader.load(annotation)
-            return image, hash_image(annotation.image, annotation.split, image.encoded)
+            paths = self._paths(annotation)
+            at = [file_stat(path) for path in paths]
+            try:
+                stored = self._loader.read_stored(annotation.image)
+            except ImageRejected:
+                stored = None
+            image = self._loader.load(annotation, stored)
+            key_sha = None if stored is None else hashlib.sha256(stored).hexdigest()
+            shas = [key_sha, *[file_sha256(path) for path in paths[1:]]]
+            files = tuple(identity(*pair) for pair in zip(at, shas, strict=True))
+            kept = stored is not None and image.encoded is stored
+            sha = key_sha if kept else hashlib.sha256(image.encoded).hexdigest()
+            hashed = HashedImage(
+                annotation.image, annotation.split, sha, perceptual_hash(image.encoded)
+            )
+            return _Converted(image, hashed, files)
         except Exception as error:
             return error
 
-    def _loaded(self, images: list[ImageAnnotation]) -> Iterator[tuple]:
-        """(annotation, (LoadedImage, HashedImage) or Exception) in the images' order, with a
-        bounded number loading ahead, so memory holds a few images, not the shard."""
+    def _plan(
+        self, items: list[tuple[ImageAnnotation, Previous | None]], label_map: dict[str, int]
+    ) -> list[_Plan]:
+        """Each image's fingerprints, and its previous example when unchanged (files looked
+        at in threads, but for local stats: a stat is a request on GCS and S3, and `content`
+        reads the file)."""
+        plans = []
+        for annotation, previous in items:
+            try:
+                annotation_print = annotation_fingerprint(annotation)
+                fingerprint = example_fingerprint(
+                    self._settings.fingerprint,
+                    annotation_print,
+                    used_labels(annotation, label_map),
+                )
+                sources = sources_fingerprint(annotation)
+            except Exception:  # Values no check vetted: the image is converted, never reused.
+                annotation_print = fingerprint = sources = ""
+            if self._settings.reuse is None:
+                previous = None
+            plans.append(
+                _Plan(
+                    annotation,
+                    fingerprint,
+                    annotation_print,
+                    sources,
+                    reusable(previous, fingerprint, sources),
+                )
+            )
+        if self._settings.reuse is None:
+            return plans
+        mode = self._settings.reuse.mode
+
+        def checked(plan: _Plan) -> _Plan:
+            if plan.reused is None:
+                return plan
+            shard, row = plan.reused
+            row = unchanged(mode, self._paths(plan.annotation), row)
+            return replace(plan, reused=None if row is None else (shard, row))
+
+        local = FileSystems.get_scheme(self._loader.root) is None
+        if local and mode == STAT:  # A local stat costs less than handing it to a thread.
+            return [checked(plan) for plan in plans]
+        return list(self._pool.map(checked, plans))
+
+    def _prepared(
+        self, plans: list[_Plan]
+    ) -> Iterator[tuple[_Plan, _Converted | Exception | None]]:
+        """(plan, the converted image or what stopped it; None for an image to reuse) in the
+        images' order, with a bounded number converting ahead, so memory holds a few
+        images, not the shard."""
         ahead: deque = deque()
-        for annotation in images:
-            ahead.append((annotation, self._pool.submit(self._load, annotation)))
+        for plan in plans:
+            future = None if plan.reused else self._pool.submit(self._convert, plan.annotation)
+            ahead.append((plan, future))
             if len(ahead) > 2 * self._threads:
-                annotation, future = ahead.popleft()
-                yield annotation, future.result()
-        for annotation, future in ahead:
-            yield annotation, future.result()
+                plan, future = ahead.popleft()
+                yield plan, future and future.result()
+        for plan, future in ahead:
+            yield plan, future and future.result()
 
     def _example(
         self, annotation: ImageAnnotation, image: LoadedImage, label_map: dict
@@ -153,78 +360,160 @@ class WriteShard(beam.DoFn):
             counts |= orientation_counts(annotation.image, image.orientation)
         return serialized, example, counts, box_errors
 
-    def _records(
-        self, images: list[ImageAnnotation], label_map: dict[str, int], total: int
-    ) -> Iterator:
-        """Yields serialized examples, and TaggedOutputs for errors and counts.
+    def _converted_row(
+        self, plan: _Plan, converted: _Converted | Exception, label_map: dict[str, int]
+    ) -> tuple[bytes, IndexRow] | ErrorRecord:
+        """The framed record of a converted image and its index row (offset 0), or the error
+        record that rejects the image.
 
         Each image is one error boundary: anything that goes wrong while loading, checking or
         encoding it (a damaged file, a value the example cannot hold, a failure no check
         foresaw) rejects that image with all its boxes and the shard goes on. Nothing of an
         image is emitted before all of it succeeded, so its boxes are never counted twice
         and the shard never holds half an example."""
-        for annotation, loaded in self._loaded(images):
-            if self._settings.progress_run:
-                progress.report(self._settings.progress_run, 1, total)
-            try:
-                if isinstance(loaded, Exception):
-                    raise loaded
-                image, hashed = loaded
-                serialized, example, counts, box_errors = self._example(
-                    annotation, image, label_map
-                )
-            except Exception as error:
-                yield beam.pvalue.TaggedOutput(
-                    ERRORS, ErrorRecord.for_image(annotation, _image_reason(error))
-                )
-                yield beam.pvalue.TaggedOutput(
-                    STATS, {"splits": {annotation.split: {"rejected": 1}}}
-                )
-                continue
-            self._images.inc()
-            for box_error in box_errors:
-                yield beam.pvalue.TaggedOutput(ERRORS, box_error)
-            self._objects.inc(len(example.objects))
-            yield serialized
-            yield beam.pvalue.TaggedOutput(STATS, counts)
-            yield beam.pvalue.TaggedOutput(HASHES, hashed)
+        annotation = plan.annotation
+        try:
+            if isinstance(converted, Exception):
+                raise converted
+            serialized, _, counts, box_errors = self._example(
+                annotation, converted.image, label_map
+            )
+            record = frame(serialized)
+            row = IndexRow(
+                image=annotation.image,
+                split=annotation.split,
+                offset=0,
+                length=len(record),
+                fingerprint=plan.fingerprint,
+                annotation=plan.annotation_fingerprint,
+                sources=plan.sources,
+                files=converted.files,
+                sha256=converted.hashed.sha256,
+                phash=converted.hashed.phash,
+                stats=counts,
+                errors=tuple(box_errors),
+            )
+            # A later build replays the row as it reads back; it must read back as it is.
+            if IndexRow.from_line(row.line()) != row:
+                raise ValueError("its index row does not read back as written")
+        except Exception as error:
+            return ErrorRecord.for_image(annotation, _image_reason(error))
+        return record, row
+
+    def _emitted(self, row: IndexRow) -> Iterator[beam.pvalue.TaggedOutput]:
+        """What writing an example emits, from its index row: whether it was converted now or
+        its row is replayed, the same errors, counts and hashes."""
+        for error in row.errors:
+            yield beam.pvalue.TaggedOutput(ERRORS, error)
+        yield beam.pvalue.TaggedOutput(STATS, row.stats)
+        yield beam.pvalue.TaggedOutput(HASHES, row.hashed())
+        yield beam.pvalue.TaggedOutput(EXAMPLES, row.example())
+        self._objects.inc(row.stats["splits"][row.split]["objects"])
 
     def process(
         self,
-        element: tuple[tuple[str, int], Iterable[ImageAnnotation]],
+        element: tuple[tuple[str, int], Iterable[tuple[ImageAnnotation, Previous | None]]],
         label_map: dict[str, int],
         total: int,
     ) -> Iterator:
-        (split, shard), images = element
-        images = sorted(images, key=lambda image: image.image)
+        (split, shard), items = element
+        items = sorted(items, key=lambda item: item[0].image)
         relative = shard_path(split, shard, self._settings.num_shards)
-        parts = self._settings.parts
-        temporary = FileSystems.join(parts, f"{split}-{shard:05d}-{uuid.uuid4().hex}")
-        # Hashed as written: the manifest lists each shard's size and sha256, so that a later
-        # run replaces only files that are still what this run wrote.
-        digest, size = hashlib.sha256(), 0
-        with contextlib.ExitStack() as stack:
-            handle = None
-            for item in self._records(images, label_map, total):
-                if not isinstance(item, bytes):
-                    yield item
+        plans = self._plan(items, label_map)
+        reuse = self._settings.reuse
+        counts = Counter(reused=0, converted=0)
+        with (
+            PartFile(self._settings.parts, f"{split}-{shard:05d}") as shard_file,
+            PartFile(self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
+        ):
+            copied = covers_whole(
+                relative, [plan.reused for plan in plans], reuse and reuse.shards.get(relative)
+            ) and shard_file.copy_from(join(reuse.folder, relative), reuse.shards[relative])
+            if copied:
+                self._copied.inc()
+                for plan in plans:
+                    self._report(total)
+                    index_file.write(plan.reused[1].line())
+                    yield from self._emitted(plan.reused[1])
+                counts["reused"] = counts["examples"] = len(plans)
+            else:
+                yield from self._write(plans, label_map, total, shard_file, index_file, counts)
+            self._reused.inc(counts["reused"])
+            self._bytes.inc(shard_file.size)
+            Metrics.counter("odrecords", f"examples_{split}").inc(counts.pop("examples", 0))
+            digest = shard_file.publish(self._path(relative))
+            index_digest = index_file.publish(self._path(index_path(relative)))
+        shards = {"copied" if copied else "written": 1} if digest is not None else {}
+        yield beam.pvalue.TaggedOutput(STATS, {"reuse": {"images": dict(counts), "shards": shards}})
+        if digest is not None:
+            yield relative, digest
+            yield index_path(relative), index_digest
+
+    def _write(
+        self,
+        plans: list[_Plan],
+        label_map: dict[str, int],
+        total: int,
+        shard_file: PartFile,
+        index_file: PartFile,
+        counts: Counter,
+    ) -> Iterator:
+        """Writes a shard record by record, and each record's index line."""
+        for item in self._records(plans, label_map, total, counts):
+            if not isinstance(item, tuple):
+                yield item
+                continue
+            record, row = item
+            row = replace(row, offset=shard_file.size)
+            shard_file.write(record)
+            index_file.write(row.line())
+            counts["examples"] += 1
+            yield from self._emitted(row)
+
+    def _records(
+        self, plans: list[_Plan], label_map: dict[str, int], total: int, counts: Counter
+    ) -> Iterator:
+        """Yields (framed record, its index row at offset 0) per example in the images'
+        order, and TaggedOutputs for the images rejected: each unchanged image's record is
+        copied from the previous shard when it passes its CRC checks, every other image is
+        converted. Counts the images `reused` and `converted`."""
+        previous = PreviousShards(self._settings.reuse.folder) if self._settings.reuse else None
+        try:
+            for plan, converted in self._prepared(plans):
+                self._report(total)
+                if plan.reused is not None:
+                    shard, row = plan.reused
+                    record = previous.record(shard, row.offset, row.length)
+                    if record is not None:
+                        counts["reused"] += 1
+                        yield record, row
+                        continue
+                    _LOG.warning(
+                        "%s: its record in the previous %s fails its checks; converted again",
+                        plan.annotation.image,
+                        shard,
+                    )
+                    converted = self._convert(plan.annotation)
+                counts["converted"] += 1
+                written = self._converted_row(plan, converted, label_map)
+                if isinstance(written, ErrorRecord):
+                    yield beam.pvalue.TaggedOutput(ERRORS, written)
+                    yield beam.pvalue.TaggedOutput(
+                        STATS, {"splits": {plan.annotation.split: {"rejected": 1}}}
+                    )
                     continue
-                if handle is None:  # Opened on the first example: no empty shard files.
-                    ensure_dir(parts)
-                    handle = stack.enter_context(FileSystems.create(temporary))
-                record = frame(item)
-                handle.write(record)
-                digest.update(record)
-                size += len(record)
-                Metrics.counter("odrecords", f"examples_{split}").inc()
-                self._bytes.inc(len(record))
-        if handle is None:
-            return
-        final = FileSystems.join(self._settings.output, *relative.split("/"))
-        ensure_dir(FileSystems.split(final)[0])
-        FileSystems.rename([temporary], [final])
-        _LOG.info("wrote %s", final)
-        yield relative, {"size": size, "sha256": digest.hexdigest()}
+                self._images.inc()
+                yield written
+        finally:
+            if previous is not None:
+                previous.close()
+
+    def _report(self, total: int) -> None:
+        if self._settings.progress_run:
+            progress.report(self._settings.progress_run, 1, total)
+
+    def _path(self, relative: str) -> str:
+        return FileSystems.join(self._settings.output, *relative.split("/"))
 
 
 def _image_reason(error: Exception) -> str:
@@ -254,12 +543,15 @@ def shard_key(
 
 
 class WriteShardedTFRecords(beam.PTransform):
-    """ImageAnnotations → `num_shards` TFRecord files per split.
+    """ImageAnnotations → `num_shards` TFRecord files per split, each with its index file.
 
-    Outputs (relative path, {"size", "sha256"}) of each shard file (main), `errors`, `stats`
-    and `hashes`. The label map is a side input because, when derived from the data, it is
-    known only once every annotation has been read; so are `groups`, the images placed by
-    content (`shard_key`), when given.
+    Outputs (relative path, {"size", "sha256"}) of each shard and index file (main),
+    `errors`, `stats`, `hashes` and `examples` (see `WriteShard`). The label map is a side
+    input because, when derived from the data, it is known only once every annotation has
+    been read; so are `groups`, the images placed by content (`shard_key`), when given.
+    `previous`, the previous build's examples as (shard, IndexRow), is joined with the
+    images once their shards are known, for the writer to reuse the unchanged ones
+    (`transforms.reuse`).
     """
 
     def __init__(
@@ -268,23 +560,30 @@ class WriteShardedTFRecords(beam.PTransform):
         loader: ImageLoader,
         label_map: beam.pvalue.AsSingleton,
         groups: beam.pvalue.AsSingleton | None = None,
+        previous: beam.PCollection | None = None,
     ):
         super().__init__()
         self._settings = settings
         self._label_map = label_map
         self._groups = () if groups is None else (groups,)
+        self._previous = previous
         self._writer = WriteShard(settings, loader)
 
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         total = images | "CountImages" >> beam.combiners.Count.Globally()
         settings = self._settings
+        keyed = images | "AssignShard" >> beam.Map(
+            shard_key, settings.splits, settings.num_shards, *self._groups
+        )
+        if self._previous is None:
+            paired = keyed | "NoPrevious" >> beam.MapTuple(lambda key, image: (key, (image, None)))
+        else:
+            paired = keyed | "JoinPrevious" >> JoinPrevious(self._previous)
         return (
-            images
-            | "AssignShard"
-            >> beam.Map(shard_key, settings.splits, settings.num_shards, *self._groups)
+            paired
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(
                 self._writer, self._label_map, beam.pvalue.AsSingleton(total)
-            ).with_outputs(ERRORS, STATS, HASHES, main="files")
+            ).with_outputs(ERRORS, STATS, HASHES, EXAMPLES, main="files")
         )

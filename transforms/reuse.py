@@ -1,0 +1,266 @@
+"""Incremental rebuilds (`--reuse`): the examples of images unchanged since the previous build
+are copied from its shards instead of being converted again.
+
+Scheduled rebuilds convert the same dataset daily with a few changes; reading, decoding and
+encoding every image again is most of their cost. The previous build's index
+(`transforms.shard_index`) is read as a PCollection and joined with this build's images on
+(split, image) once their shards are assigned, so each image reaches the shard writer with
+its previous row, or none; nothing holds the whole index. An image's row is reused when
+
+- its `fingerprint` (annotation, the label ids of its classes, the settings that change
+  examples) is this build's, and, when the row has box errors, so are its `sources` (the
+  errors name them);
+- its files are unchanged: under `stat` (the default) their size and modification time as the
+  filesystem reports them; under `content` their sha256, which reads every image's bytes
+  but decodes nothing;
+- the framed record read at the row's offset in the previous shard passes its CRC checks.
+
+Then the record's bytes are copied and the row's counts, image hashes and box errors are
+emitted as converting the image would emit them; on any mismatch the image is converted. A
+shard whose records all come, in order, from the same-named previous shard and cover it whole
+is copied as a file instead, after checking that its bytes are still the size and sha256 the
+previous manifest lists (on local disk while copying; on GCS and S3 by reading it once, and
+the copy is server-side). The result is byte for byte what a full rebuild writes.
+
+`stat` trusts size and modification time: a rewrite that keeps the size within the
+filesystem's timestamp precision (about a millisecond on Linux disks, up to 2 s on some), or
+a copy tool that preserves modification times (`cp -p`, `rsync -t`), goes unseen, and the old
+example is kept. On GCS and S3 the time is the upload's, so any upload is seen. `content`
+sees every change of bytes, at the cost of reading every image (no decoding, no encoding).
+Nothing is reused when the settings that change examples differ from the previous build's
+(`settings_fingerprint`); `--duplicates same-split` still reads every image to group
+duplicates before splits are assigned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import apache_beam as beam
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+from transforms.builds import PreviousBuild, join
+from transforms.choices import OFF, STAT
+from transforms.outputs import is_shard_name
+from transforms.paths import open_regular
+from transforms.shard_index import FileIdentity, IndexRow, is_index_name
+from transforms.tfrecord import is_framed
+
+_CHUNK = 1 << 20
+# Previous shards kept open at a time while their records are copied.
+_OPEN_SHARDS = 8
+
+# A previous example as the shard writer gets it: the shard it is in and its index row.
+Previous = tuple[str, IndexRow]
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """What a build may reuse: how unchanged files are told (`stat` or `content`), the previous
+    build's folder, and the {relative path: {size, sha256}} of its shards."""
+
+    mode: str
+    folder: str
+    shards: dict[str, dict]
+
+
+def plan_reuse(
+    mode: str, previous: PreviousBuild | None, fingerprint: str
+) -> tuple[Reuse | None, str | None]:
+    """(Reuse, None) when this build may reuse `previous`, else (None, why not)."""
+    if mode == OFF:
+        return None, "--reuse off"
+    if previous is None:
+        return None, "no previous build"
+    files = previous.files
+    if not any(is_index_name(path) for path in files):
+        return None, "the previous build has no index"
+    if previous.manifest.get("reuse", {}).get("settings_fingerprint") != fingerprint:
+        return None, "settings that change examples differ from the previous build's"
+    shards = {path: entry for path, entry in files.items() if is_shard_name(path)}
+    return Reuse(mode, previous.folder, shards), None
+
+
+def file_stat(path: str) -> tuple[int, float] | None:
+    """(size, modification time) of a regular file, or None when there is none."""
+    try:
+        if FileSystems.get_scheme(path) is None:
+            status = os.stat(path)
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            return status.st_size, status.st_mtime
+        metadata = FileSystems.get_filesystem(path).metadata(path)
+    except Exception:  # Each filesystem raises its own error types.
+        return None
+    return metadata.size_in_bytes, metadata.last_updated_in_seconds
+
+
+def file_sha256(path: str) -> str | None:
+    """The sha256 of a regular file's bytes, read in chunks; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open_regular(path) as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except Exception:  # Each filesystem raises its own error types.
+        return None
+    return digest.hexdigest()
+
+
+def identity(at: tuple[int, float] | None, sha256: str | None) -> FileIdentity | None:
+    """A file's identity from its stat and sha256; None for a file missing or unreadable."""
+    if at is None or sha256 is None:
+        return None
+    return FileIdentity(at[0], at[1], sha256)
+
+
+def unchanged(mode: str, paths: list[str], row: IndexRow) -> IndexRow | None:
+    """`row` with this build's identities of the image's files, or None when one of them
+    changed since: by size and modification time (`stat`), or by sha256 (`content`)."""
+    if len(paths) != len(row.files):
+        return None
+    files = []
+    for path, before in zip(paths, row.files, strict=True):
+        at = file_stat(path)
+        if mode == STAT:
+            if (at is None) != (before is None) or (
+                before is not None and at != (before.size, before.mtime)
+            ):
+                return None
+            files.append(before)
+            continue
+        now = identity(at, file_sha256(path) if at is not None else None)
+        if (now is None) != (before is None) or (
+            before is not None and now is not None and now.sha256 != before.sha256
+        ):
+            return None
+        files.append(now)
+    return replace(row, files=tuple(files))
+
+
+def reusable(previous: Previous | None, fingerprint: str, sources: str) -> Previous | None:
+    """The previous example when its row was made from what this build's would be, before its
+    files are looked at: the same fingerprint, and when it has box errors, the same sources."""
+    if previous is None or not fingerprint:
+        return None
+    row = previous[1]
+    if row.fingerprint != fingerprint or (row.errors and row.sources != sources):
+        return None
+    return previous
+
+
+class PreviousShards:
+    """Framed records read out of the previous build's shards, a few files open at a time."""
+
+    def __init__(self, folder: str):
+        self._folder = folder
+        self._open: OrderedDict = OrderedDict()
+
+    def record(self, shard: str, offset: int, length: int) -> bytes | None:
+        """The record at `offset`, when it is one whole record whose CRCs hold; else None."""
+        try:
+            handle = self._handle(shard)
+            handle.seek(offset)
+            data = handle.read(length)
+        except Exception:  # Each filesystem raises its own error types.
+            return None
+        return data if len(data) == length and is_framed(data) else None
+
+    def _handle(self, shard: str):
+        if shard in self._open:
+            self._open.move_to_end(shard)
+            return self._open[shard]
+        if len(self._open) >= _OPEN_SHARDS:
+            _, oldest = self._open.popitem(last=False)
+            oldest.close()
+        path = join(self._folder, shard)
+        if FileSystems.get_scheme(path) is None:
+            handle = open_regular(path)
+        else:
+            handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        self._open[shard] = handle
+        return handle
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+
+def covers_whole(shard: str, previous: list[Previous | None], listed: dict | None) -> bool:
+    """Whether the examples of a new shard, in order, are all of the same-named previous
+    shard: each reused from it, at contiguous offsets from 0 to its listed size."""
+    if listed is None or not previous:
+        return False
+    offset = 0
+    for item in previous:
+        if item is None or item[0] != shard or item[1].offset != offset:
+            return False
+        offset += item[1].length
+    return offset == listed["size"]
+
+
+def _paired(element: tuple) -> Iterator:
+    _, grouped = element
+    before = list(grouped["previous"])
+    for shard_key, annotation in grouped["current"]:
+        yield shard_key, (annotation, before[0] if len(before) == 1 else None)
+
+
+class JoinPrevious(beam.PTransform):
+    """((split, shard), ImageAnnotation) → ((split, shard), (ImageAnnotation, Previous or
+    None)): each image with its example in the previous build, joined on (split, image)."""
+
+    def __init__(self, previous: beam.PCollection):
+        super().__init__()
+        self._previous = previous
+
+    def expand(self, keyed: beam.PCollection) -> beam.PCollection:
+        current = keyed | "KeyByImage" >> beam.Map(lambda kv: ((kv[0][0], kv[1].image), kv))
+        previous = self._previous | "KeyPreviousByImage" >> beam.Map(
+            lambda item: ((item[1].split, item[1].image), item)
+        )
+        return (
+            {"current": current, "previous": previous}
+            | "JoinImages" >> beam.CoGroupByKey()
+            | "Paired" >> beam.FlatMap(_paired)
+        )
+
+
+def reuse_entry(
+    counts: dict, mode: str, previous: str | None, why_not: str | None, fingerprint: str
+) -> dict:
+    """The manifest's `reuse`: how unchanged images were told, which build they came from (or
+    why none could), the images reused and converted, the shards copied whole and written,
+    and the settings fingerprint a later build compares with its own."""
+    reuse = counts.get("reuse", {})
+    index = counts.get("previous_index", {})
+    return {
+        "mode": mode,
+        "previous": previous if why_not is None else None,
+        "not_possible_because": why_not,
+        "images": {key: reuse.get("images", {}).get(key, 0) for key in ("reused", "converted")},
+        "shards": {key: reuse.get("shards", {}).get(key, 0) for key in ("copied", "written")},
+        "previous_index_files": {key: index.get(key, 0) for key in ("files", "left_out")},
+        "settings_fingerprint": fingerprint,
+    }
+
+
+def reuse_text(reuse: dict | None) -> str | None:
+    """create's summary line on reuse: what was reused and converted, or why nothing could
+    be; None when there is nothing to say (no previous build, `--reuse off`)."""
+    if reuse is None or reuse["not_possible_because"] in ("--reuse off", "no previous build"):
+        return None
+    if reuse["not_possible_because"]:
+        return f"nothing reused: {reuse['not_possible_because']}"
+    images, shards = reuse["images"], reuse["shards"]
+    of = f"build {reuse['previous']}" if reuse["previous"] else "the previous build"
+    return (
+        f"reused {images['reused']} unchanged images of {of} ({reuse['mode']}; "
+        f"{shards['copied']} of {shards['copied'] + shards['written']} shards copied whole), "
+        f"converted {images['converted']}"
+    )
