@@ -35,13 +35,12 @@ _TIMES = "odrecords-bench-times:"
 
 def in_process(args: list[str], profile: str | None) -> None:
     """Runs `odrecords create` in this process as the command does, printing how long the
-    imports (TensorFlow, Beam) and the rest took; with `profile`, the rest's profile is
-    written there."""
+    imports (Beam; TensorFlow only if an image needs it) and the rest took; with `profile`,
+    the rest's profile is written there."""
     start = time.perf_counter()
     from pipelines import cli
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    cli._import_tensorflow_quietly()
     import pipelines.create  # noqa: F401
 
     imported = time.perf_counter()
