@@ -148,7 +148,8 @@ def test_create_from_and_to_gcs_equals_the_local_run_and_replaces_it(gcs, tmp_pa
         manifest = read_output(remote)["manifest"]
         # Exactly this run's files: the earlier run's shards are gone, no scratch is left.
         assert names == sorted([*manifest["written"], "manifest.json"])
-        assert manifest["earlier_output"]["removed"] == (0 if number == 0 else 6)
+        # The earlier run's 6 shards and their 6 index files.
+        assert manifest["earlier_output"]["removed"] == (0 if number == 0 else 12)
         assert manifest["inputs"]["images"] == "gs://datasets/shapes/images"
 
 
