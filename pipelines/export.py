@@ -25,6 +25,7 @@ from pipelines.settings import (
     pipeline_options,
     use_filesystem_options,
 )
+from transforms.builds import ensure_dir
 from transforms.export.decode import (
     DecodedRecord,
     RecordRejected,
@@ -52,7 +53,7 @@ from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.report import ERRORS_FILE, MANIFEST, SumCounts, write_errors
 from transforms.tfrecord import iter_records, open_records
-from transforms.tfrecord_sink import ensure_dir, parts_dir
+from transforms.tfrecord_sink import parts_dir
 
 SUMMARY = "export.json"
 STAGE_RECORD = "record"

@@ -5,6 +5,7 @@ Cloud Storage emulator."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -12,7 +13,30 @@ import sys
 import time
 from collections.abc import Iterator
 
+import pytest
+
 BIN = os.path.dirname(sys.executable)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def virtualenv_python(variable: str, folder: str, what: str) -> str:
+    """The Python of a test virtualenv of its own (`.ci/run` makes `folder` in the checkout;
+    the environment variable `variable` may name another): a test that needs it is skipped
+    when it is missing, and fails in CI, where it must be there."""
+    python = os.environ.get(variable) or os.path.join(REPO, folder, "bin", "python")
+    if not os.path.exists(python):
+        reason = f"no {what} virtualenv at {python} (.ci/run makes it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return python
+
+
+def run_json(command: list[str], **options) -> dict:
+    """Runs a check script in another virtualenv and returns the JSON it prints."""
+    done = subprocess.run(command, capture_output=True, text=True, **options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
 
 
 def free_port() -> int:

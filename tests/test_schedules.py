@@ -13,7 +13,6 @@ except in CI (`CI` set), where they fail.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import subprocess
@@ -24,8 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SAMPLE, read_output
+from services import run_json, virtualenv_python
 
 from pipelines.flags import create_parser
+from pipelines.latest import latest
 from pipelines.settings import parse_create_args
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,25 +39,13 @@ SCHEDULER = re.compile(r'gcloud scheduler jobs create http .*?--schedule="([^"]+
 
 
 def _python() -> str:
-    python = os.environ.get("ODRECORDS_AIRFLOW_PYTHON") or str(
-        REPO / ".venv-airflow" / "bin" / "python"
-    )
-    if not os.path.exists(python):
-        reason = f"no Airflow virtualenv at {python} (.ci/run makes it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return python
+    return virtualenv_python("ODRECORDS_AIRFLOW_PYTHON", ".venv-airflow", "Airflow")
 
 
 def _run_check(*args: str):
     # PYTHONPATH (this checkout) reaches the odrecords commands the DAG runs start.
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [_python(), str(CHECK), *args], capture_output=True, text=True, env=environment
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return run_json([_python(), str(CHECK), *args], env=environment)
 
 
 def _config(path: Path, output: Path, images: str) -> Path:
@@ -66,13 +55,6 @@ def _config(path: Path, output: Path, images: str) -> Path:
     config.update(annotations=f"{SAMPLE}/annotations", images=images, output=str(output))
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
-
-
-def _published(output: Path) -> Path:
-    """The folder a build published: the version OUTPUT/LATEST names when there is one,
-    otherwise OUTPUT itself (as `odrecords latest` answers)."""
-    pointer = output / "LATEST"
-    return output / "versions" / pointer.read_text().strip() if pointer.exists() else output
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +102,7 @@ def test_dag_run_rebuilds_the_dataset_and_fails_when_create_does(tmp_path):
         ("success", {"create": "success"}, []),
         ("failed", {"create": "failed"}, ["Apache Beam process failed with return code 1"]),
     ]
-    output = read_output(_published(tmp_path / "good"))
+    output = read_output(latest(str(tmp_path / "good")))
     assert sum(len(examples) for examples in output["splits"].values()) == 24
 
 
@@ -156,7 +138,7 @@ def test_crontab_command_rebuilds_logs_and_reports_only_failures(tmp_path):
     # Cron mails what a command prints: nothing when the rebuild succeeded.
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
     assert "images: 24 referenced = 24 written" in log.read_text()
-    output = read_output(_published(tmp_path / "out"))
+    output = read_output(latest(str(tmp_path / "out")))
     assert sum(len(examples) for examples in output["splits"].values()) == 24
 
 

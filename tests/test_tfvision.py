@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 from conftest import SAMPLE, read_output, run_create
 from format_writers import copy_images, sample_boxes, write_yolo
+from services import REPO, run_json, virtualenv_python
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = os.path.join(REPO, "tests", "tfvision_check.py")
 KEYPOINTS = ["top", "left", "right"]
 # COCO category ids with gaps, and a name label_map.csv must quote.
@@ -27,28 +26,12 @@ FIRST_IMAGE_ID = 5_000_000_000
 
 
 def _python() -> str:
-    python = os.environ.get("ODRECORDS_TFVISION_PYTHON") or os.path.join(
-        REPO, ".venv-tfvision", "bin", "python"
-    )
-    if not os.path.exists(python):
-        reason = f"no TF-Vision virtualenv at {python} (.ci/run makes it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return python
+    return virtualenv_python("ODRECORDS_TFVISION_PYTHON", ".venv-tfvision", "TF-Vision")
 
 
 def _run_check(*args: str, **env: str) -> dict:
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [_python(), CHECK, *args],
-        capture_output=True,
-        text=True,
-        env={**environment, **env},
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return run_json([_python(), CHECK, *args], env={**environment, **env}, cwd=REPO)
 
 
 def _coco_split(path, names: list[str], first_id: int) -> dict[str, dict]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import stat
@@ -27,6 +28,7 @@ from transforms.builds import (
     PARTS_DIR,
     VERSIONS,
     Layout,
+    ensure_dir,
     is_build_id,
     join,
 )
@@ -43,6 +45,7 @@ from transforms.outputs import (
 # The published manifest a flat build replaces, kept in the build folder while its files are
 # moved up, so an interrupted publication can still remove the files it made stale.
 REPLACED_MANIFEST = "replaced-manifest.json"
+_LOG = logging.getLogger(__name__)
 _BEAM_TEMP = re.compile(r"beam-temp-[^/]+/[^/]+")
 
 
@@ -101,9 +104,9 @@ def _remove_empty_folders(folder: str) -> None:
         os.rmdir(folder)
 
 
-def remove_build(folder: str, named: Callable[[str], bool]) -> list[str]:
+def remove_build(folder: str, named: Callable[[str], bool]) -> None:
     """Removes a build folder: the regular files in it that odrecords names so (`named`),
-    then the folders left empty. Returns what was left in place (relative paths)."""
+    then the folders left empty; anything else is left in place, with a warning in the log."""
     left = []
     for relative, regular in sorted(files_under(folder)):
         temporary = relative.startswith(f"{PARTS_DIR}/") or _BEAM_TEMP.fullmatch(relative)
@@ -111,8 +114,9 @@ def remove_build(folder: str, named: Callable[[str], bool]) -> list[str]:
             delete_path(join(folder, relative))
         else:
             left.append(relative)
+    if left:
+        _LOG.warning("left in %s, as odrecords did not write them: %s", folder, ", ".join(left))
     _remove_empty_folders(folder)
-    return left
 
 
 def _builds_in(parent: str) -> list[str]:
@@ -156,7 +160,7 @@ def publish_flat(layout: Layout, manifest: dict, named: Callable[[str], bool]) -
     build, output = layout.build, layout.output
     current = FileSystems.join(output, MANIFEST)
     replaced_copy = FileSystems.join(build, REPLACED_MANIFEST)
-    published = _manifest_of(output) if FileSystems.exists(current) else None
+    published = _manifest_of(output)
     if published is not None and published.get("build", {}).get("id") == layout.build_id:
         remove_build(build, named)
         return published
@@ -167,9 +171,7 @@ def publish_flat(layout: Layout, manifest: dict, named: Callable[[str], bool]) -
         source = join(build, relative)
         if FileSystems.exists(source):
             target = join(output, relative)
-            parent = FileSystems.split(target)[0]
-            if not FileSystems.exists(parent):
-                FileSystems.mkdirs(parent)
+            ensure_dir(FileSystems.split(target)[0])
             FileSystems.rename([source], [target])
     replaced = Replaced()
     if FileSystems.exists(replaced_copy):
@@ -197,24 +199,19 @@ def finish_publications(output: str, named: Callable[[str], bool]) -> list[str]:
     return finished
 
 
-def remove_earlier_builds(layout: Layout, named: Callable[[str], bool]) -> dict:
+def remove_earlier_builds(layout: Layout, named: Callable[[str], bool]) -> None:
     """After `layout`'s build was published: removes the build folders that started before it
     and were never published (interrupted, or held back by the error-rate gate), and, with
     versions, the published versions beyond the newest `keep_versions`. Folders of builds
-    that started later are left: they may still be running. Returns {"removed": [ids],
-    "left_in_place": [paths]}."""
+    that started later are left: they may still be running."""
     parent = FileSystems.join(layout.output, VERSIONS if layout.versions else BUILDS)
     names = [name for name in _builds_in(parent) if name < layout.build_id]
     published = [name for name in names if layout.versions and _is_published(join(parent, name))]
     # This build is one of the versions kept.
     kept = set(published[max(0, len(published) - layout.keep_versions + 1) :])
-    removed, left = [], []
     for name in names:
-        if name in kept:
-            continue
-        removed.append(name)
-        left += [f"{name}/{relative}" for relative in remove_build(join(parent, name), named)]
+        if name not in kept:
+            remove_build(join(parent, name), named)
     if not layout.versions and FileSystems.get_scheme(parent) is None:
         with contextlib.suppress(OSError):  # Only when empty: a later build may be running.
             os.rmdir(parent)
-    return {"removed": removed, "left_in_place": left}

@@ -33,7 +33,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
-from transforms.builds import PARTS_DIR, join
+from transforms.builds import PARTS_DIR, ensure_dir, join
 from transforms.choices import STAT
 from transforms.duplicates import HASHES, HashedImage, perceptual_hash
 from transforms.encode import EncodeError, build_example, example_counts
@@ -90,16 +90,6 @@ def parts_dir(output: str, temp_location: str | None) -> str:
     if temp_location:
         return FileSystems.join(temp_location, f"odrecords-{uuid.uuid4().hex}")
     return FileSystems.join(output, PARTS_DIR)
-
-
-def ensure_dir(path: str) -> None:
-    """Creates a folder if missing; object stores have no folders and need nothing."""
-    if not FileSystems.exists(path):
-        try:
-            FileSystems.mkdirs(path)
-        except OSError:
-            if not FileSystems.exists(path):  # Another worker may have made it meanwhile.
-                raise
 
 
 class PartFile:
