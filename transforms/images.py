@@ -31,7 +31,7 @@ from transforms.orientation import (
 from transforms.paths import NotRegularFile, UnsafePathError, open_regular, resolve_image
 from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage, excerpt
-from transforms.verify import Undecodable, decoded_size
+from transforms.verify import Decoded, Undecodable, decode
 
 _KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 # Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) becomes RGB(A).
@@ -113,7 +113,7 @@ class ImageLoader:
     that): `setup` raises Pillow's to ours when ours is higher, and an image Pillow still
     refuses or warns about is reported against ours. Call `setup` once per worker (from a
     DoFn's setup). TensorFlow is imported only when an image needs its verdict
-    (`transforms.verify.decoded_size`).
+    (`transforms.verify.decode`).
     """
 
     def __init__(
@@ -132,11 +132,11 @@ class ImageLoader:
         if Image.MAX_IMAGE_PIXELS is not None:
             Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, self._max_pixels)
 
-    def _decode_size(self, data: bytes) -> tuple[int, int]:
-        """(width, height) as TensorFlow decodes the bytes; raises if it cannot. The verdict
-        is TensorFlow's, reached by a faster decoder where that one can prove it."""
+    def _decode(self, data: bytes) -> Decoded:
+        """The size TensorFlow decodes the bytes at; raises if it cannot. The verdict is
+        TensorFlow's, reached by a faster decoder where that one can prove it."""
         try:
-            return decoded_size(data)
+            return decode(data)
         except Undecodable as error:
             raise ImageRejected(
                 f"TensorFlow cannot decode the image: {excerpt(str(error))}"
@@ -225,8 +225,17 @@ class ImageLoader:
             raise ImageRejected(
                 f"cannot decode {image.format} image: {excerpt(str(error))}"
             ) from None
-        width, height = self._decode_size(data)
-        return LoadedImage(annotation, data, fmt, width, height, converted_from, orientation)
+        decoded = self._decode(data)
+        return LoadedImage(
+            annotation,
+            data,
+            fmt,
+            decoded.width,
+            decoded.height,
+            converted_from,
+            orientation,
+            decoded.preview,
+        )
 
 
 def _written(

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from transforms.orientation import Orientation
 
 # Stages named in error records, in the order a record passes them.
@@ -165,7 +167,8 @@ class ImageAnnotation:
 @dataclass(frozen=True)
 class LoadedImage:
     """An annotated image whose bytes decode with TensorFlow to `width` x `height`;
-    `orientation` is what was made of its EXIF orientation tag, if it has one."""
+    `orientation` is what was made of its EXIF orientation tag, if it has one; `preview`,
+    the scaled pixels verification decoded, when it did (`transforms.verify.Decoded`)."""
 
     annotation: ImageAnnotation
     encoded: bytes
@@ -174,6 +177,7 @@ class LoadedImage:
     height: int
     converted_from: str | None = None
     orientation: Orientation | None = None
+    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -267,7 +267,10 @@ class WriteShard(beam.DoFn):
             kept = stored is not None and image.encoded is stored
             sha = key_sha if kept else hashlib.sha256(image.encoded).hexdigest()
             hashed = HashedImage(
-                annotation.image, annotation.split, sha, perceptual_hash(image.encoded)
+                annotation.image,
+                annotation.split,
+                sha,
+                perceptual_hash(image.encoded, preview=image.preview),
             )
             return _Converted(image, hashed, files)
         except Exception as error:

@@ -5,7 +5,7 @@ answered faster than by asking it.
 the oracle, and the verdict returned here is always its verdict. What is faster is only a
 positive certificate for the common case: a baseline or progressive, Huffman-coded, 8-bit,
 grey or three-component JPEG that libjpeg-turbo decodes through `simplejpeg` in strict mode,
-where any warning is an error, at the smallest DCT scale (1/8). Scaling skips most of the
+where any warning is an error, at a small DCT scale (1/8 for most photos). Scaling skips most of the
 inverse DCT and colour work but not entropy decoding, which still reads every byte, so a
 truncated or corrupt stream fails as at full size. A strict success implies TensorFlow's:
 TensorFlow stops only on libjpeg errors and on reading past the end of the data, which
@@ -14,11 +14,15 @@ data libjpeg only warns about (a bad Huffman code, extraneous bytes before a mar
 every strict failure, and every image the certificate does not cover (CMYK, 12-bit,
 arithmetic-coded, lossless, PNG and the rest), is decided by TensorFlow.
 `tests/test_verify.py` checks both verdicts are equal over a corpus of damaged and unusual
-images.
+images. The scaled pixels are kept for the perceptual hash (`transforms.duplicates`), so a
+certified JPEG is decoded once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import simplejpeg
 
 from transforms.lazy_tensorflow import tensorflow
@@ -34,6 +38,29 @@ _COVERED_FRAMES = {0xC0, 0xC1, 0xC2}
 _OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # TensorFlow refuses an image of this many samples or more before decoding it.
 _TF_MAX_SAMPLES = 1 << 29
+# A JPEG is decoded at the smallest DCT scale that keeps both sides at least this long (or
+# whole, when smaller), for the same cost as at 1/8 on photos of a few hundred pixels. The
+# perceptual hash reduces it to 32 x 32; from twice that, copies of a picture hash as close
+# to the original as when decoded whole (`transforms.duplicates`).
+PREVIEW_SIDE = 64
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The size TensorFlow decodes an image at, and, for a JPEG certified by the scaled
+    decode, its pixels at that scale (`scaled_jpeg`; None otherwise)."""
+
+    width: int
+    height: int
+    preview: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+def scaled_jpeg(data: bytes, strict: bool = False) -> np.ndarray:
+    """A JPEG's RGB pixels at the smallest DCT scale that keeps `PREVIEW_SIDE`; raises
+    ValueError when libjpeg-turbo cannot decode it (or, `strict`, warns about it)."""
+    return simplejpeg.decode_jpeg(
+        data, fastdct=True, min_height=PREVIEW_SIDE, min_width=PREVIEW_SIDE, strict=strict
+    )
 
 
 class Undecodable(Exception):
@@ -67,8 +94,9 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, int, int] | None:
     return None
 
 
-def _certified_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) when a strict scaled decode proves TensorFlow decodes `data`."""
+def _certified(data: bytes) -> Decoded | None:
+    """The size and scaled pixels when a strict scaled decode proves TensorFlow decodes
+    `data`."""
     frame = jpeg_frame(data)
     if frame is None:
         return None
@@ -81,23 +109,23 @@ def _certified_size(data: bytes) -> tuple[int, int] | None:
     ):
         return None
     try:
-        simplejpeg.decode_jpeg(data, fastdct=True, min_height=1, min_width=1, strict=True)
+        preview = scaled_jpeg(data, strict=True)
     except ValueError:
         return None
-    return width, height
+    return Decoded(width, height, preview)
 
 
-def decoded_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as `tf.io.decode_image(data, channels=3, expand_animations=False)`
-    decodes `data`; raises Undecodable with TensorFlow's message when it cannot. TensorFlow
-    is imported only when an image first needs it: a dataset of certified JPEGs never
-    pays for it."""
-    size = _certified_size(data)
-    if size is not None:
-        return size
+def decode(data: bytes) -> Decoded:
+    """The size `tf.io.decode_image(data, channels=3, expand_animations=False)` decodes
+    `data` at; raises Undecodable with TensorFlow's message when it cannot. TensorFlow is
+    imported only when an image first needs it: a dataset of certified JPEGs never pays
+    for it."""
+    certified = _certified(data)
+    if certified is not None:
+        return certified
     tf = tensorflow()
     try:
         shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape
     except tf.errors.OpError as error:
         raise Undecodable(error.message) from None
-    return int(shape[1]), int(shape[0])
+    return Decoded(int(shape[1]), int(shape[0]))
