@@ -9,12 +9,14 @@ better than it will in use. Two kinds are found:
 - exact copies: the same encoded bytes (the sha256 an example holds as `image/key/sha256`);
 - near-duplicates: the same picture re-encoded or resized, whose perceptual hashes differ in
   at most `MAX_DISTANCE` of their 63 bits. The hash (after pHash) is the sign, against their
-  median, of the 63 lowest frequencies of a 32 x 32 grayscale reduction. A JPEG is reduced
-  from the DCT-scaled decode verification made (`transforms.verify`), so its hash costs
-  about 0.05 ms more; Pillow decodes the rest. Measured on the 200 Raccoon photos: all 2,200
+  median, of the 63 lowest frequencies of the grey image's DCT (taken at its pixel centres,
+  so a picture decoded at any scale gives about the same). A JPEG's come from the DCT-scaled
+  decode verification made (`transforms.verify`), so its hash costs about 0.02 ms more;
+  Pillow decodes the rest. Measured on the 200 Raccoon photos: of 2,200
   copies re-encoded at JPEG quality 10 to 50, saved as PNG or resized to 0.2 to 2 times their
-  size stayed within 6 bits of their original, and different pictures were 12 or more bits
-  apart. Crops, flips and rotations are not found.
+  size, all but one stayed within 6 bits of their original (1,592 had the same hash; one
+  shrunk to 0.2 was 8 bits off), and different pictures were 12 or more bits apart. Crops,
+  flips and rotations are not found.
 
 Hashes are matched without comparing every pair: the 63 bits are cut into
 `MAX_DISTANCE + 1` bands, and two hashes within `MAX_DISTANCE` bits agree on at least one
@@ -27,6 +29,7 @@ Everything happens inside the graph: only names, splits and hashes travel throug
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections import Counter
@@ -41,7 +44,7 @@ from PIL import Image
 from transforms.images import ImageLoader, ImageRejected
 from transforms.records import ImageAnnotation
 from transforms.splits import assign_split
-from transforms.verify import scaled_jpeg
+from transforms.verify import PREVIEW_SIDE, scaled_jpeg
 
 # `--duplicates`: report only, or keep each group of duplicates in one split.
 
@@ -57,15 +60,16 @@ MAX_BUCKET = 1000
 # Names of pairs kept as examples, per kind (the manifest keeps the first 5 overall).
 _SAMPLE = 5
 
-# The side of the reduction hashed.
-_SIZE = 32
-_DCT = np.cos(np.pi * (2 * np.arange(_SIZE)[None, :] + 1) * np.arange(_SIZE)[:, None] / (2 * _SIZE))
-# A frequency within this of the median (half a grey level of variation) gives a bit that
-# noise decides. A picture needs at least _MIN_STABLE of its 63 bits decided by its content:
-# a blank image or a plain gradient has only a few (the Raccoon photos have 28 or more), and
-# its noise bits would match other featureless images.
-_NOISE = _SIZE * _SIZE / 4
+# Frequencies hashed: the lowest 8 x 8 of the image's DCT-II, less the mean.
+_FREQUENCIES = 8
+# A frequency within this of the median (a quarter of a grey level, as each is a mean over
+# the pixels) gives a bit that noise decides. A picture needs at least _MIN_STABLE of its 63
+# bits decided by its content: a blank image or a plain gradient has only a few (the Raccoon
+# photos have 28 or more), and its noise bits would match other featureless images.
+_NOISE = 0.25
 _MIN_STABLE = 16
+# ITU-R 601-2 luma, as Pillow converts RGB to grey.
+_LUMA = np.array([0.299, 0.587, 0.114])
 
 Member = tuple[str, "str | None"]  # (image name, split)
 
@@ -82,22 +86,30 @@ def perceptual_hash(
     images, and JPEGs libjpeg-turbo cannot decode, are decoded by Pillow. Pixels are taken
     as stored, as TensorFlow decodes them (no EXIF rotation)."""
     try:
-        reduced = _reduced(data, max_pixels, preview)
+        grey = _grey(data, max_pixels, preview)
     except Exception:  # Decoders raise many kinds; the image simply gets no perceptual hash.
         return None
-    if reduced is None:
+    if grey is None:
         return None
-    pixels = np.asarray(reduced, dtype=np.float64)
-    low = (_DCT @ pixels @ _DCT.T)[:8, :8].flatten()[1:]
-    median = np.median(low)
+    height, width = grey.shape
+    low = (_basis(height) @ grey @ _basis(width).T).flatten()[1:]
+    median = np.partition(low, low.size // 2)[low.size // 2]
     if np.count_nonzero(np.abs(low - median) > _NOISE) < _MIN_STABLE:
         return None
-    return sum(1 << bit for bit, value in enumerate(low) if value > median)
+    return int.from_bytes(np.packbits(low > median, bitorder="little").tobytes(), "little")
 
 
-def _reduced(data: bytes, max_pixels: int | None, preview: np.ndarray | None) -> Image.Image | None:
-    """The `_SIZE` x `_SIZE` grayscale reduction the hash is taken of; None for an image over
-    `max_pixels`."""
+@functools.lru_cache(maxsize=1024)
+def _basis(length: int) -> np.ndarray:
+    """The `_FREQUENCIES` lowest DCT-II basis functions at `length` pixel centres, divided by
+    `length`: frequencies of the picture, whatever scale it was decoded at."""
+    centres = (np.arange(length) + 0.5) / length
+    return np.cos(np.pi * np.arange(_FREQUENCIES)[:, None] * centres) / length
+
+
+def _grey(data: bytes, max_pixels: int | None, preview: np.ndarray | None) -> np.ndarray | None:
+    """The image's grey levels, from a JPEG's scaled decode or reduced by Pillow to about
+    `PREVIEW_SIDE` pixels a side; None for an image over `max_pixels`."""
     if preview is None:
         image = Image.open(io.BytesIO(data))
         if max_pixels is not None and image.width * image.height > max_pixels:
@@ -106,10 +118,12 @@ def _reduced(data: bytes, max_pixels: int | None, preview: np.ndarray | None) ->
             try:
                 preview = scaled_jpeg(data)
             except ValueError:
-                image.draft("L", (4 * _SIZE, 4 * _SIZE))
+                image.draft("L", (PREVIEW_SIDE, PREVIEW_SIDE))
         if preview is None:
-            return image.convert("L").resize((_SIZE, _SIZE), Image.Resampling.BILINEAR)
-    return Image.fromarray(preview).convert("L").resize((_SIZE, _SIZE), Image.Resampling.BILINEAR)
+            grey = image.convert("L")
+            factor = min(grey.size) // PREVIEW_SIDE
+            return np.asarray(grey.reduce(factor) if factor > 1 else grey, dtype=np.float64)
+    return preview @ _LUMA
 
 
 @dataclass(frozen=True)

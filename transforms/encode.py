@@ -6,7 +6,6 @@ Keys and types follow the API's `TfExampleDecoder` and its dataset tools, so the
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -105,7 +104,7 @@ def build_example(item: ExampleInput, extras: Extras = NO_EXTRAS) -> Example:
         "image/filename": [key],
         # A number: TF-Vision's evaluation reads it as int64 (see `transforms.source_ids`).
         "image/source_id": [str(source_id_of(image.annotation))],
-        "image/key/sha256": [hashlib.sha256(image.encoded).hexdigest()],
+        "image/key/sha256": [image.sha256],
         "image/object/class/text": [o.label for o in objects],
         "image/object/view": [o.box.view for o in objects],
     }

@@ -7,6 +7,8 @@ format means adding a reader, not another converter.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -178,6 +180,12 @@ class LoadedImage:
     converted_from: str | None = None
     orientation: Orientation | None = None
     preview: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """The hex sha256 of the bytes written, computed once: the example holds it, and
+        duplicates are found by it."""
+        return hashlib.sha256(self.encoded).hexdigest()
 
 
 @dataclass(frozen=True)

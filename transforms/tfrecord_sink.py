@@ -261,15 +261,16 @@ class WriteShard(beam.DoFn):
             except ImageRejected:
                 stored = None
             image = self._loader.load(annotation, stored)
-            key_sha = None if stored is None else hashlib.sha256(stored).hexdigest()
+            if stored is None or image.encoded is stored:
+                key_sha = None if stored is None else image.sha256
+            else:
+                key_sha = hashlib.sha256(stored).hexdigest()
             shas = [key_sha, *[file_sha256(path) for path in paths[1:]]]
             files = tuple(identity(*pair) for pair in zip(at, shas, strict=True))
-            kept = stored is not None and image.encoded is stored
-            sha = key_sha if kept else hashlib.sha256(image.encoded).hexdigest()
             hashed = HashedImage(
                 annotation.image,
                 annotation.split,
-                sha,
+                image.sha256,
                 perceptual_hash(image.encoded, preview=image.preview),
             )
             return _Converted(image, hashed, files)
