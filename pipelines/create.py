@@ -30,6 +30,7 @@ from pipelines.settings import (
 from transforms.builds import MANIFEST, Layout
 from transforms.changes import ImageChanges, summary_lines
 from transforms.choices import SAME_SPLIT
+from transforms.counts import SumCounts
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
 from transforms.images import ImageLoader
@@ -42,7 +43,6 @@ from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.report import (
     DUPLICATE_KINDS,
     ERRORS_FILE,
-    SumCounts,
     WriteReport,
     class_ids_changed_text,
     copies_text,

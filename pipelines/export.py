@@ -26,6 +26,7 @@ from pipelines.settings import (
     use_filesystem_options,
 )
 from transforms.builds import ensure_dir
+from transforms.counts import SumCounts
 from transforms.export.decode import (
     DecodedRecord,
     RecordRejected,
@@ -51,7 +52,7 @@ from transforms.outputs import (
 )
 from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
-from transforms.report import ERRORS_FILE, MANIFEST, SumCounts, write_errors
+from transforms.report import ERRORS_FILE, MANIFEST, write_errors
 from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import parts_dir
 

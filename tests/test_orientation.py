@@ -18,6 +18,7 @@ from conftest import read_output, run_create
 from PIL import Image, ImageOps
 from sample_data import DrawnImage, DrawnObject, voc_xml
 
+from transforms.counts import add_counts
 from transforms.images import ImageLoader
 from transforms.orientation import (
     DISPLAYED,
@@ -31,7 +32,6 @@ from transforms.orientation import (
     without_orientation,
 )
 from transforms.records import ImageAnnotation
-from transforms.report import add_counts
 
 # The displayed image: wider than high, with a red square off-centre in both directions, so
 # that every one of the 8 orientations puts it somewhere else.

@@ -350,7 +350,7 @@ def _not_hashed(content: Content) -> Iterator[dict]:
 
 class ReportDuplicates(beam.PTransform):
     """HashedImages of the examples written → count dicts for the manifest's `duplicates`
-    (summed by `report.SumCounts`)."""
+    (summed by `counts.SumCounts`)."""
 
     def expand(self, hashed: beam.PCollection) -> beam.PCollection:
         contents = hashed | "GroupContents" >> GroupContents()
