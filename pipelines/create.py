@@ -238,6 +238,7 @@ def build_pipeline(
         progress_run=uuid.uuid4().hex if progress else None,
         fingerprint=fingerprint,
         reuse=reuse,
+        compare=before is not None,
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
         shard_settings,

@@ -192,7 +192,7 @@ def outcomes(shard_writer: WriteShard, images, label_map) -> tuple[list, list, l
     # Every image reaches the writer with a split (`shard_key` gives one).
     images = [dataclasses.replace(image, split=image.split or "train") for image in images]
     plans = shard_writer._plan([(image, None) for image in images], label_map)
-    for item in shard_writer._records(plans, label_map, len(images), Counter()):
+    for item in shard_writer._records(plans, label_map, len(images), Counter(), {}):
         if isinstance(item, tuple):
             record, row = item
             examples.append(record[12:-4])  # The record's data, without its framing.

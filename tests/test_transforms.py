@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import local_pipeline
 
 from transforms.boxes import BoxRejected, check_boxes, normalize_box
+from transforms.counts import SumCounts
 from transforms.grouping import GroupByImage
 from transforms.records import Box, ImageAnnotation, LoadedImage, compact_sources
 from transforms.splits import RequireSourceSplit, assign_shard, assign_split, parse_splits
@@ -192,15 +193,21 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
         )
         assert_that(
             written[STATS]
-            | beam.Filter(lambda c: "splits" in c)  # Not the counts of what was reused.
+            | "SumStats" >> beam.CombineGlobally(SumCounts())
             | beam.Map(
                 lambda c: tuple(
                     sum(s.get(key, 0) for s in c["splits"].values())
                     for key in ("examples", "rejected")
                 )
             ),
-            equal_to([(1, 0)] * 12 + [(0, 1)]),  # Each example written, and "m" rejected.
+            equal_to([(12, 1)]),  # Each example written, and "m" rejected.
             label="stats",
+        )
+        missing = (assign_split("missing.png", splits), assign_shard("missing.png", 3))
+        assert_that(  # One count per shard written, and one for a shard "m" would be alone in.
+            written[STATS] | "StatsPerShard" >> beam.combiners.Count.Globally(),
+            equal_to([len(shards) + (not members[missing])]),
+            label="stats per shard",
         )
     for (split, shard), expected in members.items():
         path = tmp_path / "out" / split / f"{split}.tfrecord-0000{shard}-of-00003"

@@ -35,6 +35,7 @@ from transforms import progress
 from transforms.boxes import check_boxes
 from transforms.builds import PARTS_DIR, ensure_dir, join
 from transforms.choices import STAT
+from transforms.counts import add_counts
 from transforms.duplicates import HASHES, HashedImage, perceptual_hash
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
@@ -181,7 +182,8 @@ class ShardSettings:
     `splits` (names → fractions, or None for the source's own), shards per split, the
     extras written per object, the run's name for progress lines (in-process runners
     only, whose workers share the console), the fingerprint of the settings that change
-    examples (`transforms.shard_index`), and what may be reused of the previous build."""
+    examples (`transforms.shard_index`), what may be reused of the previous build, and
+    whether examples are emitted to compare with it."""
 
     output: str
     parts: str
@@ -191,6 +193,7 @@ class ShardSettings:
     progress_run: str | None = None
     fingerprint: str = ""
     reuse: Reuse | None = None
+    compare: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,10 +220,10 @@ class _Converted:
 class WriteShard(beam.DoFn):
     """((split, shard), [(annotation, previous example or None)]) → (the shard file's relative
     path, its size and sha256) and the same for its index file, if it got examples; plus
-    error records (tag `errors`), the manifest counts of each example and of what was reused
+    error records (tag `errors`), the manifest counts of its examples and of what was reused
     (tag `stats`), each example's image hashes (tag `hashes`), from which duplicates are
-    found without image bytes ever leaving this step, and (image, (split, sha256,
-    annotation)) of each example (tag `examples`), to compare builds with."""
+    found without image bytes ever leaving this step, and, when `compare` is set, (image,
+    (split, sha256, annotation)) of each example (tag `examples`), to compare builds with."""
 
     def __init__(self, settings: ShardSettings, loader: ImageLoader):
         self._settings = settings
@@ -394,14 +397,16 @@ class WriteShard(beam.DoFn):
             return ErrorRecord.for_image(annotation, _image_reason(error))
         return record, row
 
-    def _emitted(self, row: IndexRow) -> Iterator[beam.pvalue.TaggedOutput]:
+    def _emitted(self, row: IndexRow, stats: dict) -> Iterator[beam.pvalue.TaggedOutput]:
         """What writing an example emits, from its index row: whether it was converted now or
-        its row is replayed, the same errors, counts and hashes."""
+        its row is replayed, the same errors, counts (added to the shard's `stats`) and
+        hashes, and the example to compare builds with when there is a previous build."""
         for error in row.errors:
             yield beam.pvalue.TaggedOutput(ERRORS, error)
-        yield beam.pvalue.TaggedOutput(STATS, row.stats)
+        add_counts(stats, row.stats)
         yield beam.pvalue.TaggedOutput(HASHES, row.hashed())
-        yield beam.pvalue.TaggedOutput(EXAMPLES, row.example())
+        if self._settings.compare:
+            yield beam.pvalue.TaggedOutput(EXAMPLES, row.example())
         self._objects.inc(row.stats["splits"][row.split]["objects"])
 
     def process(
@@ -416,6 +421,8 @@ class WriteShard(beam.DoFn):
         plans = self._plan(items, label_map)
         reuse = self._settings.reuse
         counts = Counter(reused=0, converted=0)
+        # The shard's manifest counts, summed here: one element per shard, not per image.
+        stats: dict = {}
         with (
             PartFile(self._settings.parts, f"{split}-{shard:05d}") as shard_file,
             PartFile(self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
@@ -428,17 +435,20 @@ class WriteShard(beam.DoFn):
                 for plan in plans:
                     self._report(total)
                     index_file.write(plan.reused[1].line())
-                    yield from self._emitted(plan.reused[1])
+                    yield from self._emitted(plan.reused[1], stats)
                 counts["reused"] = counts["examples"] = len(plans)
             else:
-                yield from self._write(plans, label_map, total, shard_file, index_file, counts)
+                yield from self._write(
+                    plans, label_map, total, shard_file, index_file, counts, stats
+                )
             self._reused.inc(counts["reused"])
             self._bytes.inc(shard_file.size)
             Metrics.counter("odrecords", f"examples_{split}").inc(counts.pop("examples", 0))
             digest = shard_file.publish(self._path(relative))
             index_digest = index_file.publish(self._path(index_path(relative)))
         shards = {"copied" if copied else "written": 1} if digest is not None else {}
-        yield beam.pvalue.TaggedOutput(STATS, {"reuse": {"images": dict(counts), "shards": shards}})
+        add_counts(stats, {"reuse": {"images": dict(counts), "shards": shards}})
+        yield beam.pvalue.TaggedOutput(STATS, stats)
         if digest is not None:
             yield relative, digest
             yield index_path(relative), index_digest
@@ -451,9 +461,10 @@ class WriteShard(beam.DoFn):
         shard_file: PartFile,
         index_file: PartFile,
         counts: Counter,
+        stats: dict,
     ) -> Iterator:
         """Writes a shard record by record, and each record's index line."""
-        for item in self._records(plans, label_map, total, counts):
+        for item in self._records(plans, label_map, total, counts, stats):
             if not isinstance(item, tuple):
                 yield item
                 continue
@@ -462,15 +473,21 @@ class WriteShard(beam.DoFn):
             shard_file.write(record)
             index_file.write(row.line())
             counts["examples"] += 1
-            yield from self._emitted(row)
+            yield from self._emitted(row, stats)
 
     def _records(
-        self, plans: list[_Plan], label_map: dict[str, int], total: int, counts: Counter
+        self,
+        plans: list[_Plan],
+        label_map: dict[str, int],
+        total: int,
+        counts: Counter,
+        stats: dict,
     ) -> Iterator:
         """Yields (framed record, its index row at offset 0) per example in the images'
         order, and TaggedOutputs for the images rejected: each unchanged image's record is
         copied from the previous shard when it passes its CRC checks, every other image is
-        converted. Counts the images `reused` and `converted`."""
+        converted. Counts the images `reused` and `converted`, and adds the rejected ones to
+        `stats`."""
         previous = PreviousShards(self._settings.reuse.folder) if self._settings.reuse else None
         try:
             for plan, converted in self._prepared(plans):
@@ -492,9 +509,7 @@ class WriteShard(beam.DoFn):
                 written = self._converted_row(plan, converted, label_map)
                 if isinstance(written, ErrorRecord):
                     yield beam.pvalue.TaggedOutput(ERRORS, written)
-                    yield beam.pvalue.TaggedOutput(
-                        STATS, {"splits": {plan.annotation.split: {"rejected": 1}}}
-                    )
+                    add_counts(stats, {"splits": {plan.annotation.split: {"rejected": 1}}})
                     continue
                 self._images.inc()
                 yield written
