@@ -12,10 +12,11 @@ TensorFlow stops only on libjpeg errors and on reading past the end of the data,
 strict mode turns into an error too. The converse does not hold, since TensorFlow accepts
 data libjpeg only warns about (a bad Huffman code, extraneous bytes before a marker), so
 every strict failure, and every image the certificate does not cover (CMYK, 12-bit,
-arithmetic-coded, lossless, PNG and the rest), is decided by TensorFlow.
-`tests/test_verify.py` checks both verdicts are equal over a corpus of damaged and unusual
-images. The scaled pixels are kept for the perceptual hash (`transforms.duplicates`), so a
-certified JPEG is decoded once.
+arithmetic-coded, lossless and the rest), is decided by TensorFlow. A PNG gets a certificate
+of its own (`transforms.verify_png`: its structure checked and its data inflated), and any
+other format TensorFlow's verdict. `tests/test_verify.py` checks both verdicts are equal over
+a corpus of damaged and unusual images. A certified JPEG's scaled pixels are kept for the
+perceptual hash (`transforms.duplicates`), so it is decoded once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import simplejpeg
 
 from transforms.lazy_tensorflow import tensorflow
+from transforms.verify_png import SIGNATURE, certified_size
 
 # Start-of-frame markers the certificate covers: baseline, extended and progressive
 # Huffman. Lossless (C3) and arithmetic-coded frames (C9-CB) go to TensorFlow, whose
@@ -123,6 +125,10 @@ def decode(data: bytes) -> Decoded:
     certified = _certified(data)
     if certified is not None:
         return certified
+    if data.startswith(SIGNATURE):
+        size = certified_size(data, _TF_MAX_SAMPLES)
+        if size is not None:
+            return Decoded(*size)
     tf = tensorflow()
     try:
         shape = tf.io.decode_image(data, channels=3, expand_animations=False).shape

@@ -1,0 +1,167 @@
+"""Whether libpng, as TensorFlow runs it, decodes all of a PNG, answered by checking the
+file's structure and inflating its data, without TensorFlow.
+
+libpng fails a decode on a damaged structure (signature, chunk lengths and names, CRCs of
+critical chunks, IHDR's values, chunk order, PLTE), on a zlib stream that is corrupt, uses a
+distance beyond the window its header declares, or ends before the rows do, and on a row
+filter type it does not know. Nothing else can fail: undoing the filters is arithmetic, and
+TensorFlow turns any bit depth and colour type into 8-bit RGB. So a PNG that is plainly
+well-formed (below) is decoded by TensorFlow at IHDR's size, and `certified_size` says so.
+Anything else, including what libpng only warns about (a bad ancillary CRC, extra data after
+the zlib stream or the file, a suggested palette), gets TensorFlow's own verdict
+(`transforms.verify`). `tests/test_verify.py` checks both verdicts agree over intact and
+damaged PNGs.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Bit depths allowed for each colour type, and its samples per pixel.
+_DEPTHS = {0: {1, 2, 4, 8, 16}, 2: {8, 16}, 3: {1, 2, 4, 8}, 4: {8, 16}, 6: {8, 16}}
+_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PALETTE = 3
+# libpng's default limit on either side (PNG_USER_WIDTH_MAX, PNG_USER_HEIGHT_MAX).
+_MAX_SIDE = 1_000_000
+# Adam7's passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
+_ADAM7 += ((0, 1, 1, 2),)
+_LAST_FILTER = 4
+# Inflated bytes held at a time: memory follows this, not the image's size.
+_CHUNK = 1 << 20
+
+
+class _Refused(Exception):
+    """The PNG is not plainly well-formed; TensorFlow decides it."""
+
+
+def certified_size(data: bytes, max_samples: int) -> tuple[int, int] | None:
+    """(width, height) when the PNG is plainly well-formed: every chunk's CRC right, no
+    critical chunk but IHDR first, PLTE (palette images only, before the data, as long as
+    the bit depth allows), IDAT (consecutive) and IEND last with nothing after it; IHDR's
+    values valid, fewer than `max_samples` RGB samples; one zlib stream in the IDAT data,
+    complete, with its checksum right and nothing after it, inflating to exactly the rows'
+    size, each row's filter type known. None otherwise."""
+    try:
+        chunks = list(_chunks(data))
+        width, height, depth, colour, interlaced = _header(chunks, max_samples)
+        data_chunks = _check_order(chunks, colour, depth)
+        _check_rows(data_chunks, width, height, depth * _SAMPLES[colour], interlaced)
+    except (_Refused, zlib.error):
+        return None
+    return width, height
+
+
+def _chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, data) of each chunk, up to IEND, which must end the file."""
+    if not data.startswith(SIGNATURE):
+        raise _Refused
+    view = memoryview(data)
+    position = len(SIGNATURE)
+    while True:
+        if position + 12 > len(data):
+            raise _Refused
+        length, kind = struct.unpack_from(">I4s", data, position)
+        end = position + 8 + length
+        if length > 0x7FFFFFFF or end + 4 > len(data) or not kind.isalpha() or not kind.isascii():
+            raise _Refused
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(view[position + 8 : end], zlib.crc32(kind)) != crc:
+            raise _Refused
+        yield kind, view[position + 8 : end]
+        position = end + 4
+        if kind == b"IEND":
+            if length or position != len(data):
+                raise _Refused
+            return
+
+
+def _header(
+    chunks: list[tuple[bytes, memoryview]], max_samples: int
+) -> tuple[int, int, int, int, bool]:
+    kind, body = chunks[0]
+    if kind != b"IHDR" or len(body) != 13:
+        raise _Refused
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", body
+    )
+    if (
+        not 0 < width <= _MAX_SIDE
+        or not 0 < height <= _MAX_SIDE
+        or width * height * 3 >= max_samples
+        or depth not in _DEPTHS.get(colour, ())
+        or (compression, filtering) != (0, 0)
+        or interlace not in (0, 1)
+    ):
+        raise _Refused
+    return width, height, depth, colour, interlace == 1
+
+
+def _check_order(chunks: list[tuple[bytes, memoryview]], colour: int, depth: int) -> list:
+    """The IDAT chunks' data, after checking the critical chunks' order."""
+    kinds = [kind for kind, _ in chunks]
+    idat = [index for index, kind in enumerate(kinds) if kind == b"IDAT"]
+    if not idat or idat != list(range(idat[0], idat[-1] + 1)):
+        raise _Refused
+    critical = [kind for kind in kinds if kind[0:1].isupper()]
+    palettes = [index for index, kind in enumerate(kinds) if kind == b"PLTE"]
+    if colour == _PALETTE:
+        if len(palettes) != 1 or palettes[0] > idat[0]:
+            raise _Refused
+        entries, extra = divmod(len(chunks[palettes[0]][1]), 3)
+        if extra or not 0 < entries <= 1 << depth:
+            raise _Refused
+        expected = [b"IHDR", b"PLTE", *[b"IDAT"] * len(idat), b"IEND"]
+    else:
+        expected = [b"IHDR", *[b"IDAT"] * len(idat), b"IEND"]
+    if critical != expected:
+        raise _Refused
+    return [chunks[index][1] for index in idat]
+
+
+def _row_lengths(width: int, height: int, bits: int, interlaced: bool) -> Iterator[int]:
+    """The length of each filtered row in the inflated data (filter byte included)."""
+    for left, top, across, down in _ADAM7 if interlaced else ((0, 0, 1, 1),):
+        columns = (width - left + across - 1) // across
+        rows = (height - top + down - 1) // down
+        if columns > 0:
+            for _ in range(max(rows, 0)):
+                yield 1 + (columns * bits + 7) // 8
+
+
+def _inflated(pieces: list[memoryview]) -> Iterator[bytes]:
+    """The inflated IDAT data, a bounded chunk at a time; refuses a stream that is cut short
+    or has anything after its end."""
+    inflater = zlib.decompressobj(wbits=0)  # The window the header declares, as libpng.
+    for piece in pieces:
+        pending = bytes(piece)
+        while pending and not inflater.eof:
+            yield inflater.decompress(pending, _CHUNK)
+            pending = inflater.unconsumed_tail
+        if inflater.eof and (pending or inflater.unused_data):
+            raise _Refused
+    while not inflater.eof:
+        more = inflater.decompress(b"", _CHUNK)
+        if not more:
+            raise _Refused
+        yield more
+
+
+def _check_rows(pieces: list[memoryview], width: int, height: int, bits: int, interlaced: bool):
+    """The inflated data is exactly the rows, each starting with a known filter type."""
+    rows = _row_lengths(width, height, bits, interlaced)
+    next_filter = 0  # Offset of the next row's filter byte in the inflated data.
+    length = next(rows, None)
+    seen = 0
+    for chunk in _inflated(pieces):
+        while length is not None and next_filter < seen + len(chunk):
+            if chunk[next_filter - seen] > _LAST_FILTER:
+                raise _Refused
+            next_filter += length
+            length = next(rows, None)
+        seen += len(chunk)
+    if length is not None or seen != next_filter:
+        raise _Refused
