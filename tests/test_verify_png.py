@@ -279,6 +279,44 @@ def test_unknown_filter_types():
     assert not disagreements(_filter_types(13, 9))
 
 
+# Ancillary chunks libpng knows, malformed (with right CRCs): it only warns about them.
+MALFORMED_ANCILLARY = [
+    (b"iCCP", b"name\x00\x00garbage"),
+    (b"iCCP", b"name\x00\x05" + zlib.compress(b"x" * 200)),
+    (b"iCCP", b"name\x00\x00" + zlib.compress(b"x" * 10)),
+    (b"zTXt", b"k\x00\x00garbage"),
+    (b"iTXt", b"k\x00\x01\x00\x00\x00garbage"),
+    (b"tEXt", b"no keyword separator"),
+    (b"tEXt", b"k" * 100 + b"\x00v"),
+    (b"tRNS", bytes(100)),
+    (b"gAMA", bytes(4)),
+    (b"gAMA", bytes(2)),
+    (b"cHRM", bytes(3)),
+    (b"sRGB", b"\x09"),
+    (b"sBIT", bytes(3)),
+    (b"bKGD", b"\x00"),
+    (b"pHYs", b"\x00"),
+    (b"tIME", bytes(7)),
+    (b"eXIf", b"garbage"),
+    (b"hIST", b"\x00"),
+    (b"sPLT", b"\x00"),
+    (b"acTL", bytes(8)),
+    (b"oFFs", b"\x00"),
+    (b"pCAL", b"x"),
+    (b"sCAL", b"x"),
+]
+
+
+@pytest.mark.parametrize("name", ["rgb", "palette"])
+def test_malformed_ancillary_chunks(name):
+    parts = chunks(VARIANTS[name])
+    corpus = []
+    for extra in MALFORMED_ANCILLARY:
+        corpus.append((f"{extra!r} first", assemble(parts[:1] + [extra] + parts[1:])))
+        corpus.append((f"{extra!r} last", assemble(parts[:-1] + [extra] + parts[-1:])))
+    assert not disagreements(corpus)
+
+
 def test_large_side_goes_to_tensorflow():
     """Over libpng's default limit of a million pixels a side, TensorFlow decides."""
     data = png(1_000_001, 1, 1, 0, b"\x00" + bytes(125_001))
