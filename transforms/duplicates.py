@@ -10,13 +10,13 @@ better than it will in use. Two kinds are found:
 - near-duplicates: the same picture re-encoded or resized, whose perceptual hashes differ in
   at most `MAX_DISTANCE` of their 63 bits. The hash (after pHash) is the sign, against their
   median, of the 63 lowest frequencies of the grey image's DCT (taken at its pixel centres,
-  so a picture decoded at any scale gives about the same). A JPEG's come from the DCT-scaled
-  decode verification made (`transforms.verify`), so its hash costs about 0.02 ms more;
-  Pillow decodes the rest. Measured on the 200 Raccoon photos: of 2,200
-  copies re-encoded at JPEG quality 10 to 50, saved as PNG or resized to 0.2 to 2 times their
-  size, all but one stayed within 6 bits of their original (1,592 had the same hash; one
-  shrunk to 0.2 was 8 bits off), and different pictures were 12 or more bits apart. Crops,
-  flips and rotations are not found.
+  so a picture decoded at any scale gives about the same). A JPEG's frequencies come from the
+  DCT-scaled decode verification made (`transforms.verify`), so its hash costs about 0.03 ms
+  more; Pillow decodes the other images. Measured on the 200 Raccoon photos: of 2,200 copies
+  re-encoded at JPEG quality 10 to 50, saved as PNG or resized to 0.2 to 2 times their size,
+  all but one stayed within 6 bits of their original (1,592 had the same hash; one shrunk to
+  0.2 was 8 bits off), and different pictures were 12 or more bits apart. Crops, flips and
+  rotations are not found.
 
 Hashes are matched without comparing every pair: the 63 bits are cut into
 `MAX_DISTANCE + 1` bands, and two hashes within `MAX_DISTANCE` bits agree on at least one

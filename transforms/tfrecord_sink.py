@@ -264,8 +264,10 @@ class WriteShard(beam.DoFn):
             except ImageRejected:
                 stored = None
             image = self._loader.load(annotation, stored)
-            if stored is None or image.encoded is stored:
-                key_sha = None if stored is None else image.sha256
+            if stored is None:
+                key_sha = None
+            elif image.encoded is stored:  # The file's bytes are written as they are.
+                key_sha = image.sha256
             else:
                 key_sha = hashlib.sha256(stored).hexdigest()
             shas = [key_sha, *[file_sha256(path) for path in paths[1:]]]
