@@ -213,6 +213,16 @@ def _surgery(data: bytes) -> Iterator[tuple[str, bytes]]:
     )
     yield "unknown critical chunk", assemble(parts[:idat] + [(b"ABCD", b"x")] + parts[idat:])
     yield (
+        "empty IDATs around the data",
+        assemble(
+            parts[:idat]
+            + [(b"IDAT", b"")]
+            + parts[idat : idat + 1]
+            + [(b"IDAT", b"")] * 3
+            + parts[idat + 1 :]
+        ),
+    )
+    yield (
         "suggested or extra palette",
         assemble(
             parts[:1] + [(b"PLTE", bytes(range(30)))] + [p for p in parts[1:] if p[0] != b"PLTE"]

@@ -44,12 +44,33 @@ def certified_size(data: bytes, max_samples: int) -> tuple[int, int] | None:
     the bit depth allows), IDAT (consecutive) and IEND last with nothing after it; IHDR's
     values valid, fewer than `max_samples` RGB samples; one zlib stream in the IDAT data,
     complete, with its checksum right and nothing after it, inflating to exactly the rows'
-    size, each row's filter type known. None otherwise."""
+    size, each row's filter type known. None otherwise. One pass over the chunks, holding
+    none of them: memory stays flat however many chunks a file has."""
     try:
-        chunks = list(_chunks(data))
-        width, height, depth, colour, interlaced = _header(chunks, max_samples)
-        data_chunks = _check_order(chunks, colour, depth)
-        _check_rows(data_chunks, width, height, depth * _SAMPLES[colour], interlaced)
+        chunks = _chunks(data)
+        width, height, depth, colour, interlaced = _header(*next(chunks), max_samples)
+        rows = _Rows(width, height, depth * _SAMPLES[colour], interlaced)
+        palette = data_seen = data_ended = False
+        for kind, body in chunks:
+            if kind == b"IDAT":
+                if data_ended:
+                    raise _Refused
+                data_seen = True
+                rows.feed(body)
+                continue
+            data_ended = data_seen
+            if kind == b"PLTE":
+                if colour != _PALETTE or palette or data_seen:
+                    raise _Refused
+                entries, extra = divmod(len(body), 3)
+                if extra or not 0 < entries <= 1 << depth:
+                    raise _Refused
+                palette = True
+            elif kind[0:1].isupper() and kind != b"IEND":  # IEND ends the chunks.
+                raise _Refused
+        if not data_seen or palette != (colour == _PALETTE):
+            raise _Refused
+        rows.finish()
     except (_Refused, zlib.error):
         return None
     return width, height
@@ -66,7 +87,7 @@ def _chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
             raise _Refused
         length, kind = struct.unpack_from(">I4s", data, position)
         end = position + 8 + length
-        if length > 0x7FFFFFFF or end + 4 > len(data) or not kind.isalpha() or not kind.isascii():
+        if length > 0x7FFFFFFF or end + 4 > len(data) or not kind.isalpha():
             raise _Refused
         (crc,) = struct.unpack_from(">I", data, end)
         if zlib.crc32(view[position + 8 : end], zlib.crc32(kind)) != crc:
@@ -79,10 +100,7 @@ def _chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
             return
 
 
-def _header(
-    chunks: list[tuple[bytes, memoryview]], max_samples: int
-) -> tuple[int, int, int, int, bool]:
-    kind, body = chunks[0]
+def _header(kind: bytes, body: memoryview, max_samples: int) -> tuple[int, int, int, int, bool]:
     if kind != b"IHDR" or len(body) != 13:
         raise _Refused
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(
@@ -100,28 +118,6 @@ def _header(
     return width, height, depth, colour, interlace == 1
 
 
-def _check_order(chunks: list[tuple[bytes, memoryview]], colour: int, depth: int) -> list:
-    """The IDAT chunks' data, after checking the critical chunks' order."""
-    kinds = [kind for kind, _ in chunks]
-    idat = [index for index, kind in enumerate(kinds) if kind == b"IDAT"]
-    if not idat or idat != list(range(idat[0], idat[-1] + 1)):
-        raise _Refused
-    critical = [kind for kind in kinds if kind[0:1].isupper()]
-    palettes = [index for index, kind in enumerate(kinds) if kind == b"PLTE"]
-    if colour == _PALETTE:
-        if len(palettes) != 1 or palettes[0] > idat[0]:
-            raise _Refused
-        entries, extra = divmod(len(chunks[palettes[0]][1]), 3)
-        if extra or not 0 < entries <= 1 << depth:
-            raise _Refused
-        expected = [b"IHDR", b"PLTE", *[b"IDAT"] * len(idat), b"IEND"]
-    else:
-        expected = [b"IHDR", *[b"IDAT"] * len(idat), b"IEND"]
-    if critical != expected:
-        raise _Refused
-    return [chunks[index][1] for index in idat]
-
-
 def _row_lengths(width: int, height: int, bits: int, interlaced: bool) -> Iterator[int]:
     """The length of each filtered row in the inflated data (filter byte included)."""
     for left, top, across, down in _ADAM7 if interlaced else ((0, 0, 1, 1),):
@@ -132,36 +128,39 @@ def _row_lengths(width: int, height: int, bits: int, interlaced: bool) -> Iterat
                 yield 1 + (columns * bits + 7) // 8
 
 
-def _inflated(pieces: list[memoryview]) -> Iterator[bytes]:
-    """The inflated IDAT data, a bounded chunk at a time; refuses a stream that is cut short
-    or has anything after its end."""
-    inflater = zlib.decompressobj(wbits=0)  # The window the header declares, as libpng.
-    for piece in pieces:
+class _Rows:
+    """The IDAT data, inflated as it comes, a bounded chunk at a time: one zlib stream with
+    the window its header declares (as libpng reads it), nothing after its end, exactly the
+    rows, each starting with a known filter type."""
+
+    def __init__(self, width: int, height: int, bits: int, interlaced: bool):
+        self._inflater = zlib.decompressobj(wbits=0)
+        self._lengths = _row_lengths(width, height, bits, interlaced)
+        self._length = next(self._lengths, None)  # Of the row whose filter byte is next.
+        self._next_filter = 0  # Its offset in the inflated data.
+        self._seen = 0
+
+    def feed(self, piece: memoryview) -> None:
         pending = bytes(piece)
-        while pending and not inflater.eof:
-            yield inflater.decompress(pending, _CHUNK)
-            pending = inflater.unconsumed_tail
-        if inflater.eof and (pending or inflater.unused_data):
+        while pending and not self._inflater.eof:
+            self._check(self._inflater.decompress(pending, _CHUNK))
+            pending = self._inflater.unconsumed_tail
+        if self._inflater.eof and (pending or self._inflater.unused_data):
             raise _Refused
-    while not inflater.eof:
-        more = inflater.decompress(b"", _CHUNK)
-        if not more:
-            raise _Refused
-        yield more
 
-
-def _check_rows(pieces: list[memoryview], width: int, height: int, bits: int, interlaced: bool):
-    """The inflated data is exactly the rows, each starting with a known filter type."""
-    rows = _row_lengths(width, height, bits, interlaced)
-    next_filter = 0  # Offset of the next row's filter byte in the inflated data.
-    length = next(rows, None)
-    seen = 0
-    for chunk in _inflated(pieces):
-        while length is not None and next_filter < seen + len(chunk):
-            if chunk[next_filter - seen] > _LAST_FILTER:
+    def finish(self) -> None:
+        while not self._inflater.eof:
+            more = self._inflater.decompress(b"", _CHUNK)
+            if not more:
                 raise _Refused
-            next_filter += length
-            length = next(rows, None)
-        seen += len(chunk)
-    if length is not None or seen != next_filter:
-        raise _Refused
+            self._check(more)
+        if self._length is not None or self._seen != self._next_filter:
+            raise _Refused
+
+    def _check(self, chunk: bytes) -> None:
+        while self._length is not None and self._next_filter < self._seen + len(chunk):
+            if chunk[self._next_filter - self._seen] > _LAST_FILTER:
+                raise _Refused
+            self._next_filter += self._length
+            self._length = next(self._lengths, None)
+        self._seen += len(chunk)
