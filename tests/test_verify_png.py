@@ -256,9 +256,10 @@ def _with_dictionary(rows: bytes) -> bytes:
     return compressor.compress(rows) + compressor.flush()
 
 
-def _narrowed(stream: bytes) -> bytes:
-    """The stream with its header declaring a 512-byte window (the check bits made right)."""
-    cmf = 0x18
+def _narrowed(stream: bytes, cinfo: int = 1) -> bytes:
+    """The stream with its header declaring a window of 2 ** (cinfo + 8) bytes (the check
+    bits made right)."""
+    cmf = cinfo << 4 | 8
     flg = stream[1] & 0xE0
     flg |= 31 - ((cmf * 256 + flg) % 31) if (cmf * 256 + flg) % 31 else 0
     return bytes([cmf, flg]) + stream[2:]
@@ -324,6 +325,24 @@ def test_malformed_ancillary_chunks(name):
     for extra in MALFORMED_ANCILLARY:
         corpus.append((f"{extra!r} first", assemble(parts[:1] + [extra] + parts[1:])))
         corpus.append((f"{extra!r} last", assemble(parts[:-1] + [extra] + parts[-1:])))
+    assert not disagreements(corpus)
+
+
+def test_reaching_beyond_a_small_declared_window():
+    """zlib refuses a distance beyond the window only counting what the current call has
+    written, and libpng inflates a row per call: a stream that reaches beyond a small
+    declared window is left to TensorFlow, which refuses it."""
+    # A 1 x 200 grey image of zeros: a literal, 258 bytes at distance 1, then 141 at
+    # distance 259, in a stream declaring a 256-byte window.
+    reach = png(1, 200, 8, 0, b"", compressed=bytes.fromhex("081d631805832a080001900001"))
+    pixels = np.asarray(picture(120, 100))
+    stream = zlib.compress(plain_rows(np.concatenate([pixels, pixels])), 9)
+    corpus = [("reaches 259 back in a 256-byte window", reach)]
+    corpus += [
+        (f"window of 2^{cinfo + 8}", png(120, 200, 8, 2, b"", compressed=_narrowed(stream, cinfo)))
+        for cinfo in range(8)
+    ]
+    assert verify_png.certified_size(reach, 1 << 29) is None
     assert not disagreements(corpus)
 
 

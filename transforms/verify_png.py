@@ -2,9 +2,9 @@
 file's structure and inflating its data, without TensorFlow.
 
 libpng fails a decode on a damaged structure (signature, chunk lengths and names, CRCs of
-critical chunks, IHDR's values, chunk order, PLTE), on a zlib stream that is corrupt, uses a
-distance beyond the window its header declares, or ends before the rows do, and on a row
-filter type it does not know. Nothing else can fail: undoing the filters is arithmetic, and
+critical chunks, IHDR's values, chunk order, PLTE), on a zlib stream that is corrupt, reaches
+back beyond its window, or ends before the rows do, and on a row filter type it does not
+know. Nothing else can fail: undoing the filters is arithmetic, and
 TensorFlow turns any bit depth and colour type into 8-bit RGB. So a PNG that is plainly
 well-formed (below) is decoded by TensorFlow at IHDR's size, and `certified_size` says so.
 Anything else, including what libpng only warns about (a bad ancillary CRC, extra data after
@@ -32,6 +32,8 @@ _ADAM7 += ((0, 1, 1, 2),)
 _LAST_FILTER = 4
 # Inflated bytes held at a time: memory follows this, not the image's size.
 _CHUNK = 1 << 20
+# The largest zlib window, as far back as deflate can reach.
+_FULL_WINDOW = 1 << 15
 
 
 class _Refused(Exception):
@@ -129,12 +131,19 @@ def _row_lengths(width: int, height: int, bits: int, interlaced: bool) -> Iterat
 
 
 class _Rows:
-    """The IDAT data, inflated as it comes, a bounded chunk at a time: one zlib stream with
-    the window its header declares (as libpng reads it), nothing after its end, exactly the
-    rows, each starting with a known filter type."""
+    """The IDAT data, inflated as it comes, a bounded chunk at a time: one zlib stream,
+    nothing after its end, exactly the rows, each starting with a known filter type.
+
+    A stream whose header declares a window smaller than 32 KB is certified only when all it
+    inflates to fits that window. zlib refuses a distance beyond the window plus what the
+    current call has written, and libpng inflates a row per call, so whether a reach beyond a
+    small window fails depends on where the calls stop, which differs here; within the
+    window, nothing can reach beyond it. (zlib's own deflate never reaches beyond the window
+    it declares; libpng writes small windows for small images.)"""
 
     def __init__(self, width: int, height: int, bits: int, interlaced: bool):
         self._inflater = zlib.decompressobj(wbits=0)
+        self._window: int | None = None  # The header's, once its first byte is seen.
         self._lengths = _row_lengths(width, height, bits, interlaced)
         self._length = next(self._lengths, None)  # Of the row whose filter byte is next.
         self._next_filter = 0  # Its offset in the inflated data.
@@ -142,6 +151,8 @@ class _Rows:
 
     def feed(self, piece: memoryview) -> None:
         pending = bytes(piece)
+        if self._window is None and pending:
+            self._window = 1 << ((pending[0] >> 4) + 8)
         while pending and not self._inflater.eof:
             self._check(self._inflater.decompress(pending, _CHUNK))
             pending = self._inflater.unconsumed_tail
@@ -155,6 +166,8 @@ class _Rows:
                 raise _Refused
             self._check(more)
         if self._length is not None or self._seen != self._next_filter:
+            raise _Refused
+        if self._window < _FULL_WINDOW and self._seen > self._window:
             raise _Refused
 
     def _check(self, chunk: bytes) -> None:
