@@ -132,6 +132,7 @@ def main() -> None:
     odrecords = os.path.join(os.path.dirname(sys.executable), "odrecords")
     workdir = args.workdir or tempfile.mkdtemp(prefix="odrecords-bench-")
     print(f"{'images':>7} {'tool':<32} {'seconds':>8} {'images/s':>9} {'peak RSS MB':>12}")
+    peaks: dict[int, float] = {}
     for size in args.sizes:
         root = os.path.join(workdir, str(size))
         shutil.rmtree(root, ignore_errors=True)
@@ -176,17 +177,25 @@ def main() -> None:
         for name, command in runs:
             seconds, rss = measure(command)
             times.append(seconds)
+            if name.startswith("odrecords"):
+                peaks[size] = rss
             print(
                 f"{size:>7} {name:<32} {seconds:>8.1f} {size / seconds:>9.1f} {rss:>12.0f}",
                 flush=True,
             )
         ours, plain, decoding = times
         print(
-            f"{size:>7} odrecords: {plain / ours:.2f}x the plain loop, "
-            f"{decoding / ours:.2f}x the decoding loop",
+            f"{size:>7} odrecords: {plain / ours:.2f}x the plain loop (target 0.8x), "
+            f"{decoding / ours:.2f}x the decoding loop (target 2.0x)",
             flush=True,
         )
         shutil.rmtree(root)
+    if len(peaks) > 1:
+        smallest, largest = min(peaks), max(peaks)
+        print(
+            f"odrecords peak RSS, {largest} against {smallest} images: "
+            f"{peaks[largest] / peaks[smallest]:.2f}x (target at most 1.2x)"
+        )
     if not args.workdir:
         shutil.rmtree(workdir)
 
