@@ -4,13 +4,12 @@ file's structure and inflating its data, without TensorFlow.
 libpng fails a decode on a damaged structure (signature, chunk lengths and names, CRCs of
 critical chunks, IHDR's values, chunk order, PLTE), on a zlib stream that is corrupt, reaches
 back beyond its window, or ends before the rows do, and on a row filter type it does not
-know. Nothing else can fail: undoing the filters is arithmetic, and
-TensorFlow turns any bit depth and colour type into 8-bit RGB. So a PNG that is plainly
-well-formed (below) is decoded by TensorFlow at IHDR's size, and `certified_size` says so.
-Anything else, including what libpng only warns about (a bad ancillary CRC, extra data after
-the zlib stream or the file, a suggested palette), gets TensorFlow's own verdict
-(`transforms.verify`). `tests/test_verify.py` checks both verdicts agree over intact and
-damaged PNGs.
+know. Nothing else can fail: undoing the filters is arithmetic, and TensorFlow turns any bit
+depth and colour type into 8-bit RGB. So a PNG that is plainly well-formed (below) is decoded
+by TensorFlow at IHDR's size, and `certified_size` says so. Anything else, including what
+libpng only warns about (a bad ancillary CRC, extra data after the zlib stream or the file, a
+suggested palette), gets TensorFlow's own verdict (`transforms.verify`).
+`tests/test_verify_png.py` checks both verdicts agree over intact and damaged PNGs.
 """
 
 from __future__ import annotations
@@ -27,8 +26,15 @@ _PALETTE = 3
 # libpng's default limit on either side (PNG_USER_WIDTH_MAX, PNG_USER_HEIGHT_MAX).
 _MAX_SIDE = 1_000_000
 # Adam7's passes: (first column, first row, column step, row step).
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
-_ADAM7 += ((0, 1, 1, 2),)
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
 _LAST_FILTER = 4
 # Inflated bytes held at a time: memory follows this, not the image's size.
 _CHUNK = 1 << 20
