@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from transforms.choices import AUTO, DISPLAYED, IGNORE, STORED
+from transforms.jpeg_markers import markers
 
 ORIENTATION_TAG = 0x0112
 
@@ -179,25 +180,13 @@ def _skip_exif_header(data: bytes, start: int) -> int:
 
 
 def _jpeg_exif(data: bytes) -> tuple[int, None] | None:
-    """The TIFF header of the first Exif APP1 segment, looked for before the scan data."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
+    """The TIFF header of the first Exif APP1 segment, looked for before the scan data
+    (fill bytes and markers without a length are stepped over)."""
+    for marker, position, _ in markers(data):
+        if marker in (0xD9, 0xDA):  # End of image, start of scan: no header follows.
             return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # A fill byte.
-            position += 1
-        elif marker in (0xD9, 0xDA):  # End of image, start of scan: no header follows.
-            return None
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # Markers without a length.
-            position += 2
-        else:
-            (length,) = struct.unpack_from(">H", data, position + 2)
-            if marker == 0xE1 and data.startswith(_EXIF_HEADER, position + 4):
-                return position + 4 + len(_EXIF_HEADER), None
-            position += 2 + length
+        if marker == 0xE1 and data.startswith(_EXIF_HEADER, position + 4):
+            return position + 4 + len(_EXIF_HEADER), None
     return None
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simplejpeg
 
+from transforms.jpeg_markers import markers
 from transforms.lazy_tensorflow import tensorflow
 from transforms.verify_png import SIGNATURE, certified_size
 
@@ -73,14 +74,7 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, int, int] | None:
     """(marker, precision, width, height, components) of a JPEG's start-of-frame segment,
     or None when the segments before it are not plainly well-formed (the decoder may then
     warn, and only TensorFlow knows whether it minds)."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        length = int.from_bytes(data[position + 2 : position + 4], "big")
+    for marker, position, length in markers(data):
         if marker in _COVERED_FRAMES or marker in _OTHER_FRAMES:
             if length < 8 or position + 10 > len(data):
                 return None
@@ -92,7 +86,6 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, int, int] | None:
             return None  # SOS, fill bytes, RSTn, EOI, SOI...: unusual before a frame.
         if length < 2:
             return None
-        position += 2 + length
     return None
 
 
