@@ -29,6 +29,7 @@ import shutil
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -50,11 +51,16 @@ def digest_of_bytes(data: bytes) -> dict:
 
 def digest_of_file(path: str) -> dict:
     """{"size", "sha256"} of a written file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
     with FileSystems.open(path) as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+        return digest_of_stream(handle)
+
+
+def digest_of_stream(handle: BinaryIO) -> dict:
+    """{"size", "sha256"} of what is left to read from an open file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
     return {"size": size, "sha256": digest.hexdigest()}
 
 

@@ -34,7 +34,6 @@ duplicates before splits are assigned.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections import OrderedDict
@@ -46,12 +45,11 @@ from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from transforms.builds import PreviousBuild, join
 from transforms.choices import OFF, STAT
-from transforms.outputs import is_shard_name
+from transforms.outputs import digest_of_stream, is_shard_name
 from transforms.paths import open_regular
 from transforms.shard_index import FileIdentity, IndexRow, is_index_name
 from transforms.tfrecord import is_framed
 
-_CHUNK = 1 << 20
 # Previous shards kept open at a time while their records are copied.
 _OPEN_SHARDS = 8
 
@@ -102,14 +100,11 @@ def file_stat(path: str) -> tuple[int, float] | None:
 
 def file_sha256(path: str) -> str | None:
     """The sha256 of a regular file's bytes, read in chunks; None when it cannot be read."""
-    digest = hashlib.sha256()
     try:
         with open_regular(path) as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+            return digest_of_stream(handle)["sha256"]
     except Exception:  # Each filesystem raises its own error types.
         return None
-    return digest.hexdigest()
 
 
 def identity(at: tuple[int, float] | None, sha256: str | None) -> FileIdentity | None:

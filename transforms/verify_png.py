@@ -156,7 +156,7 @@ class _Rows:
         self._seen = 0
 
     def feed(self, piece: memoryview) -> None:
-        pending = bytes(piece)
+        pending = piece
         if self._window is None and pending:
             self._window = 1 << ((pending[0] >> 4) + 8)
         while pending and not self._inflater.eof:
