@@ -8,6 +8,8 @@ finds answer at once, before `pipelines.cli` imports the command itself.
 from __future__ import annotations
 
 import argparse
+import difflib
+import sys
 from collections.abc import Sequence
 
 from transforms.choices import (
@@ -36,13 +38,31 @@ class UsageError(Exception):
     """Arguments the job cannot run with; the message is printed as one line."""
 
 
+def misspelled(wanted: Sequence[str], given: Sequence[str]) -> str:
+    """ "; did you mean --annotations (not --anotations)?" when a flag in `given` is not one of
+    `wanted` but close to one, else "": a misspelled flag makes its right spelling missing."""
+    names = {arg.split("=", 1)[0] for arg in given if arg.startswith("--")} - set(wanted)
+    for name in sorted(names):
+        close = difflib.get_close_matches(name, wanted, n=1, cutoff=0.8)
+        if close:
+            return f"; did you mean {close[0]} (not {name})?"
+    return ""
+
+
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are UsageErrors (one line, exit code 2), and whose
-    `--two-words` flags also answer to `--two_words`, the spelling of Beam's own options and
-    of Dataflow template parameters."""
+    """An argument parser whose errors are UsageErrors (one line, exit code 2), naming the
+    flag a misspelled one was meant to be, and whose `--two-words` flags also answer to
+    `--two_words`, the spelling of Beam's own options and of Dataflow template parameters."""
+
+    _given: Sequence[str] = ()
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
-        raise UsageError(message)
+        known = [name for action in self._actions for name in action.option_strings]
+        raise UsageError(message + misspelled(known, self._given))
 
     def add_argument(self, *names, **options):
         aliases = [

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import create_runner
 
-from pipelines.flags import DEFAULT_NUM_SHARDS, DEFAULT_SPLITS, UsageError, create_parser
+from pipelines.flags import (
+    DEFAULT_NUM_SHARDS,
+    DEFAULT_SPLITS,
+    UsageError,
+    create_parser,
+    misspelled,
+)
 from transforms.builds import BUILDS, VERSIONS, Layout, PreviousBuild, find_previous, new_build_id
 from transforms.choices import (
     AUTO,
@@ -251,9 +258,31 @@ def _reuse(values: dict) -> str:
     return value
 
 
+def check_runner(flags: list[str]) -> None:
+    """Refuses a `--runner` Beam cannot make, naming the runners it knows, rather than let
+    the job fail with a traceback; making a runner starts nothing."""
+    name = PipelineOptions(flags).view_as(StandardOptions).runner
+    if not name:
+        return
+    try:
+        create_runner(name)
+    except ImportError as error:
+        raise UsageError(f"--runner {name} is not available here: {error}") from None
+    except Exception:  # Beam raises ValueError, or anything a named class raises.
+        known = StandardOptions.KNOWN_RUNNER_NAMES
+        by_lower = {runner.lower(): runner for runner in known}
+        close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.75)
+        close = close or difflib.get_close_matches(f"{name}runner".lower(), by_lower, 1, 0.75)
+        hint = f"did you mean {by_lower[close[0]]}? " if close else ""
+        raise UsageError(
+            f"unknown --runner {excerpt(name)}; {hint}Beam knows {', '.join(known)}"
+        ) from None
+
+
 def check_beam_flags(flags: list[str]) -> None:
     """Refuses flags that neither odrecords nor Beam knows: Beam would only log and ignore
-    them, and a mistyped `--num_shards` would silently write the default shard count."""
+    them, and a mistyped `--num_shards` would silently write the default shard count. Then
+    checks the runner."""
     # Runner option classes register their flags when their modules are imported.
     import apache_beam.runners.portability.flink_runner  # noqa: F401
     import apache_beam.runners.portability.spark_runner  # noqa: F401
@@ -274,6 +303,7 @@ def check_beam_flags(flags: list[str]) -> None:
             hint = f"; did you mean {close[0]}?" if close else ""
             raise UsageError(f"unknown option {name}{hint}")
         raise UsageError(f"unexpected argument {flag!r}")
+    check_runner(flags)
 
 
 def _read_option_file(values: dict, key: str, read):
@@ -333,7 +363,8 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
             values[key] = value
     for key in ("format", "annotations", "output"):
         if not values.get(key):
-            raise UsageError(f"--{key} is required (as a flag or in the config)")
+            hint = misspelled([f"--{key}"], beam_args)
+            raise UsageError(f"--{key} is required (as a flag or in the config){hint}")
     for key in _PATH_KEYS:  # Workers may run elsewhere than the launcher's folder.
         if isinstance(values.get(key), str) and is_local(values[key]):
             values[key] = os.path.abspath(values[key])
