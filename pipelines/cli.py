@@ -61,6 +61,9 @@ def _dispatch(argv: list[str]) -> int:
         level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # A failed job is reported in one line by the command; Beam would log its traceback.
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     if command in WITH_TENSORFLOW:
         tensorflow()  # Quietly, before Beam or the command can log anything.
     module = importlib.import_module(f"pipelines.{COMMANDS[command]}")

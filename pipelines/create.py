@@ -6,12 +6,14 @@ Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse th
 from __future__ import annotations
 
 import datetime
+import errno
 import importlib.metadata
 import itertools
 import json
 import logging
 import os
 import platform
+import re
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +29,7 @@ from pipelines.settings import (
     pipeline_options,
     runs_locally,
 )
+from transforms.build_lock import BuildLock
 from transforms.builds import MANIFEST, Layout
 from transforms.changes import ImageChanges, summary_lines
 from transforms.choices import SAME_SPLIT
@@ -37,9 +40,10 @@ from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.orientation import OrientationPolicy
 from transforms.orientation import summary as orientation_summary
+from transforms.publish import remove_abandoned, remove_unfinished
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
-from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
+from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation, excerpt
 from transforms.report import (
     DUPLICATE_KINDS,
     ERRORS_FILE,
@@ -49,6 +53,7 @@ from transforms.report import (
     duplicates_across,
     error_counts,
     write_errors,
+    written_by_create,
 )
 from transforms.reuse import plan_reuse, reuse_text
 from transforms.shard_index import (
@@ -183,10 +188,11 @@ def _overlap_counts(element: tuple[str, Iterable[str | None]]) -> Iterator[dict]
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, settings: CreateSettings, progress: bool = False
+    pipeline: beam.Pipeline, settings: CreateSettings, parts: str, progress: bool = False
 ) -> None:
-    """Adds the create graph to `pipeline`; the same graph serves every runner. `progress`
-    prints progress lines (for in-process runners, whose workers share the console)."""
+    """Adds the create graph to `pipeline`; the same graph serves every runner. `parts`: the
+    folder of temporary files (`parts_dir`); `progress` prints progress lines (for in-process
+    runners, whose workers share the console)."""
     read = pipeline | "ReadAnnotations" >> ReadAnnotations(
         settings.format,
         settings.source.pattern,
@@ -226,9 +232,7 @@ def build_pipeline(
         index = pipeline | "ReadPreviousIndex" >> ReadIndex(previous.folder, previous.files)
         step_counts.append(index[INDEX_COUNTS])
         before = index.rows
-    temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
     layout = settings.layout
-    parts = parts_dir(layout.build, temp_location)
     shard_settings = ShardSettings(
         output=layout.build,
         parts=parts,
@@ -482,25 +486,96 @@ def print_counters(result: beam.runners.runner.PipelineResult) -> None:
             print(f"  {value:>10}  {name}")
 
 
+def _failure(error: BaseException, where: str) -> str:
+    """One line for a job that failed: the error first raised, the path it names or else the
+    folder being written, and the step it was raised in."""
+    chain = list(_chain(error))
+    first = chain[-1]
+    steps = re.findall(r"\[while running '([^']+)'\]", "\n".join(map(str, chain)))
+    if isinstance(first, OSError) and first.strerror:
+        what = f"{first.strerror} ({errno.errorcode.get(first.errno, first.errno)})"
+        path = first.filename or where
+    else:
+        what = re.sub(r" \[while running '[^']+'\]", "", str(first)) or type(first).__name__
+        what = f"{type(first).__name__}: {excerpt(what)}"
+        path = where
+    step = f" in step {steps[-1].split('/')[0]}" if steps else ""
+    return f"{what}, writing {path}{step}"
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and the errors it wraps, down to the first raised: Beam wraps an error several
+    times, as the cause or context of its own, or in a BeamIOError's `exception_details`."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        details = getattr(error, "exception_details", None)
+        inner = [e for e in (details or {}).values() if isinstance(e, BaseException)]
+        error = inner[0] if inner else error.__cause__ or error.__context__
+
+
+def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
+    """Removes what failed or killed builds left in the output, then takes this build's lock
+    (`transforms.build_lock`): the first write into the output, so one that cannot be
+    written is found before the job starts. Raises UsageError."""
+    output = settings.output
+    try:
+        for build_id in remove_abandoned(output, written_by_create):
+            print(
+                f"odrecords create: removed what the failed or killed build {build_id} left",
+                file=sys.stderr,
+            )
+        return BuildLock(output, settings.layout.build_id, parts)
+    except Exception as error:  # Each filesystem raises its own error types.
+        reason = _failure(error, output)
+        raise UsageError(f"cannot write to output folder {output}: {reason}") from None
+
+
 def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
     """Builds and runs the pipeline, then prints the summary and returns the exit code, or only
     submits it (`--detach`, and inside a Dataflow Flex Template launcher, which must not
-    wait)."""
+    wait). A job that fails or is interrupted is reported in one line, and what its build
+    wrote is removed, so the same command can run again in the space it had."""
     options = pipeline_options(beam_args)
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, settings, runs_locally(options))
-    _LOG.info(
-        "reading %s (%s) with %s",
-        settings.source.pattern,
-        settings.format.name,
-        options.get_all_options()["runner"],
+    layout = settings.layout
+    parts = parts_dir(
+        layout.build, options.view_as(GoogleCloudOptions).temp_location, layout.build_id
     )
-    result = pipeline.run()
-    if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
-        where = settings.layout.published
-        print(f"submitted; {FileSystems.join(where, MANIFEST)} appears when it is done")
-        return 0
-    result.wait_until_finish()
+    try:
+        lock = _claim_output(settings, parts)
+    except UsageError as error:
+        print(f"odrecords create: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, settings, parts, runs_locally(options))
+        _LOG.info(
+            "reading %s (%s) with %s",
+            settings.source.pattern,
+            settings.format.name,
+            options.get_all_options()["runner"],
+        )
+        result = pipeline.run()
+        if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
+            lock.release()  # The runner has the build now; see `transforms.build_lock`.
+            where = settings.layout.published
+            print(f"submitted; {FileSystems.join(where, MANIFEST)} appears when it is done")
+            return 0
+        result.wait_until_finish()
+    except BaseException as error:  # Interrupted too: what the build wrote is removed.
+        _LOG.info("the job failed", exc_info=True)  # With -v.
+        remove_unfinished(settings.output, layout.build_id, parts, written_by_create)
+        lock.release()
+        stopped = isinstance(error, KeyboardInterrupt)
+        what = "interrupted" if stopped else f"failed: {_failure(error, layout.build)}"
+        print(
+            f"odrecords create: error: the build {what}; what it wrote was removed, the "
+            f"published output in {settings.output} is unchanged",
+            file=sys.stderr,
+        )
+        return 130 if stopped else 1
+    lock.release()
     manifest, folder = _read_manifest(settings.layout)
     _print_summary(manifest, folder)
     if manifest["build"]["published"] and settings.layout.versions:

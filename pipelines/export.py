@@ -10,6 +10,7 @@ import json
 import posixpath
 import re
 import sys
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -421,7 +422,7 @@ def _write_summary(
 def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
     """Adds the export graph to `pipeline`; the same graph serves every runner."""
     temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
-    parts = parts_dir(settings.output, temp_location)
+    parts = parts_dir(settings.output, temp_location, uuid.uuid4().hex)
     decoded = (
         pipeline
         | "Files" >> beam.Create(settings.inputs)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.build_lock import abandoned_builds, forget, is_running, parts_of
 from transforms.builds import (
     BUILDS,
     LATEST,
@@ -199,13 +200,44 @@ def finish_publications(output: str, named: Callable[[str], bool]) -> list[str]:
     return finished
 
 
+def remove_unfinished(
+    output: str, build_id: str, parts: str | None, named: Callable[[str], bool]
+) -> None:
+    """Removes what an unfinished build wrote: its folder, unless it holds a published build
+    (a version `LATEST` may name, or a publication `finish_publications` finishes), and its
+    temporary files when they are in a folder of their own (`parts`)."""
+    for parent in (BUILDS, VERSIONS):
+        folder = FileSystems.join(output, parent, build_id)
+        if FileSystems.exists(folder) and not _is_published(folder):
+            remove_build(folder, named)
+    if parts is not None and FileSystems.exists(parts):
+        remove_build(parts, lambda _: True)
+
+
+def remove_abandoned(output: str, named: Callable[[str], bool]) -> list[str]:
+    """Removes what builds whose launcher failed or was killed left (`transforms.build_lock`)
+    and returns their ids. Run before a new build writes anything, so the space they took is
+    free for it."""
+    removed = []
+    for build_id in abandoned_builds(output):
+        remove_unfinished(output, build_id, parts_of(output, build_id), named)
+        forget(output, build_id)
+        removed.append(build_id)
+    return removed
+
+
 def remove_earlier_builds(layout: Layout, named: Callable[[str], bool]) -> None:
     """After `layout`'s build was published: removes the build folders that started before it
     and were never published (interrupted, or held back by the error-rate gate), and, with
     versions, the published versions beyond the newest `keep_versions`. Folders of builds
-    that started later are left: they may still be running."""
+    that started later, or whose launcher still holds their lock, are left: they may still be
+    running."""
     parent = FileSystems.join(layout.output, VERSIONS if layout.versions else BUILDS)
-    names = [name for name in _builds_in(parent) if name < layout.build_id]
+    names = [
+        name
+        for name in _builds_in(parent)
+        if name < layout.build_id and not is_running(layout.output, name)
+    ]
     published = [name for name in names if layout.versions and _is_published(join(parent, name))]
     # This build is one of the versions kept.
     kept = set(published[max(0, len(published) - layout.keep_versions + 1) :])

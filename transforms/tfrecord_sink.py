@@ -85,11 +85,13 @@ def shard_path(split: str, shard: int, num_shards: int) -> str:
     return f"{split}/{split}.tfrecord-{shard:05d}-of-{num_shards:05d}"
 
 
-def parts_dir(output: str, temp_location: str | None) -> str:
-    """Where temporary files go: a new folder under `--temp_location` when given (so a run's
-    scratch space is where the operator wants it), else `.parts` in the build folder."""
+def parts_dir(output: str, temp_location: str | None, run_id: str) -> str:
+    """Where temporary files go: a folder of the run's own under `--temp_location` when given
+    (so a run's scratch space is where the operator wants it), else `.parts` in the output
+    folder. The name follows from `run_id`, so a later run can remove what a killed one left
+    (`transforms.build_lock`)."""
     if temp_location:
-        return FileSystems.join(temp_location, f"odrecords-{uuid.uuid4().hex}")
+        return FileSystems.join(temp_location, f"odrecords-{run_id}")
     return FileSystems.join(output, PARTS_DIR)
 
 
