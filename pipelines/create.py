@@ -6,14 +6,12 @@ Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse th
 from __future__ import annotations
 
 import datetime
-import errno
 import importlib.metadata
 import itertools
 import json
 import logging
 import os
 import platform
-import re
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from pipelines.failures import failure_line
 from pipelines.flags import UsageError
 from pipelines.settings import (
     CreateSettings,
@@ -43,7 +42,7 @@ from transforms.orientation import summary as orientation_summary
 from transforms.publish import remove_abandoned, remove_unfinished
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
-from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation, excerpt
+from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.report import (
     DUPLICATE_KINDS,
     ERRORS_FILE,
@@ -486,35 +485,6 @@ def print_counters(result: beam.runners.runner.PipelineResult) -> None:
             print(f"  {value:>10}  {name}")
 
 
-def _failure(error: BaseException, where: str) -> str:
-    """One line for a job that failed: the error first raised, the path it names or else the
-    folder being written, and the step it was raised in."""
-    chain = list(_chain(error))
-    first = chain[-1]
-    steps = re.findall(r"\[while running '([^']+)'\]", "\n".join(map(str, chain)))
-    if isinstance(first, OSError) and first.strerror:
-        what = f"{first.strerror} ({errno.errorcode.get(first.errno, first.errno)})"
-        path = first.filename or where
-    else:
-        what = re.sub(r" \[while running '[^']+'\]", "", str(first)) or type(first).__name__
-        what = f"{type(first).__name__}: {excerpt(what)}"
-        path = where
-    step = f" in step {steps[-1].split('/')[0]}" if steps else ""
-    return f"{what}, writing {path}{step}"
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """`error` and the errors it wraps, down to the first raised: Beam wraps an error several
-    times, as the cause or context of its own, or in a BeamIOError's `exception_details`."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        details = getattr(error, "exception_details", None)
-        inner = [e for e in (details or {}).values() if isinstance(e, BaseException)]
-        error = inner[0] if inner else error.__cause__ or error.__context__
-
-
 def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
     """Removes what failed or killed builds left in the output, then takes this build's lock
     (`transforms.build_lock`): the first write into the output, so one that cannot be
@@ -528,7 +498,7 @@ def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
             )
         return BuildLock(output, settings.layout.build_id, parts)
     except Exception as error:  # Each filesystem raises its own error types.
-        reason = _failure(error, output)
+        reason = failure_line(error, output)
         raise UsageError(f"cannot write to output folder {output}: {reason}") from None
 
 
@@ -568,7 +538,7 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
         remove_unfinished(settings.output, layout.build_id, parts, written_by_create)
         lock.release()
         stopped = isinstance(error, KeyboardInterrupt)
-        what = "interrupted" if stopped else f"failed: {_failure(error, layout.build)}"
+        what = "interrupted" if stopped else f"failed: {failure_line(error, layout.build)}"
         print(
             f"odrecords create: error: the build {what}; what it wrote was removed, the "
             f"published output in {settings.output} is unchanged",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 import re
 import sys
@@ -19,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from pipelines.failures import check_writable, failure_line
 from pipelines.flags import EXPORT_FORMATS, UsageError, export_parser
 from pipelines.settings import (
     check_beam_flags,
@@ -52,6 +54,7 @@ from transforms.outputs import (
     with_checksum,
 )
 from transforms.paths import UnsafePathError, image_key
+from transforms.publish import remove_build
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.report import ERRORS_FILE, MANIFEST, write_errors
 from transforms.tfrecord import iter_records, open_records
@@ -75,6 +78,8 @@ _MAX_NAME = 1000
 # later export into the same folder may remove (see `transforms.outputs`).
 _EXPORT_FOLDERS = (IMAGES_DIR, "annotations", "labels", "ImageSets")
 _EXPORT_ENDINGS = (".csv", ".txt", ".yaml", ".jsonl")
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -157,6 +162,7 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
             raise UsageError(f"label map {args.label_map}: {error}") from None
     earlier = check_output_folder(args.output, SUMMARY)
     check_beam_flags(list(beam_args))
+    check_writable(args.output)
     return ExportSettings(inputs, args.format, args.output, names, ids, earlier), beam_args
 
 
@@ -419,10 +425,9 @@ def _write_summary(
     yield summary
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings) -> None:
-    """Adds the export graph to `pipeline`; the same graph serves every runner."""
-    temp_location = pipeline.options.view_as(GoogleCloudOptions).temp_location
-    parts = parts_dir(settings.output, temp_location, uuid.uuid4().hex)
+def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings, parts: str) -> None:
+    """Adds the export graph to `pipeline`; the same graph serves every runner. `parts`: the
+    folder of temporary files (`parts_dir`)."""
     decoded = (
         pipeline
         | "Files" >> beam.Create(settings.inputs)
@@ -522,15 +527,39 @@ def _print_summary(output: str) -> None:
     print(f"wrote {FileSystems.join(output, SUMMARY)}")
 
 
+def _remove_failed(settings: ExportSettings, parts: str) -> None:
+    """Removes what a failed export wrote, so the same command can run again: its temporary
+    files, and, in a folder that was new or empty, every file named as export names them (in
+    a folder holding an earlier export, its files stay: the next export replaces them)."""
+    new = not settings.earlier_files
+    remove_build(settings.output, _is_export_file if new else lambda _: False)
+    if FileSystems.exists(parts):
+        delete_path(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings, beam_args = parse_export_args(sys.argv[1:] if argv is None else argv)
     except UsageError as error:
         print(f"odrecords export: error: {error}", file=sys.stderr)
         return 2
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(pipeline, settings)
-    pipeline.run().wait_until_finish()
+    options = pipeline_options(beam_args)
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    parts = parts_dir(settings.output, temp_location, uuid.uuid4().hex)
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, settings, parts)
+        pipeline.run().wait_until_finish()
+    except BaseException as error:  # Interrupted too: what it wrote is removed.
+        _LOG.info("the job failed", exc_info=True)  # With -v.
+        _remove_failed(settings, parts)
+        stopped = isinstance(error, KeyboardInterrupt)
+        what = "interrupted" if stopped else f"failed: {failure_line(error, settings.output)}"
+        print(
+            f"odrecords export: error: the export {what}; its temporary files were removed",
+            file=sys.stderr,
+        )
+        return 130 if stopped else 1
     _print_summary(settings.output)
     return 0
 

@@ -60,7 +60,7 @@ def hook(event, args):
             raise OSError(code, os.strerror(code), str(args[0]))
 sys.addaudithook(hook)
 from pipelines import cli
-exit_code = cli.main(["create", *sys.argv[4:]])
+exit_code = cli.main(sys.argv[4:])
 if nth == 0:
     print(count, file=sys.stderr)
 sys.exit(exit_code)
@@ -73,7 +73,7 @@ def odrecords(*args: str, fault: tuple[str, int, int] | None = None, **kw):
         command = [sys.executable, "-m", "pipelines.cli", *args]
     else:
         out, nth, code = fault
-        command = [sys.executable, "-c", FAULTY, out, str(nth), str(code), *args[1:]]
+        command = [sys.executable, "-c", FAULTY, out, str(nth), str(code), *args]
     return subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, **kw
     )
@@ -197,7 +197,7 @@ def sample_build(tmp_path_factory) -> tuple[dict[str, bytes], int]:
     """The sample's files as a build without faults writes them, and how many files that
     build opens for writing or renames in its output."""
     output = tmp_path_factory.mktemp("reference") / "out"
-    command = [sys.executable, "-c", FAULTY, str(output), "0", "0", *SAMPLE_ARGS]
+    command = [sys.executable, "-c", FAULTY, str(output), "0", "0", "create", *SAMPLE_ARGS]
     done = subprocess.run(
         [*command, "--output", str(output)], cwd=ROOT, capture_output=True, text=True, check=True
     )
@@ -286,3 +286,19 @@ def test_a_running_build_is_never_taken_for_abandoned(tmp_path):
         ]
     finally:
         running.release()
+
+
+def test_an_export_that_cannot_be_written_or_fails_is_one_line_and_can_run_again(tmp_path):
+    records = tmp_path / "records"
+    assert run_create(*SAMPLE_ARGS, "--output", records) == 0
+    output = tmp_path / "export"
+    args = ("export", "--input", str(records), "--format", "coco", "--output", str(output))
+    for nth in (1, 5, 20):
+        result = odrecords(*args, fault=(str(output), nth, errno.ENOSPC))
+        line = one_error_line(result.stderr)
+        assert result.returncode == (2 if nth == 1 else 1), line
+        assert "No space left on device" in line
+        assert not output.exists() or not any(output.iterdir()), sorted(output.rglob("*"))
+    result = odrecords(*args)
+    assert result.returncode == 0, result.stderr
+    assert (output / "export.json").is_file()
