@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
+from pipelines.failures import failure_line
 from pipelines.flags import (
     DEFAULT_NUM_SHARDS,
     DEFAULT_SPLITS,
@@ -215,6 +216,10 @@ def previous_build(output: str) -> PreviousBuild | None:
     try:
         for build_id in finish_publications(output, written_by_create):
             print(f"odrecords create: finished publishing build {build_id}", file=sys.stderr)
+    except OSError as error:
+        reason = failure_line(error, output)
+        raise UsageError(f"cannot write to output folder {output}: {reason}") from None
+    try:
         previous = find_previous(output)
     except NotOurOutput as error:
         raise UsageError(

@@ -165,6 +165,30 @@ def test_read_only_output_is_refused_before_the_job(tmpfs):
 
 
 @AS_ROOT
+def test_a_publication_to_finish_on_a_read_only_output_is_one_line(tmpfs, monkeypatch):
+    from apache_beam.io.filesystems import FileSystems
+
+    point = tmpfs(512)
+    output = point / "out"
+    assert run_create(*SAMPLE_ARGS, "--output", output) == 0
+    rename = FileSystems.rename
+
+    def killed_after_the_first_move(sources, targets):
+        rename(sources, targets)
+        if ".builds" in sources[0] and ".builds" not in targets[0]:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(FileSystems, "rename", staticmethod(killed_after_the_first_move))
+    assert run_create(*SAMPLE_ARGS, "--output", output, "--num-shards", "3") == 1
+    monkeypatch.undo()
+    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+    result = odrecords("create", *SAMPLE_ARGS, "--output", str(output))
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert f"cannot write to output folder {output}: Read-only file system" in line
+
+
+@AS_ROOT
 def test_a_full_disk_fails_in_one_line_and_the_same_command_fits_again(tmpfs, tmp_path):
     reference = tmp_path / "reference"
     assert odrecords("create", *SAMPLE_ARGS, "--output", str(reference)).returncode == 0
