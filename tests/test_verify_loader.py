@@ -32,7 +32,16 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from test_verify import FUZZ, encode, flip, oracle, patch, picture, segments
+from test_verify import (
+    FUZZ,
+    encode,
+    flip,
+    gif_of_two_frames,
+    oracle,
+    patch,
+    picture,
+    segments,
+)
 from test_verify_png import MALFORMED_ANCILLARY, chunk
 
 from transforms.images import ImageLoader, ImageRejected
@@ -398,6 +407,7 @@ def other_bases() -> dict[str, bytes]:
     webp = encode(IMAGE, "WEBP", lossless=True)
     return {
         "gif": encode(IMAGE, "GIF"),
+        "gif_two_frames": gif_of_two_frames(),
         "bmp": encode(IMAGE, "BMP"),
         "bmp_rgba": encode(IMAGE.convert("RGBA"), "BMP"),
         "webp": webp,
@@ -476,6 +486,19 @@ def test_a_bomb_is_refused_from_its_header_even_when_pillow_cannot_read_it(monke
     monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
     with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
         LOADERS["auto"].load(ImageAnnotation("bomb.png", ("s",)), stored=bomb)
+
+
+def test_a_gif_bomb_is_refused_from_its_frames_even_when_pillow_cannot_read_it(monkeypatch):
+    """A GIF whose frame declares 5000 x 5000 pixels on a 4 x 4 screen, with a version
+    Pillow does not know: refused by the pixel limit before TensorFlow decodes it onto a
+    canvas of its frame's size."""
+    data = encode(Image.new("P", (4, 4)), "GIF")
+    descriptor = data.index(b"\x2c", 13)
+    bomb = b"GIF8!a" + patch(data, descriptor + 5, struct.pack("<HH", 5000, 5000))[6:]
+    assert pillow_refuses(bomb)
+    monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
+    with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
+        LOADERS["auto"].load(ImageAnnotation("bomb.gif", ("s",)), stored=bomb)
 
 
 # -- random ancillary chunks ------------------------------------------------------------------

@@ -163,16 +163,49 @@ def signature_format(data: bytes) -> str | None:
 
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) a JPEG's frame or a PNG's IHDR declares, read before anything is
-    decoded: the size TensorFlow would decode it at, so a limit on pixels can refuse a
-    decompression bomb from a few bytes. None where the header does not plainly tell."""
+    """(width, height) the header of a JPEG (its frame), PNG (IHDR) or GIF (its frames)
+    declares, read before anything is decoded: the size TensorFlow would decode it at, so a
+    limit on pixels can refuse a decompression bomb from a few bytes. None where the header
+    does not plainly tell."""
     if data.startswith(SIGNATURE):
         if data[12:16] != b"IHDR" or len(data) < 24:
             return None
         width, height = struct.unpack_from(">II", data, 16)
         return width, height
+    if data.startswith(b"GIF8"):
+        return _gif_canvas(data)
     frame = jpeg_frame(data)
     return None if frame is None else (frame[2], frame[3])
+
+
+def _gif_canvas(data: bytes) -> tuple[int, int] | None:
+    """The widest and the tallest of a GIF's whole frames: TensorFlow decodes a GIF onto a
+    canvas of that size, whatever its logical screen, from the frames giflib reads whole.
+    The blocks are walked up to the trailer, or to where they stop making sense."""
+    if len(data) < 13:
+        return None
+    position = 13 + _colour_table(data[10])
+    width = height = 0
+    while position < len(data) and data[position] != 0x3B:  # Trailer.
+        frame = 0, 0
+        if data[position] == 0x21:  # Extension: label, then sub-blocks.
+            position += 2
+        elif data[position] == 0x2C and position + 10 <= len(data):  # Image descriptor.
+            frame = struct.unpack_from("<HH", data, position + 5)
+            position += 11 + _colour_table(data[position + 9])  # And the LZW code size.
+        else:
+            break
+        while position < len(data) and data[position]:  # Sub-blocks, to the empty one.
+            position += 1 + data[position]
+        if position < len(data):  # The frame is whole.
+            width, height = max(width, frame[0]), max(height, frame[1])
+        position += 1
+    return (width, height) if width and height else None
+
+
+def _colour_table(flags: int) -> int:
+    """The length of the colour table a GIF's screen or image descriptor flags announce."""
+    return 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
 
 
 def pixels(data: bytes) -> np.ndarray:
