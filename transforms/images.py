@@ -47,6 +47,9 @@ from transforms.verify import (
 )
 
 _KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+# TensorFlow's messages are its own words, not the input's (the longest seen, giflib's, run
+# to about 100 characters): quoted whole up to this, where an excerpt of input is shorter.
+_TENSORFLOW_CHARS = 200
 # Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) becomes RGB(A).
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
 
@@ -145,7 +148,7 @@ class ImageLoader:
             return decode(data)
         except Undecodable as error:
             raise ImageRejected(
-                f"TensorFlow cannot decode the image: {excerpt(str(error))}"
+                f"TensorFlow cannot decode the image: {excerpt(str(error), _TENSORFLOW_CHARS)}"
             ) from None
 
     def load(self, annotation: ImageAnnotation, stored: bytes | None = None) -> LoadedImage:
