@@ -120,9 +120,10 @@ class ImageLoader:
     decompression bomb costs a few bytes of parsing, never gigabytes of memory. It is ours
     that decides, not Pillow's own bomb limit (about 89 million pixels, refused above twice
     that): `setup` raises Pillow's to ours when ours is higher, and an image Pillow still
-    refuses or warns about is reported against ours. Call `setup` once per worker (from a
-    DoFn's setup). TensorFlow is imported only when an image needs its verdict
-    (`transforms.verify.decode`).
+    refuses or warns about is reported against ours. An image whose header neither odrecords
+    nor Pillow reads is held to it at the size TensorFlow decodes it at. Call `setup` once
+    per worker (from a DoFn's setup). TensorFlow is imported only when an image needs its
+    verdict (`transforms.verify.decode`).
     """
 
     def __init__(
@@ -213,8 +214,8 @@ class ImageLoader:
         tables); whenever it fails, for any reason but the pixel limit, the original bytes
         get TensorFlow's verdict instead (`_read_by_tensorflow`), so no image TensorFlow
         decodes is rejected for what Pillow makes of it (a wrong CRC on a text chunk, a
-        damaged Exif block). A JPEG's frame or a PNG's IHDR is held to the pixel limit first,
-        before either decodes anything."""
+        damaged Exif block). A JPEG's frame, a PNG's IHDR and a GIF's frames are held to the
+        pixel limit first, before either decodes anything."""
         declared = declared_size(data)
         if declared is not None:
             self._check_pixels(*declared)
