@@ -304,6 +304,8 @@ def other_formats() -> dict[str, bytes]:
         "gif_two_frames": gif_of_two_frames(),
         "bmp": encode(image, "BMP"),
         "webp": encode(image, "WEBP", lossless=True),
+        "webp_lossy": encode(image, "WEBP", quality=80),
+        "webp_extended": encode(image, "WEBP", quality=80, exif=_exif()),
     }
 
 

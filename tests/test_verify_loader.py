@@ -44,6 +44,7 @@ from test_verify import (
 )
 from test_verify_png import MALFORMED_ANCILLARY, chunk
 
+from transforms import verify
 from transforms.images import ImageLoader, ImageRejected
 from transforms.orientation import DISPLAYED, OrientationPolicy
 from transforms.records import ImageAnnotation
@@ -104,7 +105,10 @@ def rejection_mismatch(name: str, data: bytes, reason: str) -> str | None:
     limits, or its message is not the reason."""
     decoded = oracle(data)
     if PIXEL_LIMIT.search(reason):
-        if max(area(decoded), area(pillow_size(data))) <= MAX_PIXELS:
+        # The limit is ours, held to the size the header declares (read by odrecords, and
+        # checked against TensorFlow's in test_verify, or by Pillow) or TensorFlow decodes.
+        sizes = (decoded, pillow_size(data), verify.declared_size(data))
+        if max(area(size) for size in sizes) <= MAX_PIXELS:
             return f"{name}: rejected ({reason}), TensorFlow decodes it at {decoded}"
         return None
     message = tensorflow_message(data)
@@ -499,6 +503,16 @@ def test_a_gif_bomb_is_refused_from_its_frames_even_when_pillow_cannot_read_it(m
     monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
     with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
         LOADERS["auto"].load(ImageAnnotation("bomb.gif", ("s",)), stored=bomb)
+
+
+def test_a_webp_bomb_is_refused_from_its_canvas(monkeypatch):
+    """A WebP whose extended header declares a 5000 x 5000 canvas: refused by the pixel limit
+    before libwebp, through Pillow or TensorFlow, allocates it."""
+    bomb = patch(OTHERS["webp_oriented"], 24, (4999).to_bytes(3, "little") * 2)
+    monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
+    monkeypatch.setattr("transforms.images.Image.open", lambda data: pytest.fail("opened"))
+    with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
+        LOADERS["auto"].load(ImageAnnotation("bomb.webp", ("s",)), stored=bomb)
 
 
 # -- random ancillary chunks ------------------------------------------------------------------

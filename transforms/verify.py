@@ -163,10 +163,10 @@ def signature_format(data: bytes) -> str | None:
 
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) the header of a JPEG (its frame), PNG (IHDR) or GIF (its frames)
-    declares, read before anything is decoded: the size TensorFlow would decode it at, so a
-    limit on pixels can refuse a decompression bomb from a few bytes. None where the header
-    does not plainly tell."""
+    """(width, height) the header of a JPEG (its frame), PNG (IHDR), GIF (its frames) or
+    WebP (its canvas) declares, read before anything is decoded: the size TensorFlow would
+    decode it at, so a limit on pixels can refuse a decompression bomb from a few bytes.
+    None where the header does not plainly tell."""
     if data.startswith(SIGNATURE):
         if data[12:16] != b"IHDR" or len(data) < 24:
             return None
@@ -174,6 +174,8 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
         return width, height
     if data.startswith(b"GIF8"):
         return _gif_canvas(data)
+    if signature_format(data) == "WEBP":
+        return _webp_canvas(data)
     frame = jpeg_frame(data)
     return None if frame is None else (frame[2], frame[3])
 
@@ -201,6 +203,21 @@ def _gif_canvas(data: bytes) -> tuple[int, int] | None:
             width, height = max(width, frame[0]), max(height, frame[1])
         position += 1
     return (width, height) if width and height else None
+
+
+def _webp_canvas(data: bytes) -> tuple[int, int] | None:
+    """The canvas a WebP's first chunk declares, as libwebp reads it before decoding: an
+    extended file's VP8X, a lossless VP8L's bitstream header, a lossy VP8's key frame."""
+    kind = data[12:16]
+    if kind == b"VP8X" and len(data) >= 30:
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if kind == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if kind == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    return None
 
 
 def _colour_table(flags: int) -> int:
