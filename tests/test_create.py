@@ -252,7 +252,7 @@ def errors_by(output, **fields):
     [
         ("truncated.jpg", "image", "cannot decode"),
         ("empty.jpg", "image", "image file is empty"),
-        ("text.jpg", "image", "not an image file"),
+        ("text.jpg", "image", "TensorFlow cannot decode the image: Unknown image"),
         ("missing.jpg", "image", "image file not found"),
         ("bomb.png", "image", "pixels"),
         ("../outside.jpg", "read", "outside the images root"),

@@ -80,7 +80,7 @@ def test_sixteen_bit_tiff_is_converted_without_losing_depth(loader):
     [
         ("missing.jpg", None, "image file not found"),
         ("empty.jpg", b"", "image file is empty"),
-        ("text.jpg", b"this is not an image", "not an image file"),
+        ("text.jpg", b"this is not an image", "TensorFlow cannot decode the image: Unknown image"),
         ("../outside.jpg", None, "outside the images root"),
     ],
 )

@@ -191,6 +191,27 @@ def test_out_of_range_values_mean_as_stored():
         assert find_orientation(data, "JPEG") is None
 
 
+def test_the_tag_is_read_within_its_block():
+    """An IFD offset leading out of the Exif segment or eXIf chunk, to an orientation entry in
+    the next one, finds no tag: browsers read the block alone, and setting a tag to 1 there
+    would change a byte of another segment."""
+    ifd = struct.pack("<HHHIH2xI", 1, 0x0112, 3, 1, 6, 0)
+    header = b"II*\x00" + struct.pack("<I", 12)  # The IFD, 4 bytes past the block's end.
+    plain = encode(displayed(), "JPEG")
+    app1 = b"\xff\xe1" + struct.pack(">H", 16) + b"Exif\x00\x00" + header
+    comment = b"\xff\xfe" + struct.pack(">H", len(ifd) + 2) + ifd
+    jpeg = plain[:2] + app1 + comment + plain[2:]
+    png = encode(displayed(), "PNG")
+    chunks = b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in ((b"eXIf", header), (b"prVt", ifd))
+    )
+    png = png[:33] + chunks + png[33:]
+    for data, fmt in ((jpeg, "JPEG"), (png, "PNG")):
+        assert tf.io.decode_image(data).shape == (HEIGHT, WIDTH, 3)
+        assert find_orientation(data, fmt) is None, fmt
+
+
 def test_damaged_exif_never_raises():
     """Every cut of a tagged file, and bytes flipped anywhere in its EXIF block."""
     for fmt in ("JPEG", "PNG", "WEBP"):

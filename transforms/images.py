@@ -7,12 +7,18 @@ GIF, WebP, ...) is converted losslessly to PNG, because the Object Detection API
 expects `image/format` to be jpeg or png. An image with an EXIF orientation is made to hold
 the pixels its annotation was drawn on (`transforms.orientation`), since TensorFlow ignores
 the tag.
+
+No image is rejected for what Pillow makes of it: wherever Pillow fails, TensorFlow is asked
+about the original bytes, and an image it decodes is taken as it decodes it (format from the
+signature, size and pixels from TensorFlow); one it refuses is rejected with its message.
+`tests/test_verify_loader.py` checks the loader's verdicts against TensorFlow's.
 """
 
 from __future__ import annotations
 
 import io
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
 
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
@@ -31,9 +37,19 @@ from transforms.orientation import (
 from transforms.paths import NotRegularFile, UnsafePathError, open_regular, resolve_image
 from transforms.readers.labelme import embedded_image
 from transforms.records import ImageAnnotation, LoadedImage, excerpt
-from transforms.verify import Decoded, Undecodable, decode
+from transforms.verify import (
+    Decoded,
+    Undecodable,
+    declared_size,
+    decode,
+    pixels,
+    signature_format,
+)
 
 _KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+# TensorFlow's messages are its own words, not the input's (the longest seen, giflib's, run
+# to about 100 characters): quoted whole up to this, where an excerpt of input is shorter.
+_TENSORFLOW_CHARS = 200
 # Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) becomes RGB(A).
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
 
@@ -85,22 +101,15 @@ def _to_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _to_jpeg(turned: Image.Image, source: Image.Image) -> bytes:
-    """A turned JPEG, re-encoded with the source's quantization tables and chroma subsampling
-    and optimized Huffman tables: Pillow cannot turn a JPEG without decoding it, and the
-    source's own tables keep its quality, where a fixed quality would blur a fine image or
-    bloat a coarse one (on the Raccoon photos: 42 dB PSNR against the source turned, files
-    27% larger, both medians). The colour profile is kept; EXIF is not, as it describes the
-    unturned image."""
+def _to_jpeg(turned: Image.Image, options: dict) -> bytes:
+    """A turned JPEG, re-encoded with optimized Huffman tables and `options`: where Pillow
+    reads the source, its own quantization tables, chroma subsampling and colour profile.
+    Pillow cannot turn a JPEG without decoding it, and the source's own tables keep its
+    quality, where a fixed quality would blur a fine image or bloat a coarse one (on the
+    Raccoon photos: 42 dB PSNR against the source turned, files 27% larger, both medians).
+    EXIF is not kept, as it describes the unturned image."""
     buffer = io.BytesIO()
-    turned.save(
-        buffer,
-        "JPEG",
-        qtables=source.quantization,
-        subsampling=JpegImagePlugin.get_sampling(source),
-        optimize=True,
-        icc_profile=source.info.get("icc_profile"),
-    )
+    turned.save(buffer, "JPEG", optimize=True, **options)
     return buffer.getvalue()
 
 
@@ -111,9 +120,10 @@ class ImageLoader:
     decompression bomb costs a few bytes of parsing, never gigabytes of memory. It is ours
     that decides, not Pillow's own bomb limit (about 89 million pixels, refused above twice
     that): `setup` raises Pillow's to ours when ours is higher, and an image Pillow still
-    refuses or warns about is reported against ours. Call `setup` once per worker (from a
-    DoFn's setup). TensorFlow is imported only when an image needs its verdict
-    (`transforms.verify.decode`).
+    refuses or warns about is reported against ours. An image whose header neither odrecords
+    nor Pillow reads is held to it at the size TensorFlow decodes it at. Call `setup` once
+    per worker (from a DoFn's setup). TensorFlow is imported only when an image needs its
+    verdict (`transforms.verify.decode`).
     """
 
     def __init__(
@@ -139,7 +149,7 @@ class ImageLoader:
             return decode(data)
         except Undecodable as error:
             raise ImageRejected(
-                f"TensorFlow cannot decode the image: {excerpt(str(error))}"
+                f"TensorFlow cannot decode the image: {excerpt(str(error), _TENSORFLOW_CHARS)}"
             ) from None
 
     def load(self, annotation: ImageAnnotation, stored: bytes | None = None) -> LoadedImage:
@@ -198,37 +208,90 @@ class ImageLoader:
         return data
 
     def _checked(self, annotation: ImageAnnotation, data: bytes) -> LoadedImage:
-        """The image in `data`, measured and checked, or ImageRejected."""
+        """The image in `data`, measured and checked, or ImageRejected.
+
+        Pillow reads what TensorFlow cannot (other formats' pixels, a JPEG's quantization
+        tables); whenever it fails, for any reason but the pixel limit, the original bytes
+        get TensorFlow's verdict instead (`_read_by_tensorflow`), so no image TensorFlow
+        decodes is rejected for what Pillow makes of it (a wrong CRC on a text chunk, a
+        damaged Exif block). A JPEG's frame, a PNG's IHDR and a GIF's frames are held to the
+        pixel limit first, before either decodes anything."""
+        declared = declared_size(data)
+        if declared is not None:
+            self._check_pixels(*declared)
+        try:
+            return self._read_by_pillow(annotation, data)
+        except ImageRejected:
+            raise
+        except Exception as error:  # Pillow raises many kinds: TensorFlow decides.
+            return self._read_by_tensorflow(annotation, data, error)
+
+    def _check_pixels(self, width: int, height: int) -> None:
+        if width * height > self._max_pixels:
+            raise ImageRejected(f"image is {width}x{height}, more than {self._max_pixels} pixels")
+
+    def _read_by_pillow(self, annotation: ImageAnnotation, data: bytes) -> LoadedImage:
+        """The image as Pillow reads it; raises Pillow's own errors."""
         try:
             image = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             # Pillow's limit is at least ours: such an image is past ours too.
             raise ImageRejected(f"image has more than {self._max_pixels} pixels") from None
-        except UnidentifiedImageError:
-            raise ImageRejected("not an image file (format not recognised)") from None
-        except Exception as error:
-            raise ImageRejected(f"cannot decode image: {excerpt(str(error))}") from None
-        if image.width * image.height > self._max_pixels:
-            raise ImageRejected(
-                f"image is {image.width}x{image.height}, more than {self._max_pixels} pixels"
-            )
+        self._check_pixels(image.width, image.height)
         tag = find_orientation(data, image.format)
-        orientation = None
-        if tag is not None:
-            declared = annotation.width, annotation.height
-            orientation = self._orientation.decide(
-                tag.value, stored_size(image), None if None in declared else declared
-            )
+        orientation = self._decided(annotation, tag, stored_size(image))
+        return self._loaded(
+            annotation, data, image.format, tag, orientation, _PillowPixels(image, orientation)
+        )
+
+    def _read_by_tensorflow(
+        self, annotation: ImageAnnotation, data: bytes, pillow_error: Exception
+    ) -> LoadedImage:
+        """The image as TensorFlow decodes it, for one Pillow could not read: its format from
+        its signature, its size and, where pixels must be written (turned, or converted to
+        PNG), its pixels TensorFlow's. Its size is held to the pixel limit once TensorFlow
+        tells it, when the header could not."""
         try:
-            data, fmt, converted_from = _written(image, data, tag, orientation)
-        except Exception as error:
-            raise ImageRejected(
-                f"cannot decode {image.format} image: {excerpt(str(error))}"
-            ) from None
-        decoded = self._decode(data)
+            verdict = self._decode(data)
+        except ImageRejected as refused:
+            raise ImageRejected(f"{refused} (Pillow: {_pillow_reason(pillow_error)})") from None
+        self._check_pixels(verdict.width, verdict.height)
+        image_format = signature_format(data)
+        tag = find_orientation(data, image_format)
+        orientation = self._decided(annotation, tag, (verdict.width, verdict.height))
+        return self._loaded(
+            annotation, data, image_format, tag, orientation, _TensorFlowPixels(data), verdict
+        )
+
+    def _decided(
+        self, annotation: ImageAnnotation, tag: OrientationTag | None, size: tuple[int, int]
+    ) -> Orientation | None:
+        """The frame of the annotation on an image whose stored pixels are `size`."""
+        if tag is None:
+            return None
+        declared = annotation.width, annotation.height
+        return self._orientation.decide(tag.value, size, None if None in declared else declared)
+
+    def _loaded(
+        self,
+        annotation: ImageAnnotation,
+        data: bytes,
+        image_format: str | None,
+        tag: OrientationTag | None,
+        orientation: Orientation | None,
+        source: _Pixels,
+        verdict: Decoded | None = None,
+    ) -> LoadedImage:
+        """The image to write, measured. A JPEG or PNG gets TensorFlow's verdict on its own
+        bytes (`verdict`, when already reached) before any turning, so whether it is accepted
+        never depends on its orientation tag."""
+        if image_format in _KEPT_FORMATS and verdict is None:
+            verdict = self._decode(data)
+        written, fmt, converted_from = _written(image_format, data, tag, orientation, source)
+        decoded = verdict if written is data and verdict is not None else self._decode(written)
         return LoadedImage(
             annotation,
-            data,
+            written,
             fmt,
             decoded.width,
             decoded.height,
@@ -238,23 +301,87 @@ class ImageLoader:
         )
 
 
+def _pillow_reason(error: Exception) -> str:
+    """Pillow's error, without the object address its unidentified-image message holds."""
+    if isinstance(error, UnidentifiedImageError):
+        return "format not recognised"
+    return excerpt(f"{type(error).__name__}: {error}")
+
+
+class _Pixels(Protocol):
+    """Where the pixels of an image to be turned or converted come from."""
+
+    def stored(self) -> Image.Image:
+        """The pixels as the file stores them (no EXIF orientation applied)."""
+
+    def jpeg_options(self) -> dict:
+        """Pillow's JPEG options that keep the source's quality when re-encoding it."""
+
+
+@dataclass(frozen=True)
+class _PillowPixels:
+    """Pixels Pillow reads, with a JPEG's own quantization tables, chroma subsampling and
+    colour profile."""
+
+    image: Image.Image
+    orientation: Orientation | None
+
+    def stored(self) -> Image.Image:
+        self.image.load()
+        if self.orientation is not None and self.orientation.frame is not None:
+            return stored_pixels(self.image, self.orientation.value)
+        return self.image
+
+    def jpeg_options(self) -> dict:
+        return {
+            "qtables": self.image.quantization,
+            "subsampling": JpegImagePlugin.get_sampling(self.image),
+            "icc_profile": self.image.info.get("icc_profile"),
+        }
+
+
+# A turned JPEG whose tables Pillow cannot read: quality 95 without chroma subsampling keeps
+# all but the finest detail of any source, at the cost of a larger file.
+_FALLBACK_JPEG = {"quality": 95, "subsampling": 0}
+
+
+@dataclass(frozen=True)
+class _TensorFlowPixels:
+    """Pixels TensorFlow decodes (at 8 bits a sample), for an image Pillow cannot read; a
+    JPEG is re-encoded at `_FALLBACK_JPEG`, as its own tables are out of Pillow's reach."""
+
+    data: bytes
+
+    def stored(self) -> Image.Image:
+        decoded = pixels(self.data)
+        return Image.fromarray(decoded[:, :, 0] if decoded.shape[2] == 1 else decoded)
+
+    def jpeg_options(self) -> dict:
+        return _FALLBACK_JPEG
+
+
 def _written(
-    image: Image.Image, data: bytes, tag: OrientationTag | None, orientation: Orientation | None
+    image_format: str | None,
+    data: bytes,
+    tag: OrientationTag | None,
+    orientation: Orientation | None,
+    source: _Pixels,
 ) -> tuple[bytes, str, str | None]:
     """(bytes, format, format converted from or None) of the image to write. JPEG and PNG keep
     their bytes, other formats become PNG; pixels are turned to the displayed image when the
     annotation was drawn on it (PNG losslessly, JPEG re-encoded), and kept bytes of an image
     annotated as stored get the tag set to 1."""
-    fmt = _KEPT_FORMATS.get(image.format or "")
+    fmt = _KEPT_FORMATS.get(image_format or "")
     frame = orientation.frame if orientation else None
     if fmt is not None and frame != DISPLAYED:
         if frame == STORED:
             return without_orientation(data, tag), fmt, None
         return data, fmt, None
-    image.load()
-    pixels = stored_pixels(image, orientation.value) if frame else image
+    image = source.stored()
     if frame == DISPLAYED:
-        pixels = pixels.transpose(orientation.turn)
+        image = image.transpose(orientation.turn)
     if fmt is None:
-        return _to_png(pixels), "png", (image.format or "unknown").lower()
-    return (_to_jpeg(pixels, image) if fmt == "jpeg" else _to_png(pixels)), fmt, None
+        return _to_png(image), "png", (image_format or "unknown").lower()
+    if fmt == "jpeg":
+        return _to_jpeg(image, source.jpeg_options()), fmt, None
+    return _to_png(image), fmt, None

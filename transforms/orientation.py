@@ -179,18 +179,23 @@ def _skip_exif_header(data: bytes, start: int) -> int:
     return start + len(_EXIF_HEADER) if data.startswith(_EXIF_HEADER, start) else start
 
 
-def _jpeg_exif(data: bytes) -> tuple[int, None] | None:
+# Where an EXIF block is: the offset of its TIFF header, the end of the segment or chunk
+# holding it, and for PNG the span of the chunk whose CRC follows it.
+_Found = tuple[int, int, tuple[int, int] | None]
+
+
+def _jpeg_exif(data: bytes) -> _Found | None:
     """The TIFF header of the first Exif APP1 segment, looked for before the scan data
     (fill bytes and markers without a length are stepped over)."""
-    for marker, position, _ in markers(data):
+    for marker, position, length in markers(data):
         if marker in (0xD9, 0xDA):  # End of image, start of scan: no header follows.
             return None
         if marker == 0xE1 and data.startswith(_EXIF_HEADER, position + 4):
-            return position + 4 + len(_EXIF_HEADER), None
+            return position + 4 + len(_EXIF_HEADER), position + 2 + length, None
     return None
 
 
-def _png_exif(data: bytes) -> tuple[int, tuple[int, int]] | None:
+def _png_exif(data: bytes) -> _Found | None:
     """The TIFF header in the eXIf chunk, and the chunk's CRC span; only before the image data,
     as browsers ignore a later eXIf (and reading on would mean reading the whole file)."""
     if not data.startswith(_PNG_SIGNATURE):
@@ -202,12 +207,13 @@ def _png_exif(data: bytes) -> tuple[int, tuple[int, int]] | None:
             return None
         if kind == b"eXIf":
             start = position + 8
-            return _skip_exif_header(data, start), (position + 4, start + length)
+            end = start + length
+            return _skip_exif_header(data, start), end, (position + 4, end)
         position += 12 + length
     return None
 
 
-def _webp_exif(data: bytes) -> tuple[int, None] | None:
+def _webp_exif(data: bytes) -> _Found | None:
     """The TIFF header in an extended WebP's EXIF chunk."""
     if not (data.startswith(b"RIFF") and data[8:12] == b"WEBP"):
         return None
@@ -215,7 +221,7 @@ def _webp_exif(data: bytes) -> tuple[int, None] | None:
     while position + 8 <= len(data):
         kind, size = struct.unpack_from("<4sI", data, position)
         if kind == b"EXIF":
-            return _skip_exif_header(data, position + 8), None
+            return _skip_exif_header(data, position + 8), position + 8 + size, None
         position += 8 + size + (size & 1)
     return None
 
@@ -225,20 +231,22 @@ _EXIF_FINDERS = {
     "MPO": _jpeg_exif,
     "PNG": _png_exif,
     "WEBP": _webp_exif,
-    "TIFF": lambda data: (0, None),
+    "TIFF": lambda data: (0, len(data), None),
 }
 
 
 def find_orientation(data: bytes, image_format: str | None) -> OrientationTag | None:
     """The orientation tag of an image file in `image_format` (as Pillow names it), when it
     is one that turns or mirrors the image (2-8). Other values, 1 included, mean the pixels
-    are shown as stored, as browsers take them; so does a damaged EXIF block."""
+    are shown as stored, as browsers take them; so does a damaged EXIF block. The block is
+    read within its segment or chunk, as browsers read it: an offset leading out of it finds
+    no tag, and the tag set to 1 is never a byte of another segment."""
     finder = _EXIF_FINDERS.get(image_format or "")
     found = finder(data) if finder else None
     if found is None:
         return None
-    start, crc_span = found
-    entry = _tiff_orientation(data, start)
+    start, end, crc_span = found
+    entry = _tiff_orientation(data if end >= len(data) else data[:end], start)
     if entry is None or not 2 <= entry[0] <= 8:
         return None
     value, offset, byte_order = entry
