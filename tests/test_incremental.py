@@ -9,11 +9,14 @@ import re
 import shutil
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
-from conftest import SAMPLE, run_create
+from conftest import SAMPLE, local_pipeline, run_create
 from PIL import Image
 
 from transforms.builds import latest_folder
+from transforms.records import ErrorRecord
+from transforms.report import write_errors
 from transforms.splits import assign_split
 
 SPLITS = "train=0.6,valid=0.4"
@@ -313,3 +316,13 @@ def test_embedded_images_take_the_identity_of_their_annotation_file(tmp_path, mo
     manifest = manifest_of(out)
     assert manifest["reuse"]["images"] == {"reused": 0, "converted": 1}
     assert manifest["changes"]["images"]["changed"]["image_bytes"] == 1
+
+
+def test_the_errors_file_is_sorted_whatever_order_errors_come_in(tmp_path):
+    """A rebuild that reuses finds errors in another order than a full build: the file must
+    not depend on it."""
+    errors = [ErrorRecord(f"{name}.xml", f"{name}.jpg", "image", "missing", 1) for name in "zyxa"]
+    with local_pipeline() as pipeline:
+        write_errors(pipeline | beam.Create(errors, reshuffle=False), str(tmp_path))
+    lines = (tmp_path / "errors.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == ["a.jpg", "x.jpg", "y.jpg", "z.jpg"]
