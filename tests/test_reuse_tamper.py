@@ -22,7 +22,7 @@ TAMPER = settings(
     max_examples=15,
     derandomize=True,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 
 # A row operation: (kind, one row, another row), rows numbered across all index files.

@@ -45,7 +45,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
@@ -185,7 +185,7 @@ def recorded_image(
     )
 
 
-def _one(feature, key: str, kind: str) -> bytes | int:
+def _one(feature: Mapping, key: str, kind: str) -> bytes | int:
     """The single value of an example's feature `key`, of `kind`; ValueError when it has
     none, several, or of another kind."""
     if key not in feature or feature[key].WhichOneof("kind") != kind:
