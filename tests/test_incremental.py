@@ -9,11 +9,14 @@ import re
 import shutil
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
-from conftest import SAMPLE, run_create
+from conftest import SAMPLE, local_pipeline, run_create
 from PIL import Image
 
 from transforms.builds import latest_folder
+from transforms.records import ErrorRecord
+from transforms.report import write_errors
 from transforms.splits import assign_split
 
 SPLITS = "train=0.6,valid=0.4"
@@ -313,3 +316,98 @@ def test_embedded_images_take_the_identity_of_their_annotation_file(tmp_path, mo
     manifest = manifest_of(out)
     assert manifest["reuse"]["images"] == {"reused": 0, "converted": 1}
     assert manifest["changes"]["images"]["changed"]["image_bytes"] == 1
+
+
+def assert_same_files(rebuilt: Path, full: Path) -> None:
+    """Every file `rebuilt` wrote is byte for byte the one `full` wrote (the dataset card
+    but for the time and the output folder it names), and their manifests differ only in the
+    fields that differ between any two builds of the same input."""
+    ours, theirs = manifest_of(rebuilt), manifest_of(full)
+    assert sorted(ours["written"]) == sorted(theirs["written"])
+    for name in ours["written"]:
+        mine, other = (folder(rebuilt) / name).read_bytes(), (folder(full) / name).read_bytes()
+        if name == "README.md":
+            mine = mine.replace(str(rebuilt).encode(), b"OUT").replace(
+                ours["created"].encode(), b""
+            )
+            other = other.replace(str(full).encode(), b"OUT").replace(
+                theirs["created"].encode(), b""
+            )
+        assert mine == other, name
+    for manifest in (ours, theirs):
+        manifest["written"].pop("README.md")
+    per_build = {"created", "build", "reuse", "checksum"}
+    assert {k: v for k, v in ours.items() if k not in per_build} == {
+        k: v for k, v in theirs.items() if k not in per_build
+    }
+
+
+def rebuild_both(data_args: list, out: Path, full: Path, *args: str) -> dict:
+    """Rebuilds `out` reusing its build, and `full`, a copy of `out` made before, with
+    `--reuse off`, so both follow the same previous build; returns the reusing one's
+    manifest's `reuse`."""
+    shutil.copytree(out, full)
+    assert run_create(*data_args, "--output", out, *args) == 0
+    assert run_create(*data_args, "--output", full, *args, "--reuse", "off") == 0
+    return manifest_of(out)["reuse"]
+
+
+def csv_rows(data: Path) -> list[str]:
+    """The sample's CSV rows (no header), with an inverted box added, which is rejected."""
+    rows = Path(SAMPLE, "labels.csv").read_text().splitlines()[1:]
+    return rows + ["shapes-004.jpg,160,120,square,90,39,65,89"]
+
+
+def write_csv(path: Path, rows: list[str]) -> None:
+    path.write_text("\n".join(["filename,width,height,class,xmin,ymin,xmax,ymax", *rows]) + "\n")
+
+
+def test_rows_reordered_renamed_and_moved_between_csv_files_rebuild_exactly(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(Path(SAMPLE, "images"), data / "images")
+    (data / "labels").mkdir()
+    rows = csv_rows(data)
+    write_csv(data / "labels/a.csv", rows[: len(rows) // 2])
+    write_csv(data / "labels/b.csv", rows[len(rows) // 2 :])
+    args = ["--format", "csv", "--annotations", data / "labels", "--images", data / "images"]
+    args += ["--splits", SPLITS, "--num-shards", "3"]
+    assert run_create(*args, "--output", out) == 0
+    assert any("a.csv" in line or "b.csv" in line for line in errors_of(out))
+
+    # Images' rows reordered (each image keeps the order of its own rows), rows moved from
+    # one file to the other, and a file renamed: the examples are the same, only the lines
+    # and files they are read from changed.
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row.split(",")[0], []).append(row)
+    order = sorted(groups, key=lambda name: name[::-1])
+    moved = [row for name in order for row in groups[name]]
+    (data / "labels/a.csv").unlink()
+    write_csv(data / "labels/b.csv", moved[: len(moved) // 3])
+    write_csv(data / "labels/c.csv", moved[len(moved) // 3 :])
+    reuse = rebuild_both(args, out, tmp_path / "full")
+    assert_same_files(out, tmp_path / "full")
+    assert reuse["images"] == {"reused": 24, "converted": 0}
+
+
+def test_renamed_voc_files_rebuild_exactly(tmp_path):
+    data, out = sample(tmp_path), tmp_path / "out"
+    assert create(data, out) == 0
+    for path in sorted((data / "annotations").iterdir()):
+        path.rename(path.with_name("renamed-" + path.name))
+    args = ["--format", "voc", "--annotations", data / "annotations", "--images", data / "images"]
+    args += ["--splits", SPLITS, "--num-shards", "3"]
+    reuse = rebuild_both(args, out, tmp_path / "full")
+    assert_same_files(out, tmp_path / "full")
+    # The image with a rejected box is reused too: its error names the renamed file.
+    assert reuse["images"] == {"reused": 24, "converted": 1}
+
+
+def test_the_errors_file_is_sorted_whatever_order_errors_come_in(tmp_path):
+    """A rebuild that reuses finds errors in another order than a full build: the file must
+    not depend on it."""
+    errors = [ErrorRecord(f"{name}.xml", f"{name}.jpg", "image", "missing", 1) for name in "zyxa"]
+    with local_pipeline() as pipeline:
+        write_errors(pipeline | beam.Create(errors, reshuffle=False), str(tmp_path))
+    lines = (tmp_path / "errors.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image"] for line in lines] == ["a.jpg", "x.jpg", "y.jpg", "z.jpg"]

@@ -188,6 +188,11 @@ class ImageLoader:
         """The folder image keys are relative to."""
         return self._root
 
+    @property
+    def max_pixels(self) -> int:
+        """The most pixels an image may have."""
+        return self._max_pixels
+
     def read_stored(self, key: str) -> bytes:
         """The bytes of the file `key` names, under the size limit; raises ImageRejected."""
         try:

@@ -5,20 +5,28 @@ Scheduled rebuilds convert the same dataset daily with a few changes; reading, d
 encoding every image again is most of their cost. The previous build's index
 (`transforms.shard_index`) is read as a PCollection and joined with this build's images on
 (split, image) once their shards are assigned, so each image reaches the shard writer with
-its previous row, or none; nothing holds the whole index. An image's row is reused when
+its previous row, or none; nothing holds the whole index. An image's row is a candidate when
 
 - its `fingerprint` (annotation, the label ids of its classes, the settings that change
-  examples) is this build's, and, when the row has box errors, so are its `sources` (the
-  errors name them);
+  examples) is this build's;
 - its files are unchanged: under `stat` (the default) their size and modification time as the
   filesystem reports them; under `content` their sha256, which reads every image's bytes
-  but decodes nothing;
-- the framed record read at the row's offset in the previous shard passes its CRC checks.
+  but decodes nothing.
 
-Then the record's bytes are copied and the row's counts, image hashes and box errors are
-emitted as converting the image would emit them; on any mismatch the image is converted. A
-shard whose records all come, in order, from the same-named previous shard and cover it whole
-is copied as a file instead, after checking that its bytes are still the size and sha256 the
+The index is no proof: anyone can edit it and recompute the manifest's hashes. So the record
+read at the row's offset is reused only when its own bytes prove it is the image's current
+example: it is one whole record whose CRCs hold, and the example this build writes from the
+record's image (its bytes, format and size, read from the record) and the current annotation,
+label map and settings is the record's bytes, `image/filename`, `image/source_id`,
+`image/key/sha256` and boxes included; its image bytes are the ones the row states (sha256),
+the row that matched the unchanged file. The row's other facts about the image, those only
+decoding it tells (perceptual hash, format converted from, what was made of its EXIF
+orientation, and under `stat` the stored file's sha256), are taken from the row; they are
+checked to be ones a conversion can give. Everything of the new row that comes from the
+current input (where the boxes were read from, the box errors and the counts) is this build's
+own, never the previous row's. On any mismatch the image is converted. A shard whose records
+all come, in order, from the same-named previous shard, each proven so, and cover it whole is
+copied as a file instead, after checking that its bytes are still the size and sha256 the
 previous manifest lists (on local disk while copying; on GCS and S3 by reading it once, and
 the copy is server-side). The result is byte for byte what a full rebuild writes.
 
@@ -37,18 +45,21 @@ from __future__ import annotations
 import os
 import stat
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from transforms.builds import PreviousBuild, join
-from transforms.choices import OFF, STAT
+from transforms.choices import DISPLAYED, OFF, STAT, STORED
+from transforms.example_proto import Example
+from transforms.orientation import Orientation, orientation_counts
 from transforms.outputs import digest_of_stream, is_shard_name
 from transforms.paths import open_regular
+from transforms.records import ImageAnnotation, LoadedImage
 from transforms.shard_index import FileIdentity, IndexRow, is_index_name
-from transforms.tfrecord import is_framed
+from transforms.tfrecord import is_framed, payload
 
 # Previous shards kept open at a time while their records are copied.
 _OPEN_SHARDS = 8
@@ -127,7 +138,8 @@ def unchanged(mode: str, paths: list[str], row: IndexRow) -> IndexRow | None:
                 before is not None and at != (before.size, before.mtime)
             ):
                 return None
-            files.append(before)
+            # Size and time as this build reads them (equal, but maybe not alike: 5 == 5.0).
+            files.append(None if at is None else FileIdentity(at[0], at[1], before.sha256))
             continue
         now = identity(at, file_sha256(path) if at is not None else None)
         if (now is None) != (before is None) or (
@@ -138,15 +150,80 @@ def unchanged(mode: str, paths: list[str], row: IndexRow) -> IndexRow | None:
     return replace(row, files=tuple(files))
 
 
-def reusable(previous: Previous | None, fingerprint: str, sources: str) -> Previous | None:
+def reusable(previous: Previous | None, fingerprint: str) -> Previous | None:
     """The previous example when its row was made from what this build's would be, before its
-    files are looked at: the same fingerprint, and when it has box errors, the same sources."""
-    if previous is None or not fingerprint:
-        return None
-    row = previous[1]
-    if row.fingerprint != fingerprint or (row.errors and row.sources != sources):
+    files are looked at: the same fingerprint. Where the boxes were read from may differ:
+    the new row takes its sources and box errors from the current input."""
+    if previous is None or not fingerprint or previous[1].fingerprint != fingerprint:
         return None
     return previous
+
+
+def recorded_image(
+    annotation: ImageAnnotation, record: bytes, stats: dict, max_pixels: int
+) -> LoadedImage:
+    """The image a previous record was written from, as the record itself holds it (bytes,
+    format, size within `max_pixels`), with the facts of its row's counts (`stats`) that only
+    decoding the image tells: the format it was converted from and what was made of its EXIF
+    orientation. Building the example of it with the current annotation gives the record's
+    bytes only when the record is that image's current example. Raises ValueError (protobuf's
+    DecodeError is one) for a record that holds no such image, or counts no conversion gives."""
+    feature = Example.FromString(payload(record)).features.feature
+    width = _one(feature, "image/width", "int64_list")
+    height = _one(feature, "image/height", "int64_list")
+    # Checked before anything is made at that size (masks are drawn at it).
+    if not (0 < width and 0 < height and width * height <= max_pixels):
+        raise ValueError(f"the record's image is {width}x{height}")
+    return LoadedImage(
+        annotation,
+        _one(feature, "image/encoded", "bytes_list"),
+        _one(feature, "image/format", "bytes_list").decode("utf-8"),
+        width,
+        height,
+        _converted_from(stats),
+        _orientation(annotation.image, stats),
+    )
+
+
+def _one(feature: Mapping, key: str, kind: str) -> bytes | int:
+    """The single value of an example's feature `key`, of `kind`; ValueError when it has
+    none, several, or of another kind."""
+    if key not in feature or feature[key].WhichOneof("kind") != kind:
+        raise ValueError(f"the record has no {kind} {key}")
+    values = getattr(feature[key], kind).value
+    if len(values) != 1:
+        raise ValueError(f"the record has {len(values)} values of {key}")
+    return values[0]
+
+
+def _converted_from(stats: dict) -> str | None:
+    """The format an image was converted from, from its counts: none, or one format once."""
+    converted = stats.get("converted", {})
+    if converted == {}:
+        return None
+    if isinstance(converted, dict) and len(converted) == 1 and list(converted.values()) == [1]:
+        return next(iter(converted))
+    raise ValueError("its counts name no format converted from")
+
+
+# Every orientation a conversion can make of a tag: each value, frame and way of deciding it.
+_ORIENTATIONS = tuple(
+    Orientation(value, frame, by_size)
+    for value in range(1, 9)
+    for frame in (None, DISPLAYED, STORED)
+    for by_size in (False, True)
+)
+
+
+def _orientation(image: str, stats: dict) -> Orientation | None:
+    """What was made of an image's EXIF orientation, from its counts: one of the outcomes a
+    conversion counts (`orientation_counts`), or none."""
+    if "orientation" not in stats:
+        return None
+    for orientation in _ORIENTATIONS:
+        if orientation_counts(image, orientation) == {"orientation": stats["orientation"]}:
+            return orientation
+    raise ValueError("its counts name no orientation a conversion gives")
 
 
 class PreviousShards:

@@ -198,8 +198,12 @@ class IndexRow:
 
     @classmethod
     def from_line(cls, line: bytes) -> IndexRow:
-        """Raises ValueError (KeyError, TypeError) for a line that is not an index row."""
+        """Raises ValueError (KeyError, TypeError) for a line that is not an index row, values
+        of other types included: anyone can edit an index, and what is taken from a row must
+        never fail a later step."""
         row = json.loads(line)
+        if not _typed(row):
+            raise TypeError("a value of the row is not of its type")
         return cls(
             image=row["image"],
             split=row["split"],
@@ -221,6 +225,33 @@ class IndexRow:
     def example(self) -> tuple[str, tuple[str, str, str]]:
         """(image, (split, sha256, annotation)): what the comparison with another build takes."""
         return self.image, (self.split, self.sha256, self.annotation)
+
+
+def _typed(row: dict) -> bool:
+    """Whether an index line's values have the types an index row's have."""
+    texts = ("image", "split", "fingerprint", "annotation", "sources", "sha256")
+    return (
+        all(isinstance(row[key], str) for key in texts)
+        and all(_natural(row[key]) for key in ("offset", "length"))
+        and (row["phash"] is None or (_natural(row["phash"]) and row["phash"] < 1 << 64))
+        and isinstance(row["stats"], dict)
+        and isinstance(row["files"], list)
+        and all(value is None or _identity(value) for value in row["files"])
+        and isinstance(row["errors"], list)
+    )
+
+
+def _natural(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _identity(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and _natural(value["size"])
+        and type(value["mtime"]) in (int, float)
+        and (value["sha256"] is None or isinstance(value["sha256"], str))
+    )
 
 
 # Tag of ReadIndex's counts.
@@ -248,7 +279,7 @@ class _ReadIndexFile(beam.DoFn):
             ):
                 raise ValueError("not what the previous build wrote")
             rows = [IndexRow.from_line(line) for line in data.splitlines()]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
             _LOG.warning("previous index %s left out: %s", path, str(error)[:200])
             yield beam.pvalue.TaggedOutput(INDEX_COUNTS, {"previous_index": {"left_out": 1}})
             return

@@ -59,6 +59,11 @@ def is_framed(record: bytes) -> bool:
     )
 
 
+def payload(record: bytes) -> bytes:
+    """The data of one record in TFRecord framing (whose framing `is_framed` checked)."""
+    return record[_HEADER:-4]
+
+
 def open_records(path: str) -> BinaryIO:
     """Opens a TFRecord file, decompressing it when its first bytes are GZIP's magic. A local
     path must be a regular file: a FIFO would block forever, a device never end."""

@@ -60,6 +60,7 @@ from transforms.reuse import (
     file_sha256,
     file_stat,
     identity,
+    recorded_image,
     reusable,
     unchanged,
 )
@@ -74,7 +75,7 @@ from transforms.shard_index import (
     used_labels,
 )
 from transforms.splits import assign_shard, assign_split
-from transforms.tfrecord import frame
+from transforms.tfrecord import frame, payload
 
 _LOG = logging.getLogger(__name__)
 STATS = "stats"
@@ -310,7 +311,7 @@ class WriteShard(beam.DoFn):
                     fingerprint,
                     annotation_print,
                     sources,
-                    reusable(previous, fingerprint, sources),
+                    reusable(previous, fingerprint),
                 )
             )
         if self._settings.reuse is None:
@@ -401,6 +402,62 @@ class WriteShard(beam.DoFn):
             return ErrorRecord.for_image(annotation, _image_reason(error))
         return record, row
 
+    def _proven(
+        self, previous: PreviousShards, plan: _Plan, label_map: dict[str, int]
+    ) -> tuple[bytes, IndexRow] | None:
+        """The previous record of an unchanged image and the index row this build writes for
+        it (at the previous offset), when the record's own bytes prove it is the image's
+        current example: the example built from the record's image (`recorded_image`) with
+        the current annotation, label map and settings is the record, and its image bytes
+        are those the row states. The row's sources, box errors and counts are made from the
+        current input, as converting the image would make them; None when nothing is proven
+        (the record is missing, damaged, another image's, stale or not what the row says)."""
+        shard, row = plan.reused
+        record = previous.record(shard, row.offset, row.length)
+        if record is None:
+            return None
+        annotation = plan.annotation
+        try:
+            image = recorded_image(annotation, record, row.stats, self._loader.max_pixels)
+            serialized, _, counts, box_errors = self._example(annotation, image, label_map)
+        except Exception:  # Whatever the record holds, it proves nothing.
+            return None
+        if serialized != payload(record) or image.sha256 != row.sha256:
+            return None
+        return record, replace(
+            row,
+            image=annotation.image,
+            split=annotation.split,
+            length=len(record),
+            fingerprint=plan.fingerprint,
+            annotation=plan.annotation_fingerprint,
+            sources=plan.sources,
+            stats=counts,
+            errors=tuple(box_errors),
+        )
+
+    def _proven_shard(
+        self, relative: str, plans: list[_Plan], label_map: dict[str, int]
+    ) -> list[IndexRow] | None:
+        """The index rows of a shard to copy whole: its images' examples are, in order, all of
+        the same-named previous shard's records (`covers_whole`), each proven (`_proven`).
+        None when the shard cannot be copied whole."""
+        reuse = self._settings.reuse
+        listed = reuse and reuse.shards.get(relative)
+        if not covers_whole(relative, [plan.reused for plan in plans], listed):
+            return None
+        previous = PreviousShards(reuse.folder)
+        try:
+            rows = []
+            for plan in plans:
+                reused = self._proven(previous, plan, label_map)
+                if reused is None:
+                    return None
+                rows.append(reused[1])
+            return rows
+        finally:
+            previous.close()
+
     def _emitted(self, row: IndexRow, stats: dict) -> Iterator[beam.pvalue.TaggedOutput]:
         """What writing an example emits, from its index row: whether it was converted now or
         its row is replayed, the same errors, counts (added to the shard's `stats`) and
@@ -431,16 +488,17 @@ class WriteShard(beam.DoFn):
             PartFile(self._settings.parts, f"{split}-{shard:05d}") as shard_file,
             PartFile(self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
         ):
-            copied = covers_whole(
-                relative, [plan.reused for plan in plans], reuse and reuse.shards.get(relative)
-            ) and shard_file.copy_from(join(reuse.folder, relative), reuse.shards[relative])
+            proven = self._proven_shard(relative, plans, label_map)
+            copied = proven is not None and shard_file.copy_from(
+                join(reuse.folder, relative), reuse.shards[relative]
+            )
             if copied:
                 self._copied.inc()
-                for plan in plans:
+                for row in proven:
                     self._report(total)
-                    index_file.write(plan.reused[1].line())
-                    yield from self._emitted(plan.reused[1], stats)
-                counts["reused"] = counts["examples"] = len(plans)
+                    index_file.write(row.line())
+                    yield from self._emitted(row, stats)
+                counts["reused"] = counts["examples"] = len(proven)
             else:
                 yield from self._write(
                     plans, label_map, total, shard_file, index_file, counts, stats
@@ -489,24 +547,24 @@ class WriteShard(beam.DoFn):
     ) -> Iterator:
         """Yields (framed record, its index row at offset 0) per example in the images'
         order, and TaggedOutputs for the images rejected: each unchanged image's record is
-        copied from the previous shard when it passes its CRC checks, every other image is
-        converted. Counts the images `reused` and `converted`, and adds the rejected ones to
+        copied from the previous shard when it proves itself (`_proven`), every other image
+        is converted. Counts the images `reused` and `converted`, and adds the rejected ones to
         `stats`."""
         previous = PreviousShards(self._settings.reuse.folder) if self._settings.reuse else None
         try:
             for plan, converted in self._prepared(plans):
                 self._report(total)
                 if plan.reused is not None:
-                    shard, row = plan.reused
-                    record = previous.record(shard, row.offset, row.length)
-                    if record is not None:
+                    reused = self._proven(previous, plan, label_map)
+                    if reused is not None:
                         counts["reused"] += 1
-                        yield record, row
+                        yield reused
                         continue
                     _LOG.warning(
-                        "%s: its record in the previous %s fails its checks; converted again",
+                        "%s: its record in the previous %s is not its current example; "
+                        "converted again",
                         plan.annotation.image,
-                        shard,
+                        plan.reused[0],
                     )
                     converted = self._convert(plan.annotation)
                 counts["converted"] += 1
