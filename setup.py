@@ -50,6 +50,8 @@ setup(
             "gcp-storage-emulator>=2026.7",
             # Property-based fuzzing of the readers and the record decoder.
             "hypothesis>=6",
+            # Docker's own client reads .dockerignore in tests/test_docker.py (no engine needed).
+            "docker>=7",
         ],
         # Remote storage and runners: gs:// and Dataflow, s3://.
         "gcp": ["apache-beam[gcp]==2.77.0"],

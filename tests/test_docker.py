@@ -80,3 +80,44 @@ def test_setup_py_works_as_beams_setup_file(tmp_path):
     names = tarfile.open(archive).getnames()
     for module in ("pipelines/create.py", "pipelines/export.py", "transforms/tfrecord_sink.py"):
         assert any(name.endswith(module) for name in names), module
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.flex-template"])
+def test_images_pin_tensorflow_within_setup_py_range(dockerfile):
+    steps = instructions(dockerfile)
+    (pin,) = [
+        value.split("=", 1)[1] for op, value in steps if op == "ARG" and "TENSORFLOW" in value
+    ]
+    low, high = re.search(r'"tensorflow>=([\d.]+),<([\d.]+)"', SETUP).groups()
+    version = tuple(map(int, pin.split(".")))
+    assert tuple(map(int, low.split("."))) <= version < tuple(map(int, high.split(".")))
+    assert any('"tensorflow==${TENSORFLOW_VERSION}"' in v for op, v in steps if op == "RUN")
+
+
+def test_build_context_holds_only_what_the_images_copy(tmp_path):
+    """The repository's `.dockerignore` lets in exactly the paths the Dockerfiles copy (the
+    README's virtualenv alone is gigabytes of context), as Docker's own client reads it."""
+    from docker.utils.build import exclude_paths
+
+    copied = {
+        source
+        for dockerfile in ("Dockerfile", "Dockerfile.flex-template")
+        for op, value in instructions(dockerfile)
+        if op == "COPY"
+        for source in value.split()[:-1]
+    }
+    wanted = {"setup.py", "README.md", "pipelines/cli.py", "transforms/readers/voc.py"}
+    unwanted = {".venv/bin/python", "tests/sample/labels.csv", "out/sample/manifest.json",
+                ".git/HEAD", "transforms/__pycache__/x.pyc", "docker/Dockerfile"}  # fmt: skip
+    for relative in wanted | unwanted:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("x")
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    context = set(exclude_paths(str(tmp_path), patterns))
+    assert wanted <= context
+    assert not unwanted & context
+    assert {source.rstrip("/") for source in copied} <= context
