@@ -326,3 +326,15 @@ def test_an_export_that_cannot_be_written_or_fails_is_one_line_and_can_run_again
     result = odrecords(*args)
     assert result.returncode == 0, result.stderr
     assert (output / "export.json").is_file()
+
+
+@pytest.mark.parametrize("error", [NotImplementedError, RuntimeError("no metrics service")])
+def test_a_runner_without_metrics_never_fails_the_summary(error, capsys):
+    from pipelines.create import print_counters
+
+    class Result:
+        def metrics(self):
+            raise error
+
+    print_counters(Result())
+    assert "counters" not in capsys.readouterr().out
