@@ -46,17 +46,12 @@ from transforms.export.writers import (
     write_failure,
 )
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
-from transforms.outputs import (
-    delete_path,
-    digest_of_file,
-    remove_stale,
-    safe_relative,
-    with_checksum,
-)
+from transforms.outputs import delete_path, remove_stale, with_checksum
 from transforms.paths import UnsafePathError, image_key
 from transforms.publish import remove_build
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.report import ERRORS_FILE, MANIFEST, write_errors
+from transforms.safe_write import digest_of_file, safe_relative
 from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import parts_dir
 

@@ -12,8 +12,8 @@ removed only when all of these hold:
 - the summary lists the file with its size and sha256, and the file still has both: a file
   someone replaced or changed since is theirs now;
 - the file's relative path is one odrecords writes (`named`), with no `..`, absolute part or
-  control character, and it is a regular file inside the folder, not reached through a
-  symlink that leads out of it.
+  control character, and it is a regular file inside the folder, itself no link and reached
+  through none.
 
 Anything else listed is left in place and counted.
 """
@@ -29,39 +29,18 @@ import shutil
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.safe_write import check_no_links, digest_of_file, safe_relative
+
 CHECKSUM = "checksum"
-_CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _GLOB = re.compile(r"[*?\[\]{}]")
 
 
 class NotOurOutput(ValueError):
     """A summary file that odrecords did not write (or that was changed since)."""
-
-
-def digest_of_bytes(data: bytes) -> dict:
-    """{"size", "sha256"} of bytes about to be written."""
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def digest_of_file(path: str) -> dict:
-    """{"size", "sha256"} of a written file, read in chunks."""
-    with FileSystems.open(path) as handle:
-        return digest_of_stream(handle)
-
-
-def digest_of_stream(handle: BinaryIO) -> dict:
-    """{"size", "sha256"} of what is left to read from an open file, read in chunks."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := handle.read(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def _canonical_checksum(document: dict) -> str:
@@ -106,14 +85,6 @@ def listed_files(document: dict, key: str = "written") -> dict[str, dict]:
     return listing
 
 
-def safe_relative(path: str) -> bool:
-    """Whether `path` is a plain relative path: no `..`, `.`, empty or absolute part, no
-    backslash or control character."""
-    if not path or _CONTROL.search(path) or path.startswith("/"):
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
-
-
 @dataclass
 class Replaced:
     """What became of an earlier output's files the new run did not write again."""
@@ -130,12 +101,9 @@ def _ours(output: str, relative: str, entry: dict) -> bool:
     path = FileSystems.join(output, *relative.split("/"))
     if FileSystems.get_scheme(path) is None:
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
+            if not (check_no_links(output, relative) and stat.S_ISREG(os.lstat(path).st_mode)):
                 return False
         except OSError:
-            return False
-        real_output = os.path.realpath(output)
-        if os.path.commonpath([real_output, os.path.realpath(path)]) != real_output:
             return False
     elif _GLOB.search(relative) or not FileSystems.exists(path):
         return False  # An object store's delete would take the name as a glob.

@@ -26,7 +26,7 @@ from transforms.label_map import (
     retired_classes,
 )
 from transforms.orientation import manifest_entry as orientation_entry
-from transforms.outputs import delete_path, digest_of_file, is_shard_name, with_checksum
+from transforms.outputs import delete_path, is_shard_name, with_checksum
 from transforms.publish import (
     REPLACED_MANIFEST,
     publish_flat,
@@ -37,6 +37,7 @@ from transforms.publish import (
 )
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 from transforms.reuse import reuse_entry
+from transforms.safe_write import digest_of_file
 from transforms.shard_index import is_index_name
 
 LABEL_MAP = "label_map.pbtxt"

@@ -55,9 +55,10 @@ from transforms.builds import PreviousBuild, join
 from transforms.choices import DISPLAYED, OFF, STAT, STORED
 from transforms.example_proto import Example
 from transforms.orientation import Orientation, orientation_counts
-from transforms.outputs import digest_of_stream, is_shard_name
+from transforms.outputs import is_shard_name
 from transforms.paths import open_regular
 from transforms.records import ImageAnnotation, LoadedImage
+from transforms.safe_write import digest_of_stream
 from transforms.shard_index import FileIdentity, IndexRow, is_index_name
 from transforms.tfrecord import is_framed, payload
 

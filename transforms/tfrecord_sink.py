@@ -40,7 +40,7 @@ from transforms.duplicates import HASHES, HashedImage, perceptual_hash
 from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images import ImageLoader, ImageRejected
 from transforms.orientation import orientation_counts
-from transforms.outputs import delete_path, digest_of_file
+from transforms.outputs import delete_path
 from transforms.paths import open_regular
 from transforms.records import (
     ERRORS,
@@ -64,6 +64,7 @@ from transforms.reuse import (
     reusable,
     unchanged,
 )
+from transforms.safe_write import digest_of_file
 from transforms.shard_index import (
     EXAMPLES,
     FileIdentity,
