@@ -29,7 +29,7 @@ from pipelines.settings import (
     runs_locally,
 )
 from transforms.build_lock import BuildLock
-from transforms.builds import MANIFEST, Layout
+from transforms.builds import MANIFEST, Layout, join
 from transforms.changes import ImageChanges, summary_lines
 from transforms.choices import SAME_SPLIT
 from transforms.counts import SumCounts
@@ -55,6 +55,7 @@ from transforms.report import (
     written_by_create,
 )
 from transforms.reuse import plan_reuse, reuse_text
+from transforms.safe_write import new_folder
 from transforms.shard_index import (
     EXAMPLES,
     INDEX_COUNTS,
@@ -242,6 +243,7 @@ def build_pipeline(
         fingerprint=fingerprint,
         reuse=reuse,
         compare=before is not None,
+        root=layout.output,
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
         shard_settings,
@@ -256,7 +258,7 @@ def build_pipeline(
         step_counts.append(shards[EXAMPLES] | "CompareImages" >> ImageChanges(earlier))
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
-    error_files = write_errors(errors, layout.build)
+    error_files = write_errors(errors, layout.output, join(layout.build, ERRORS_FILE), new_folder)
     read_counts = grouped | "CountRead" >> beam.Map(_read_counts)
     overlap = (
         grouped

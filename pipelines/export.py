@@ -5,6 +5,7 @@ Run as `odrecords export ...` or `python -m pipelines.export ...`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from pipelines.settings import (
     pipeline_options,
     use_filesystem_options,
 )
-from transforms.builds import ensure_dir
+from transforms.builds import PARTS_DIR
 from transforms.counts import SumCounts
 from transforms.export.decode import (
     DecodedRecord,
@@ -43,6 +44,7 @@ from transforms.export.writers import (
     NamedRecord,
     WriteExport,
     annotation_file,
+    split_file,
     write_failure,
 )
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
@@ -51,7 +53,19 @@ from transforms.paths import UnsafePathError, image_key
 from transforms.publish import remove_build
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.report import ERRORS_FILE, MANIFEST, write_errors
-from transforms.safe_write import digest_of_file, safe_relative
+from transforms.safe_write import (
+    Ours,
+    UnsafeWrite,
+    check_folder,
+    check_place,
+    create_new,
+    digest_of_file,
+    make_folders,
+    move_file,
+    root_of,
+    safe_relative,
+    write_file,
+)
 from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import parts_dir
 
@@ -155,10 +169,39 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
             names, ids = read_label_names(args.label_map)
         except (OSError, LabelMapError) as error:
             raise UsageError(f"label map {args.label_map}: {error}") from None
-    earlier = check_output_folder(args.output, SUMMARY)
+    settings = ExportSettings(inputs, args.format, args.output, names, ids)
+    _check_places(settings, lambda _: True)  # Links first: no summary is read through one.
+    settings.earlier_files = check_output_folder(args.output, SUMMARY)
+    _check_places(settings, functools.partial(_replaceable, settings.earlier_files))
     check_beam_flags(list(beam_args))
     check_writable(args.output)
-    return ExportSettings(inputs, args.format, args.output, names, ids, earlier), beam_args
+    return settings, beam_args
+
+
+def _check_places(settings: ExportSettings, ours: Ours) -> None:
+    """Refuses, before anything is written, an output where a file the export is sure to
+    write, or a folder it writes into, is a link or a file not `ours` (see
+    `transforms.safe_write`); the images' own places are checked as each is written, and one
+    that cannot be becomes an error record."""
+    output = settings.output
+    splits = sorted({split for split, _ in settings.inputs})
+    files = [SUMMARY, ERRORS_FILE, *(split_file(settings.format, split) for split in splits)]
+    files += ["data.yaml"] if settings.format == "yolo" else []
+    try:
+        for folder in (PARTS_DIR, *_EXPORT_FOLDERS):
+            check_folder(output, FileSystems.join(output, folder))
+        for relative in files:
+            check_place(output, FileSystems.join(output, *relative.split("/")), ours)
+    except UnsafeWrite as error:
+        raise UsageError(
+            f"output folder {settings.output}: {error}; remove it or choose another folder"
+        ) from None
+
+
+def _replaceable(earlier: dict[str, dict], relative: str) -> bool:
+    """Whether the file in place at `relative` may be replaced: the earlier export's summary
+    (checked by `check_output_folder`), or a file it lists."""
+    return relative == SUMMARY or relative in earlier
 
 
 class _ReadAndDecode(beam.DoFn):
@@ -167,7 +210,10 @@ class _ReadAndDecode(beam.DoFn):
     under OUT/.parts/ (never through a shuffle). A record that cannot be read or decoded, for
     whatever reason, becomes an error record."""
 
-    def __init__(self, parts: str, names: dict[int, str], ids: dict[str, int], fmt: str):
+    def __init__(
+        self, output: str, parts: str, names: dict[int, str], ids: dict[str, int], fmt: str
+    ):
+        self._root = root_of(output, parts)
         self._parts = parts
         self._names = names
         self._ids = ids
@@ -182,7 +228,7 @@ class _ReadAndDecode(beam.DoFn):
     def process(self, element: tuple[str, str]) -> Iterator:
         split, path = element
         parts = self._parts
-        ensure_dir(parts)
+        make_folders(self._root, parts)
         try:
             stream = open_records(path)
         except OSError as error:
@@ -222,7 +268,7 @@ class _ReadAndDecode(beam.DoFn):
                     # One file given as two splits gives two records of one source.
                     digest = hashlib.sha256(f"{split}/{source}".encode()).hexdigest()[:32]
                     temporary = FileSystems.join(parts, digest)
-                    with FileSystems.create(temporary) as handle:
+                    with create_new(self._root, temporary) as handle:
                         handle.write(record.image.encoded)
                     image_digest = {"size": len(record.image.encoded), "sha256": record.sha256}
                 stripped = replace(record, image=replace(record.image, encoded=b""))
@@ -334,10 +380,12 @@ class _PlaceImages(beam.DoFn):
     Records that share a key, and names that look made, get `~` and their digest (and, for
     identical images, their order) before the extension, deterministically. Keys are the name
     or end in its stem, so made names differ from each other and from every name kept. An
-    image that cannot be written there is an error record with its objects."""
+    image that cannot be written there (a link on its way, a file in its place that the
+    earlier export, listing `earlier`, did not write) is an error record with its objects."""
 
-    def __init__(self, output: str):
+    def __init__(self, output: str, earlier: dict[str, dict]):
         self._output = output
+        self._earlier = earlier
         self._without_images = Metrics.counter("odrecords", "records_without_image")
 
     def process(self, element: tuple[str, Iterable[tuple]]) -> Iterator:
@@ -354,8 +402,9 @@ class _PlaceImages(beam.DoFn):
             else:
                 final = FileSystems.join(self._output, IMAGES_DIR, *name.split("/"))
                 try:
-                    ensure_dir(FileSystems.split(final)[0])
-                    FileSystems.rename([temporary], [final])
+                    move_file(
+                        self._output, temporary, final, self._earlier.__contains__, image_digest
+                    )
                 except OSError as error:
                     annotation = record.image.annotation
                     reason = f"{IMAGES_DIR}/{name[:80]}: {write_failure(error)}"
@@ -398,6 +447,7 @@ def _write_summary(
     output = settings.output
     written = dict(files)
     errors = counts.get("errors", {}).get("count", 0)
+    replaceable = functools.partial(_replaceable, settings.earlier_files)
     if errors:
         written[ERRORS_FILE] = digest_of_file(FileSystems.join(output, ERRORS_FILE))
     replaced = remove_stale(output, settings.earlier_files, written, _is_export_file)
@@ -415,8 +465,8 @@ def _write_summary(
             "earlier_output": replaced.as_json(),
         }
     )
-    with FileSystems.create(FileSystems.join(output, SUMMARY)) as handle:
-        handle.write((json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
+    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    write_file(output, FileSystems.join(output, SUMMARY), [text.encode("utf-8")], replaceable)
     yield summary
 
 
@@ -429,7 +479,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings, parts: str
         | "Spread" >> beam.Reshuffle()
         | "ReadAndDecode"
         >> beam.ParDo(
-            _ReadAndDecode(parts, settings.label_names, settings.label_ids, settings.format)
+            _ReadAndDecode(
+                settings.output, parts, settings.label_names, settings.label_ids, settings.format
+            )
         ).with_outputs(ERRORS, main="records")
     )
     conflicts = (
@@ -444,7 +496,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings, parts: str
         | "Key" >> beam.Map(_keyed, settings.format, beam.pvalue.AsDict(conflicts))
         | "GroupByKey" >> beam.GroupByKey()
         | "PlaceImages"
-        >> beam.ParDo(_PlaceImages(settings.output)).with_outputs(ERRORS, main="named")
+        >> beam.ParDo(_PlaceImages(settings.output, settings.earlier_files)).with_outputs(
+            ERRORS, main="named"
+        )
     )
     named = placed.named
     if settings.label_names:
@@ -461,7 +515,10 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings, parts: str
             | "Categories" >> beam.Map(categories_from_counts)
         )
     written = named | "Write" >> WriteExport(
-        settings.output, settings.format, beam.pvalue.AsSingleton(categories)
+        settings.output,
+        settings.format,
+        beam.pvalue.AsSingleton(categories),
+        settings.earlier_files,
     )
     images = (
         named
@@ -469,7 +526,12 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ExportSettings, parts: str
         | "ImageFiles" >> beam.Map(lambda n: (f"{IMAGES_DIR}/{n.name}", n.image_digest))
     )
     errors = (decoded[ERRORS], placed[ERRORS], written["errors"]) | "AllErrors" >> beam.Flatten()
-    error_files = write_errors(errors, settings.output)
+    error_files = write_errors(
+        errors,
+        settings.output,
+        FileSystems.join(settings.output, ERRORS_FILE),
+        functools.partial(_replaceable, settings.earlier_files),
+    )
     counts = (
         (
             named | "CountRecords" >> beam.Map(_counts),

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.flags import UsageError
-from transforms.builds import ensure_dir
 from transforms.outputs import delete_path
 from transforms.records import excerpt
+from transforms.safe_write import write_file
 
 
 def failure_line(error: BaseException, where: str) -> str:
@@ -55,9 +55,7 @@ def check_writable(folder: str) -> None:
     exist)."""
     probe = FileSystems.join(folder, f".odrecords-probe-{uuid.uuid4().hex}")
     try:
-        ensure_dir(folder)
-        with FileSystems.create(probe) as handle:
-            handle.write(b"probe")
+        write_file(folder, probe, [b"probe"], lambda _: False)
         delete_path(probe)
     except Exception as error:  # Each filesystem raises its own error types.
         reason = failure_line(error, folder)

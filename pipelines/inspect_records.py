@@ -26,8 +26,9 @@ from PIL import Image
 from pipelines.flags import UsageError, inspect_parser
 from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.export.decode import RecordRejected, class_name
-from transforms.export.render import class_histogram, contact_sheets
+from transforms.export.render import check_folder, class_histogram, contact_sheets
 from transforms.label_map import LabelMapError, read_label_names
+from transforms.safe_write import UnsafeWrite
 from transforms.tfrecord import iter_records, open_records
 
 # Keys the OD API decoder reads, with the kind of list it expects.
@@ -364,6 +365,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         names, ids = read_label_names(args.label_map) if args.label_map else ({}, {})
         if args.render and os.path.exists(args.render) and not os.path.isdir(args.render):
             raise UsageError(f"--render {args.render} is a file, not a folder")
+        if args.render:
+            check_folder(args.render)
+    except UnsafeWrite as error:
+        print(f"odrecords inspect: error: --render {args.render}: {error}", file=sys.stderr)
+        return 2
     except (UsageError, OSError, LabelMapError) as error:
         print(f"odrecords inspect: error: {error}", file=sys.stderr)
         return 2
@@ -376,9 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspector.check_not_empty()
     report = inspector.report
     if args.render:
-        written = contact_sheets(samples, args.render) + [
-            class_histogram(report.classes, args.render)
-        ]
+        try:
+            written = contact_sheets(samples, args.render) + [
+                class_histogram(report.classes, args.render)
+            ]
+        except UnsafeWrite as error:  # Placed there since the check.
+            print(f"odrecords inspect: error: --render {args.render}: {error}", file=sys.stderr)
+            return 2
         print(f"rendered {len(samples)} examples: {', '.join(written)}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))

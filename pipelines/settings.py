@@ -56,7 +56,8 @@ from transforms.readers.class_map import load_class_map
 from transforms.readers.detect import detect_format
 from transforms.readers.yolo import read_names
 from transforms.records import Extras, excerpt
-from transforms.report import written_by_create
+from transforms.report import check_create_output, written_by_create
+from transforms.safe_write import UnsafeWrite
 from transforms.splits import parse_splits
 
 _PATH_KEYS = ("annotations", "images", "output", "label_map", "classes", "class_map")
@@ -214,8 +215,13 @@ def previous_build(output: str) -> PreviousBuild | None:
     if is_local(output) and os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file, not a folder")
     try:
+        check_create_output(output)
         for build_id in finish_publications(output, written_by_create):
             print(f"odrecords create: finished publishing build {build_id}", file=sys.stderr)
+    except UnsafeWrite as error:
+        raise UsageError(
+            f"output folder {output}: {error}; remove it or choose another folder"
+        ) from None
     except OSError as error:
         reason = failure_line(error, output)
         raise UsageError(f"cannot write to output folder {output}: {reason}") from None

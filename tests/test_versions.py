@@ -225,21 +225,21 @@ def build_of_tree(files: dict[str, bytes]) -> str:
 def test_an_interrupted_publication_is_finished_by_the_next_run(tmp_path, monkeypatch):
     """Killed while moving a build's files up: the next run first finishes that publication,
     then builds and publishes its own."""
-    from apache_beam.io.filesystems import FileSystems
+    from transforms import publish
 
     out = tmp_path / "out"
     labels = write_labels(tmp_path / "labels.csv", sample_rows())
     assert run_create(*CSV, "--annotations", labels, "--output", out, "--num-shards", "2") == 0
-    rename, moved = FileSystems.rename, []
+    move, moved = publish.move_file, []
 
-    def failing_rename(sources, targets):
-        if ".builds" in sources[0] and ".builds" not in targets[0]:
-            moved.append(sources)
+    def failing_move(root, source, target, *rest):
+        if ".builds" in source and ".builds" not in target:
+            moved.append(source)
             if len(moved) == 2:  # The old manifest is aside, one file has moved up.
                 raise RuntimeError("killed")
-        return rename(sources, targets)
+        return move(root, source, target, *rest)
 
-    monkeypatch.setattr(FileSystems, "rename", staticmethod(failing_rename))
+    monkeypatch.setattr(publish, "move_file", failing_move)
     args = [*CSV, "--annotations", labels, "--output", out, "--num-shards", "3"]
     assert run_create(*args) == 1  # Said in one line; the half-published build is kept.
     monkeypatch.undo()

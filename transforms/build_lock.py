@@ -23,10 +23,12 @@ import contextlib
 import errno
 import os
 import uuid
+from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.builds import BUILDS, is_build_id
+from transforms.safe_write import create_new, move_file, write_file
 
 LOCK_SUFFIX = ".lock"
 
@@ -48,35 +50,34 @@ class BuildLock:
 
     def __init__(self, output: str, build_id: str, parts: str):
         self._path = lock_path(output, build_id)
-        self._fd: int | None = None
-        folder = FileSystems.split(self._path)[0]
+        self._handle: BinaryIO | None = None
+        text = f"{build_id}\n{parts}\n".encode()
         if FileSystems.get_scheme(self._path) is not None:
-            with FileSystems.create(self._path) as handle:
-                handle.write(f"{build_id}\n{parts}\n".encode())
+            write_file(output, self._path, [text], lambda _: False)
             return
-        os.makedirs(folder, exist_ok=True)
-        temporary = os.path.join(folder, f".{uuid.uuid4().hex}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        temporary = FileSystems.join(FileSystems.split(self._path)[0], f".{uuid.uuid4().hex}.tmp")
+        handle = create_new(output, temporary)
         try:
-            os.write(fd, f"{build_id}\n{parts}\n".encode())
+            handle.write(text)
+            handle.flush()
             if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.replace(temporary, self._path)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            move_file(output, temporary, self._path, lambda _: False)
         except BaseException:
-            os.close(fd)
+            handle.close()
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        self._fd = fd
+        self._handle = handle
 
     def release(self) -> None:
         """Removes the lock file and lets the lock go: the build is over (finished, failed,
         or detached and in the runner's hands)."""
         with contextlib.suppress(Exception):  # Each filesystem raises its own error types.
             FileSystems.delete([self._path])
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
             with contextlib.suppress(OSError):  # Only when empty: other builds may run.
                 os.rmdir(FileSystems.split(self._path)[0])
 

@@ -54,16 +54,6 @@ def join(folder: str, relative: str) -> str:
     return FileSystems.join(folder, *relative.split("/"))
 
 
-def ensure_dir(path: str) -> None:
-    """Creates a folder if missing; object stores have no folders and need nothing."""
-    if not FileSystems.exists(path):
-        try:
-            FileSystems.mkdirs(path)
-        except OSError:
-            if not FileSystems.exists(path):  # Another worker may have made it meanwhile.
-                raise
-
-
 @dataclass(frozen=True)
 class Layout:
     """Where this build goes: `output` as given, the build's id, and whether it is published

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 
 from apache_beam.io.filesystems import FileSystems
@@ -29,9 +28,9 @@ from transforms.builds import (
     PARTS_DIR,
     VERSIONS,
     Layout,
-    ensure_dir,
     is_build_id,
     join,
+    read_pointer,
 )
 from transforms.outputs import (
     NotOurOutput,
@@ -42,6 +41,7 @@ from transforms.outputs import (
     remove_stale,
     with_checksum,
 )
+from transforms.safe_write import Ours, check_place, move_file, new_folder, write_file
 
 # The published manifest a flat build replaces, kept in the build folder while its files are
 # moved up, so an interrupted publication can still remove the files it made stale.
@@ -50,13 +50,22 @@ _LOG = logging.getLogger(__name__)
 _BEAM_TEMP = re.compile(r"beam-temp-[^/]+/[^/]+")
 
 
-def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as handle:
-        handle.write(text.encode("utf-8"))
+def write_text(output: str, path: str, text: str, ours: Ours) -> dict:
+    """Writes `text` to `path` inside `output` (see `transforms.safe_write`); returns the
+    file's {size, sha256}."""
+    return write_file(output, path, [text.encode("utf-8")], ours)
 
 
-def write_json(path: str, document: dict) -> None:
-    write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+def write_json(output: str, path: str, document: dict, ours: Ours) -> dict:
+    return write_text(output, path, json.dumps(document, indent=2, ensure_ascii=False) + "\n", ours)
+
+
+def _is_pointer(output: str, _: str) -> bool:
+    """Whether `OUT/LATEST` is a pointer odrecords wrote (names a version), so replaceable."""
+    try:
+        return read_pointer(output) is not None
+    except NotOurOutput:
+        return False
 
 
 def write_pointer(output: str, build_id: str) -> None:
@@ -64,15 +73,7 @@ def write_pointer(output: str, build_id: str) -> None:
     one, never a mix. Local disk: a temporary file renamed over the pointer; GCS and S3: one
     object write, which becomes visible whole when it completes."""
     path = FileSystems.join(output, LATEST)
-    if FileSystems.get_scheme(path) is None:
-        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(build_id + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    else:
-        write_text(path, build_id + "\n")
+    write_text(output, path, build_id + "\n", lambda relative: _is_pointer(output, relative))
 
 
 def files_under(folder: str) -> Iterator[tuple[str, bool]]:
@@ -121,11 +122,16 @@ def remove_build(folder: str, named: Callable[[str], bool]) -> None:
 
 
 def _builds_in(parent: str) -> list[str]:
-    """The names of the build folders in `parent`, oldest first."""
+    """The names of the build folders in `parent`, oldest first. A link named as a build is
+    none: neither published nor removed, it is never followed."""
     if FileSystems.get_scheme(parent) is None:
         if not os.path.isdir(parent) or os.path.islink(parent):
             return []
-        return sorted(name for name in os.listdir(parent) if is_build_id(name))
+        return sorted(
+            name
+            for name in os.listdir(parent)
+            if is_build_id(name) and not os.path.islink(os.path.join(parent, name))
+        )
     prefix = parent.rstrip("/") + "/"
     names = {
         metadata.path[len(prefix) :].split("/", 1)[0]
@@ -152,12 +158,42 @@ def _is_published(folder: str) -> bool:
     return bool(manifest and manifest.get("build", {}).get("published"))
 
 
+def _earlier_files(layout: Layout) -> dict[str, dict]:
+    """The files the output a flat build replaces lists: its manifest's, or the copy of it
+    an interrupted publication kept in the build folder; none when neither is odrecords'."""
+    for path in (join(layout.output, MANIFEST), join(layout.build, REPLACED_MANIFEST)):
+        if FileSystems.exists(path):
+            try:
+                return listed_files(read_summary(path))
+            except NotOurOutput:
+                return {}
+    return {}
+
+
+def _to_move(layout: Layout, manifest: dict) -> list[str]:
+    """The files of a build still in its folder, to be moved to the output's top."""
+    listed = sorted(listed_files(manifest))
+    return [relative for relative in listed if FileSystems.exists(join(layout.build, relative))]
+
+
+def check_publishable(layout: Layout, manifest: dict) -> None:
+    """Raises UnsafeWrite (`transforms.safe_write`), moving nothing, when a file of the build
+    could not be moved to the output's top: a link on its way or in its place, or a file
+    there that the replaced output did not write."""
+    earlier = _earlier_files(layout)
+    for relative in [*_to_move(layout, manifest), MANIFEST]:
+        # The replaced manifest is moved away first.
+        ours = relative == MANIFEST or relative in earlier
+        check_place(layout.output, join(layout.output, relative), lambda _, ours=ours: ours)
+
+
 def publish_flat(layout: Layout, manifest: dict, named: Callable[[str], bool]) -> dict:
     """Moves a complete build (`manifest`, as written into its folder) to the output's top,
     removes the files the replaced output wrote there that this build did not (by the rule of
     `transforms.outputs`), writes the manifest last and removes the build folder. Returns the
     published manifest. Every step can be taken again, so a publication an interrupted run
-    began is finished by taking them all again (`finish_publications`)."""
+    began is finished by taking them all again (`finish_publications`). Nothing is moved
+    when a file could not be (`check_publishable`)."""
     build, output = layout.build, layout.output
     current = FileSystems.join(output, MANIFEST)
     replaced_copy = FileSystems.join(build, REPLACED_MANIFEST)
@@ -165,24 +201,25 @@ def publish_flat(layout: Layout, manifest: dict, named: Callable[[str], bool]) -
     if published is not None and published.get("build", {}).get("id") == layout.build_id:
         remove_build(build, named)
         return published
+    check_publishable(layout, manifest)
+    earlier = _earlier_files(layout)
+    written = listed_files(manifest)
     if FileSystems.exists(current):
         # Kept with the build until it is published: the files it lists may be replaced.
-        FileSystems.rename([current], [replaced_copy])
-    for relative in sorted(listed_files(manifest)):
-        source = join(build, relative)
-        if FileSystems.exists(source):
-            target = join(output, relative)
-            ensure_dir(FileSystems.split(target)[0])
-            FileSystems.rename([source], [target])
+        move_file(output, current, replaced_copy, new_folder)
+    for relative in _to_move(layout, manifest):
+        move_file(
+            output,
+            join(build, relative),
+            join(output, relative),
+            earlier.__contains__,
+            written[relative],
+        )
     replaced = Replaced()
     if FileSystems.exists(replaced_copy):
-        try:
-            earlier = listed_files(read_summary(replaced_copy))
-        except NotOurOutput:
-            earlier = {}
-        replaced = remove_stale(output, earlier, listed_files(manifest), named)
+        replaced = remove_stale(output, earlier, written, named)
     published = with_checksum({**manifest, "earlier_output": replaced.as_json()})
-    write_json(current, published)
+    write_json(output, current, published, lambda _: False)
     remove_build(build, named)
     return published
 

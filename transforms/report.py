@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
-from transforms.builds import MANIFEST, Layout, PreviousBuild, join
+from transforms.builds import BUILDS, LATEST, MANIFEST, VERSIONS, Layout, PreviousBuild, join
 from transforms.changes import card_lines, changes_entry, previous_summary
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import MAX_DISTANCE
@@ -29,6 +29,7 @@ from transforms.orientation import manifest_entry as orientation_entry
 from transforms.outputs import delete_path, is_shard_name, with_checksum
 from transforms.publish import (
     REPLACED_MANIFEST,
+    check_publishable,
     publish_flat,
     remove_earlier_builds,
     write_json,
@@ -37,8 +38,16 @@ from transforms.publish import (
 )
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 from transforms.reuse import reuse_entry
-from transforms.safe_write import digest_of_file
-from transforms.shard_index import is_index_name
+from transforms.safe_write import (
+    Ours,
+    UnsafeWrite,
+    check_folder,
+    check_place,
+    digest_of_file,
+    new_folder,
+    write_file,
+)
+from transforms.shard_index import INDEX_DIR, is_index_name
 
 LABEL_MAP = "label_map.pbtxt"
 LABEL_MAP_CSV = "label_map.csv"
@@ -532,6 +541,17 @@ def written_by_create(relative: str) -> bool:
     )
 
 
+def check_create_output(output: str) -> None:
+    """Raises UnsafeWrite (`transforms.safe_write`), before a build starts, when a link is
+    where `create` writes whatever the data: the folders builds are written into, the index
+    folder, the pointer and the files at the output's top. (Files in place there are judged
+    when a build is published; the split folders, named by the data, too.)"""
+    for folder in (BUILDS, VERSIONS, INDEX_DIR):
+        check_folder(output, FileSystems.join(output, folder))
+    for name in (LATEST, MANIFEST, ERRORS_FILE, LABEL_MAP, LABEL_MAP_CSV, CARD):
+        check_place(output, FileSystems.join(output, name), lambda _: True)
+
+
 def quality(manifest: dict, max_error_rate: float | None) -> dict:
     """Whether the build may be published, and why not: nothing was written (an empty
     dataset must never replace a good one), or a larger share of the input was rejected than
@@ -614,20 +634,15 @@ class WriteReport(beam.DoFn):
             (LABEL_MAP_CSV, format_label_map_csv(label_map)),
             (CARD, dataset_card(manifest, layout.published)),
         ):
-            write_text(join(layout.build, name), text)
-            written[name] = digest_of_file(join(layout.build, name))
+            written[name] = write_text(layout.output, join(layout.build, name), text, new_folder)
         if FileSystems.exists(self._parts):
             delete_path(self._parts)
         build = {"id": layout.build_id, "versions": layout.versions}
-        manifest = with_checksum(
-            {
-                **manifest,
-                "build": build | quality(manifest, self._max_error_rate),
-                "written": dict(sorted(written.items())),
-            }
-        )
+        written = dict(sorted(written.items()))
+        gate = self._gate({**manifest, "written": written})
+        manifest = with_checksum({**manifest, "build": build | gate, "written": written})
         # Last in the build folder: a build folder with a manifest is complete.
-        write_json(join(layout.build, MANIFEST), manifest)
+        write_json(layout.output, join(layout.build, MANIFEST), manifest, new_folder)
         if not manifest["build"]["published"]:
             yield manifest
             return
@@ -638,6 +653,19 @@ class WriteReport(beam.DoFn):
         remove_earlier_builds(layout, written_by_create)
         yield manifest
 
+    def _gate(self, manifest: dict) -> dict:
+        """Whether the build may be published (`quality`), and, without versions, whether
+        its files can be moved to the output's top: never through a link, nor over a file the
+        replaced output did not write (`check_publishable`)."""
+        gate = quality(manifest, self._max_error_rate)
+        if gate["published"] and not self._layout.versions:
+            try:
+                check_publishable(self._layout, manifest)
+            except UnsafeWrite as error:
+                why = f"{error} (in {self._layout.output})"
+                return gate | {"published": False, "not_published_because": [why]}
+        return gate
+
 
 def _error_line(error: ErrorRecord) -> str:
     """The error's JSON line; counts it by stage and reason for the runner's UI."""
@@ -646,26 +674,25 @@ def _error_line(error: ErrorRecord) -> str:
     return json.dumps(error.to_json(), ensure_ascii=False)
 
 
-def _write_lines(lines: list[str], path: str) -> Iterator[str]:
-    """Writes `lines`, sorted, one a line into `path`, and yields its path; writes nothing
-    when there are none (Beam's S3 filesystem cannot write an empty file)."""
+def _write_lines(lines: list[str], root: str, path: str, ours: Ours) -> Iterator[str]:
+    """Writes `lines`, sorted, one a line into `path` inside `root` (by the rule of
+    `transforms.safe_write`), and yields its path; writes nothing when there are none
+    (Beam's S3 filesystem cannot write an empty file)."""
     if not lines:
         return
-    with FileSystems.create(path) as handle:
-        for line in sorted(lines):
-            handle.write(line.encode("utf-8") + b"\n")
+    write_file(root, path, (line.encode("utf-8") + b"\n" for line in sorted(lines)), ours)
     yield path
 
 
-def write_errors(errors: beam.PCollection, output: str) -> beam.PCollection:
-    """The errors output: one JSON object per line in `OUT/errors.jsonl`, sorted, so that the
-    file does not depend on the order in which workers found the errors (a rebuild that
-    reuses examples finds them in another order than a full build, and writes the same
-    bytes). The lines are gathered in one worker's memory to be sorted: a few hundred bytes
-    per rejected image, box or annotation record."""
+def write_errors(errors: beam.PCollection, root: str, path: str, ours: Ours) -> beam.PCollection:
+    """The errors output: one JSON object per line in `path` (`errors.jsonl` of a build or of
+    an export, inside `root`), sorted, so that the file does not depend on the order in which
+    workers found the errors (a rebuild that reuses examples finds them in another order than
+    a full build, and writes the same bytes). The lines are gathered in one worker's memory to
+    be sorted: a few hundred bytes per rejected image, box or annotation record."""
     return (
         errors
         | "ErrorToJson" >> beam.Map(_error_line)
         | "GatherErrorLines" >> beam.combiners.ToList()
-        | "WriteErrorLines" >> beam.FlatMap(_write_lines, FileSystems.join(output, ERRORS_FILE))
+        | "WriteErrorLines" >> beam.FlatMap(_write_lines, root, path, ours)
     )

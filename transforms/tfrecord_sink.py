@@ -33,7 +33,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
-from transforms.builds import PARTS_DIR, ensure_dir, join
+from transforms.builds import PARTS_DIR, join
 from transforms.choices import STAT
 from transforms.counts import add_counts
 from transforms.duplicates import HASHES, HashedImage, perceptual_hash
@@ -64,7 +64,14 @@ from transforms.reuse import (
     reusable,
     unchanged,
 )
-from transforms.safe_write import digest_of_file
+from transforms.safe_write import (
+    create_new,
+    digest_of_file,
+    make_folders,
+    move_file,
+    new_folder,
+    root_of,
+)
 from transforms.shard_index import (
     EXAMPLES,
     FileIdentity,
@@ -102,9 +109,11 @@ class PartFile:
     when complete, so a retried or failed worker never leaves a partial file; hashed as
     written, since the manifest lists each file's size and sha256 for later runs to replace
     only what this run wrote. It is created on the first write: a file that gets nothing is
-    never made (an empty file helps no reader, and Beam's S3 filesystem cannot write one)."""
+    never made (an empty file helps no reader, and Beam's S3 filesystem cannot write one).
+    `root` is the output no file of the build leaves (see `transforms.safe_write`)."""
 
-    def __init__(self, parts: str, label: str):
+    def __init__(self, root: str, parts: str, label: str):
+        self._root = root
         self._parts = parts
         self._temporary = FileSystems.join(parts, f"{label}-{uuid.uuid4().hex}")
         self._reset()
@@ -128,8 +137,7 @@ class PartFile:
 
     def write(self, data: bytes) -> None:
         if self._handle is None:
-            ensure_dir(self._parts)
-            self._handle = FileSystems.create(self._temporary)
+            self._handle = create_new(root_of(self._root, self._parts), self._temporary)
         self._handle.write(data)
         self._digest.update(data)
         self.size += len(data)
@@ -148,7 +156,7 @@ class PartFile:
                 if {"size": self.size, "sha256": self._digest.hexdigest()} == wanted:
                     return True
             elif digest_of_file(source) == wanted:
-                ensure_dir(self._parts)
+                make_folders(root_of(self._root, self._parts), self._parts)
                 FileSystems.copy([source], [self._temporary])
                 self._handle, self._copied = _CLOSED, wanted
                 return True
@@ -164,15 +172,15 @@ class PartFile:
         self._reset()
 
     def publish(self, final: str) -> dict | None:
-        """Closes the file and moves it to `final`; returns its {size, sha256}, or None when
-        nothing was written (and nothing is moved)."""
+        """Closes the file and moves it to `final`, in the build's own folder; returns its
+        {size, sha256}, or None when nothing was written (and nothing is moved)."""
         if self._handle is None:
             return None
         self._close()
-        ensure_dir(FileSystems.split(final)[0])
-        FileSystems.rename([self._temporary], [final])
+        digest = self._copied or {"size": self.size, "sha256": self._digest.hexdigest()}
+        move_file(self._root, self._temporary, final, new_folder, digest)
         _LOG.info("wrote %s", final)
-        return self._copied or {"size": self.size, "sha256": self._digest.hexdigest()}
+        return digest
 
 
 # The handle of a part file once closed.
@@ -187,7 +195,8 @@ class ShardSettings:
     extras written per object, the run's name for progress lines (in-process runners
     only, whose workers share the console), the fingerprint of the settings that change
     examples (`transforms.shard_index`), what may be reused of the previous build, and
-    whether examples are emitted to compare with it."""
+    whether examples are emitted to compare with it; `root`, the output that no file leaves
+    (see `transforms.safe_write`), is `output` when not given."""
 
     output: str
     parts: str
@@ -198,6 +207,11 @@ class ShardSettings:
     fingerprint: str = ""
     reuse: Reuse | None = None
     compare: bool = False
+    root: str = ""
+
+    @property
+    def output_root(self) -> str:
+        return self.root or self.output
 
 
 @dataclass(frozen=True)
@@ -485,9 +499,10 @@ class WriteShard(beam.DoFn):
         counts = Counter(reused=0, converted=0)
         # The shard's manifest counts, summed here: one element per shard, not per image.
         stats: dict = {}
+        root = self._settings.output_root
         with (
-            PartFile(self._settings.parts, f"{split}-{shard:05d}") as shard_file,
-            PartFile(self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
+            PartFile(root, self._settings.parts, f"{split}-{shard:05d}") as shard_file,
+            PartFile(root, self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
         ):
             proven = self._proven_shard(relative, plans, label_map)
             copied = proven is not None and shard_file.copy_from(

@@ -1,19 +1,30 @@
-"""Pictures of a dataset: contact sheets of examples with their boxes, and a class histogram."""
+"""Pictures of a dataset: contact sheets of examples with their boxes, and a class histogram.
+
+They are written into the folder given by the rule of `transforms.safe_write`: never through a
+link, and over a file of the names they take only when it is a picture drawn here, which
+says so in a PNG text chunk (a mark that recognises, not authenticates)."""
 
 from __future__ import annotations
 
 import colorsys
 import io
 import math
+import os
+import re
 import zlib
 from collections import Counter
 
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from transforms.safe_write import check_place, write_file
 
 TILE = 256
 GRID = 4
 _FONT = ImageFont.load_default()
+_MARK = ("Software", "odrecords inspect --render")
+# The names of the pictures, which are all this writes.
+_NAMES = re.compile(r"classes\.png|examples-\d{3,}\.png")
 
 
 def _color(name: str) -> tuple[int, int, int]:
@@ -22,12 +33,32 @@ def _color(name: str) -> tuple[int, int, int]:
     return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
 
 
+def _drawn_here(folder: str, relative: str) -> bool:
+    """Whether the picture at `relative` in `folder` was drawn here (carries the mark)."""
+    try:
+        with Image.open(FileSystems.join(folder, relative), formats=["PNG"]) as image:
+            return image.text.get(_MARK[0]) == _MARK[1]
+    except Exception:  # PIL raises many types for files that are no PNG.
+        return False
+
+
+def check_folder(folder: str) -> None:
+    """Raises UnsafeWrite (`transforms.safe_write`) when a picture could not be written into
+    `folder`: a link, or a file not drawn here, at a name the pictures take."""
+    names = ["classes.png"]
+    if FileSystems.get_scheme(folder) is None and os.path.isdir(folder):
+        names += [name for name in sorted(os.listdir(folder)) if _NAMES.fullmatch(name)]
+    for name in names:
+        check_place(folder, FileSystems.join(folder, name), lambda r: _drawn_here(folder, r))
+
+
 def _save(image: Image.Image, folder: str, name: str) -> str:
     path = FileSystems.join(folder, name)
     buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    with FileSystems.create(path) as handle:
-        handle.write(buffer.getvalue())
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*_MARK)
+    image.save(buffer, "PNG", pnginfo=info)
+    write_file(folder, path, [buffer.getvalue()], lambda r: _drawn_here(folder, r))
     return path
 
 

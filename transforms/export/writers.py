@@ -11,7 +11,6 @@ files. The per-image files of VOC and YOLO are named from the image name by
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import posixpath
@@ -27,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.export.decode import DecodedRecord
 from transforms.readers.yolo import label_path
 from transforms.records import ERRORS, ErrorRecord
+from transforms.safe_write import Ours, UnsafeWrite, write_file
 
 IMAGES_DIR = "images"
 # Stage of the error records of files that cannot be written.
@@ -78,21 +78,13 @@ def annotation_file(fmt: str, name: str) -> str | None:
     return None
 
 
-def write_chunks(path: str, chunks: Iterable[str]) -> dict:
-    """Writes text chunks to `path`; returns the file's {size, sha256} for the summary, so a
-    later export into the same folder can tell the file is still the one written here."""
-    digest, size = hashlib.sha256(), 0
-    with FileSystems.create(path) as handle:
-        for chunk in chunks:
-            data = chunk.encode("utf-8")
-            handle.write(data)
-            digest.update(data)
-            size += len(data)
-    return {"size": size, "sha256": digest.hexdigest()}
-
-
-def write_text(path: str, text: str) -> dict:
-    return write_chunks(path, [text])
+def write_chunks(output: str, relative: str, chunks: Iterable[str], ours: Ours) -> dict:
+    """Writes text chunks to `relative` in `output` (by the rule of `transforms.safe_write`:
+    `ours` says which files found in place an earlier export wrote); returns the file's
+    {size, sha256} for the summary, so a later export into the same folder can tell the file
+    is still the one written here."""
+    data = (chunk.encode("utf-8") for chunk in chunks)
+    return write_file(output, _join(output, relative), data, ours)
 
 
 def write_failure(error: OSError) -> str:
@@ -101,6 +93,8 @@ def write_failure(error: OSError) -> str:
     while isinstance(getattr(error, "exception_details", None), dict) and error.exception_details:
         error = next(iter(error.exception_details.values()))  # Beam wraps the OSError.
     cause = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], OSError) else error
+    if isinstance(cause, UnsafeWrite):
+        return f"not written: {cause}"
     return f"cannot write the file: {getattr(cause, 'strerror', None) or str(cause)[:80]}"
 
 
@@ -244,49 +238,56 @@ def yolo_split_key(split: str) -> str:
     return "train" if lowered.startswith("train") else split
 
 
-class _WriteSplitFiles(beam.DoFn):
-    """(split, records) → the split's file of one format; yields (relative path, digest)."""
+def split_file(fmt: str, split: str) -> str:
+    """The file of one split in format `fmt`, relative to the export's folder."""
+    return {
+        "coco": f"annotations/instances_{split}.json",
+        "csv": f"{split}_labels.csv",
+        "voc": f"ImageSets/Main/{split}.txt",
+        "yolo": f"{split}.txt",
+    }[fmt]
 
-    def __init__(self, output: str, fmt: str):
+
+class _WriteSplitFiles(beam.DoFn):
+    """(split, records) → the split's file of one format; yields (relative path, digest).
+    `earlier` lists the files of an earlier export in `output`, which may be replaced."""
+
+    def __init__(self, output: str, fmt: str, earlier: dict[str, dict]):
         self._output = output
         self._format = fmt
+        self._earlier = earlier
 
     def process(self, element, categories: dict[str, int]) -> Iterator[str]:
         split, records = element
         records = _sorted(records)
         if self._format == "coco":
-            relative, chunks = (
-                f"annotations/instances_{split}.json",
-                coco_document(records, categories),
-            )
+            chunks = coco_document(records, categories)
         elif self._format == "csv":
-            relative, chunks = f"{split}_labels.csv", [csv_text(records)]
+            chunks = [csv_text(records)]
         elif self._format == "voc":
-            relative, chunks = (
-                f"ImageSets/Main/{split}.txt",
-                (voc_id(r.name) + "\n" for r in records),
-            )
+            chunks = (voc_id(r.name) + "\n" for r in records)
         else:  # yolo
-            relative = f"{split}.txt"
             # Ultralytics takes `./` lines from the list's folder, others from where it runs.
             chunks = (f"./{IMAGES_DIR}/{r.name}\n" for r in records)
-        yield relative, write_chunks(_join(self._output, relative), chunks)
+        relative = split_file(self._format, split)
+        yield relative, write_chunks(self._output, relative, chunks, self._earlier.__contains__)
 
 
 class _WriteImageFiles(beam.DoFn):
     """One annotation file per image (VOC XML, YOLO labels): (relative path, digest), or an
-    error record when the file cannot be written (its name is taken by a folder, ...)."""
+    error record when the file cannot be written (its name is taken by a folder, a link is
+    on its way, ...)."""
 
-    def __init__(self, output: str, fmt: str):
+    def __init__(self, output: str, fmt: str, earlier: dict[str, dict]):
         self._output = output
         self._format = fmt
+        self._earlier = earlier
 
     def process(self, named: NamedRecord, categories: dict[str, int]) -> Iterator:
         relative = annotation_file(self._format, named.name)
         text = voc_xml(named) if self._format == "voc" else yolo_labels(named, categories)
-        path = _join(self._output, relative)
         try:
-            yield relative, write_text(path, text)
+            yield relative, write_chunks(self._output, relative, [text], self._earlier.__contains__)
         except OSError as error:
             annotation = named.record.image.annotation
             yield beam.pvalue.TaggedOutput(
@@ -301,7 +302,9 @@ class _WriteImageFiles(beam.DoFn):
             )
 
 
-def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) -> tuple[str, dict]:
+def _yolo_data_yaml(
+    splits: list[str], output: str, earlier: dict[str, dict], categories: dict[str, int]
+) -> tuple[str, dict]:
     """Without `path`, Ultralytics' root is the YAML's folder; `path: .` would be the folder
     it runs in."""
     config = {
@@ -309,19 +312,27 @@ def _yolo_data_yaml(splits: list[str], output: str, categories: dict[str, int]) 
         **{yolo_split_key(split): f"{split}.txt" for split in sorted(splits)},
     }
     text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
-    return "data.yaml", write_text(_join(output, "data.yaml"), text)
+    return "data.yaml", write_chunks(output, "data.yaml", [text], earlier.__contains__)
 
 
 class WriteExport(beam.PTransform):
     """NamedRecords → the annotation files of `fmt` under `output`; outputs `files`, their
     (relative path, digest), and `errors`, the records whose annotation file could not be
-    written."""
+    written. `earlier` lists the files an earlier export in `output` wrote, which may be
+    replaced (see `transforms.safe_write`)."""
 
-    def __init__(self, output: str, fmt: str, categories: beam.pvalue.AsSingleton):
+    def __init__(
+        self,
+        output: str,
+        fmt: str,
+        categories: beam.pvalue.AsSingleton,
+        earlier: dict[str, dict],
+    ):
         super().__init__()
         self._output = output
         self._format = fmt
         self._categories = categories
+        self._earlier = earlier
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         by_split = (
@@ -332,12 +343,14 @@ class WriteExport(beam.PTransform):
         files = [
             by_split
             | "SplitFiles"
-            >> beam.ParDo(_WriteSplitFiles(self._output, self._format), self._categories)
+            >> beam.ParDo(
+                _WriteSplitFiles(self._output, self._format, self._earlier), self._categories
+            )
         ]
         errors = []
         if self._format in ("voc", "yolo"):
             image_files = records | "ImageFiles" >> beam.ParDo(
-                _WriteImageFiles(self._output, self._format), self._categories
+                _WriteImageFiles(self._output, self._format, self._earlier), self._categories
             ).with_outputs(ERRORS, main="files")
             files.append(image_files.files)
             errors.append(image_files[ERRORS])
@@ -346,7 +359,8 @@ class WriteExport(beam.PTransform):
                 by_split
                 | "SplitNames" >> beam.Map(lambda element: element[0])
                 | "AllSplits" >> beam.combiners.ToList()
-                | "DataYaml" >> beam.Map(_yolo_data_yaml, self._output, self._categories)
+                | "DataYaml"
+                >> beam.Map(_yolo_data_yaml, self._output, self._earlier, self._categories)
             )
         return {
             "files": files | "AllFiles" >> beam.Flatten(),
