@@ -10,10 +10,12 @@ folder named by `--temp_location`. Below it, on local disk:
 - a file is written under a new temporary name in its own folder (`O_CREAT | O_EXCL |
   O_NOFOLLOW`) and renamed over its place (`os.replace`, which replaces a name, never what a
   link points to), so a reader never sees half a file;
-- at the file's place, nothing is simply taken; a link, a folder or any other kind of file is
+- at the file's place, a free name is taken; a link, a folder or any other kind of file is
   refused, never followed nor removed; a regular file is replaced only when the caller's
-  `ours` says odrecords wrote it (an earlier output's summary lists it, unchanged), or when
-  it already holds the bytes written (a retried worker writing its file again).
+  `ours` says odrecords wrote it (an earlier output's summary lists it; anything in a folder
+  this run made, `new_folder`), or when it already holds the bytes written (a retried worker
+  writing its file again). Files are removed elsewhere (`transforms.outputs`), by a
+  stricter rule.
 
 GCS and S3 have no links or folders: the same calls go through Beam's FileSystems there, with
 the same checks of the path and of the file in its place.
@@ -77,7 +79,7 @@ def new_folder(_: str) -> bool:
     return True
 
 
-def relative_path(root: str, path: str) -> str:
+def _relative_path(root: str, path: str) -> str:
     """`path` relative to `root`, `/`-separated; raises UnsafeWrite when it is not inside."""
     if _local(root):
         relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
@@ -94,7 +96,7 @@ def root_of(root: str, folder: str) -> str:
     """The root a folder's writes may not leave: `root` when the folder lies inside it, else
     the folder above it (a scratch folder named by `--temp_location`)."""
     try:
-        relative_path(root, folder)
+        _relative_path(root, folder)
     except UnsafeWrite:
         return FileSystems.split(folder)[0]
     return root
@@ -103,7 +105,7 @@ def root_of(root: str, folder: str) -> str:
 def make_folders(root: str, folder: str) -> None:
     """Makes `folder` and the folders between it and `root` that are missing."""
     if _local(root) and os.path.abspath(folder) != os.path.abspath(root):
-        with _opened(root, relative_path(root, folder).split("/"), create=True):
+        with _opened(root, _relative_path(root, folder).split("/"), create=True):
             pass
     elif _local(root):
         os.makedirs(root, exist_ok=True)
@@ -112,16 +114,16 @@ def make_folders(root: str, folder: str) -> None:
 def create_new(root: str, path: str) -> BinaryIO:
     """Opens a new file at `path` for writing; its name must be free (a scratch file's)."""
     if not _local(root):
-        relative_path(root, path)
+        _relative_path(root, path)
         return FileSystems.create(path)
-    *folders, name = relative_path(root, path).split("/")
+    *folders, name = _relative_path(root, path).split("/")
     with _opened(root, folders, create=True) as folder:
         return os.fdopen(os.open(name, _NEW_FILE, 0o666, dir_fd=folder), "wb")
 
 
 def write_file(root: str, path: str, chunks: Iterable[bytes], ours: Ours) -> dict:
     """Writes `chunks` to `path` by the module's rule; returns the file's {size, sha256}."""
-    relative = relative_path(root, path)
+    relative = _relative_path(root, path)
     if not _local(root):
         return _write_remote(path, relative, chunks, ours)
     *folders, name = relative.split("/")
@@ -142,7 +144,7 @@ def write_file(root: str, path: str, chunks: Iterable[bytes], ours: Ours) -> dic
 def move_file(root: str, source: str, path: str, ours: Ours, digest: dict | None = None) -> None:
     """Moves the regular file `source` (a scratch file) to `path` by the module's rule;
     `digest` ({size, sha256} of `source`) lets a file already holding its bytes be replaced."""
-    relative = relative_path(root, path)
+    relative = _relative_path(root, path)
     if not _local(root):
         if FileSystems.exists(path) and not ours(relative):
             if digest is None or digest_of_file(path) != digest:
@@ -160,7 +162,7 @@ def move_file(root: str, source: str, path: str, ours: Ours, digest: dict | None
 def check_place(root: str, path: str, ours: Ours) -> None:
     """Raises UnsafeWrite when a write to `path` would be refused, writing nothing: what the
     commands check before they start, for the paths they know they will write."""
-    relative = relative_path(root, path)
+    relative = _relative_path(root, path)
     if not _local(root):
         if FileSystems.exists(path) and not ours(relative):
             raise _not_ours(relative)
@@ -175,7 +177,7 @@ def check_folder(root: str, folder: str) -> None:
     """Raises UnsafeWrite when `folder`, or one on its way from `root`, is a link or no
     folder, writing nothing."""
     if _local(root) and os.path.abspath(folder) != os.path.abspath(root):
-        folders = relative_path(root, folder).split("/")
+        folders = _relative_path(root, folder).split("/")
         _check_root(root)
         with contextlib.suppress(FileNotFoundError), _opened(root, folders, create=False):
             pass
