@@ -265,9 +265,8 @@ class _ReadAndDecode(beam.DoFn):
                     )
                 temporary, image_digest = None, None
                 if record.image.encoded:
-                    # One file given as two splits gives two records of one source.
-                    digest = hashlib.sha256(f"{split}/{source}".encode()).hexdigest()[:32]
-                    temporary = FileSystems.join(parts, digest)
+                    # A name of its own: a file given twice gives two records of one source.
+                    temporary = FileSystems.join(parts, uuid.uuid4().hex)
                     with create_new(self._root, temporary) as handle:
                         handle.write(record.image.encoded)
                     image_digest = {"size": len(record.image.encoded), "sha256": record.sha256}

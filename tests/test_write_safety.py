@@ -384,3 +384,13 @@ def test_a_path_outside_the_root_is_refused(tmp_path, written):
     with pytest.raises(UnsafeWrite, match="lies outside"):
         write_file(str(tmp_path / "root"), f"{tmp_path}/{written}", [b""], bool)
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_export_of_one_file_given_twice_writes_both_copies(records, tmp_path):
+    """Scratch files are created only where their name is free, so each record gets its
+    own: the same input given twice is no reason to stop."""
+    out = tmp_path / "out"
+    args = ["--input", f"train={records}", "--input", f"train={records}"]
+    assert run_export(*args, "--format", "csv", "--output", out) == 0
+    summary = json.loads((out / "export.json").read_text())
+    assert summary["images"] == {"train": 2 * len(NAMES)} and not summary["errors"]
