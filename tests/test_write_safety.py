@@ -394,3 +394,15 @@ def test_export_of_one_file_given_twice_writes_both_copies(records, tmp_path):
     assert run_export(*args, "--format", "csv", "--output", out) == 0
     summary = json.loads((out / "export.json").read_text())
     assert summary["images"] == {"train": 2 * len(NAMES)} and not summary["errors"]
+
+
+def test_a_hard_link_in_place_is_replaced_never_written_into(tmp_path):
+    """A file odrecords may replace gets a new file under its name: the file a hard link
+    shares with a name outside keeps its bytes."""
+    target, root = outside(tmp_path), tmp_path / "root"
+    root.mkdir()
+    os.link(target / "file", root / "shard")
+    before = snapshot(target)
+    write_file(str(root), str(root / "shard"), [b"new"], lambda _: True)
+    assert (root / "shard").read_bytes() == b"new"
+    assert snapshot(target) == before
