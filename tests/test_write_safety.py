@@ -406,3 +406,28 @@ def test_a_hard_link_in_place_is_replaced_never_written_into(tmp_path):
     write_file(str(root), str(root / "shard"), [b"new"], lambda _: True)
     assert (root / "shard").read_bytes() == b"new"
     assert snapshot(target) == before
+
+
+def test_a_lock_left_beside_a_link_named_as_a_build_removes_nothing_it_leads_to(
+    created, create_args, tmp_path
+):
+    """A lock file nobody holds marks a build as abandoned, to be removed: when its folder, or
+    the folder of temporary files the lock names, is a link, it is left, never followed."""
+    target = outside(tmp_path)
+    build_id = "20200101T000000000000Z-abcdef"
+    copy(created, target / "folder" / "copy")
+    (target / f"odrecords-{build_id}").mkdir()
+    (target / f"odrecords-{build_id}" / "part").write_text("precious")
+    out = copy(created, tmp_path / "out")
+    (out / ".builds").mkdir()
+    link = out / ".builds" / build_id
+    links = {link: plant(link, "folder", target)}
+    parts = tmp_path / "temp" / f"odrecords-{build_id}"
+    parts.parent.mkdir()
+    parts.symlink_to(target / f"odrecords-{build_id}")
+    links[parts] = target / f"odrecords-{build_id}"
+    (out / ".builds" / f"{build_id}.lock").write_text(f"{build_id}\n{parts}\n")
+    before = snapshot(target)
+    code = run_create(*create_args, "--output", out)
+    assert_untouched(target, before, links)
+    assert code == 0

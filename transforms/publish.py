@@ -245,10 +245,16 @@ def remove_unfinished(
     temporary files when they are in a folder of their own (`parts`)."""
     for parent in (BUILDS, VERSIONS):
         folder = FileSystems.join(output, parent, build_id)
-        if FileSystems.exists(folder) and not _is_published(folder):
+        if FileSystems.exists(folder) and not _is_link(folder) and not _is_published(folder):
             remove_build(folder, named)
-    if parts is not None and FileSystems.exists(parts):
+    if parts is not None and FileSystems.exists(parts) and not _is_link(parts):
         remove_build(parts, lambda _: True)
+
+
+def _is_link(path: str) -> bool:
+    """Whether `path` is a local link: a folder named as a build's that is one is no build's,
+    and is never followed to remove what it leads to."""
+    return FileSystems.get_scheme(path) is None and os.path.islink(path)
 
 
 def remove_abandoned(output: str, named: Callable[[str], bool]) -> list[str]:
