@@ -17,6 +17,7 @@ from PIL import Image
 from transforms.builds import latest_folder
 from transforms.records import ErrorRecord
 from transforms.report import write_errors
+from transforms.safe_write import new_folder
 from transforms.splits import assign_split
 
 SPLITS = "train=0.6,valid=0.4"
@@ -408,6 +409,9 @@ def test_the_errors_file_is_sorted_whatever_order_errors_come_in(tmp_path):
     not depend on it."""
     errors = [ErrorRecord(f"{name}.xml", f"{name}.jpg", "image", "missing", 1) for name in "zyxa"]
     with local_pipeline() as pipeline:
-        write_errors(pipeline | beam.Create(errors, reshuffle=False), str(tmp_path))
+        path = str(tmp_path / "errors.jsonl")
+        write_errors(
+            pipeline | beam.Create(errors, reshuffle=False), str(tmp_path), path, new_folder
+        )
     lines = (tmp_path / "errors.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == ["a.jpg", "x.jpg", "y.jpg", "z.jpg"]
