@@ -288,7 +288,8 @@ def test_a_killed_build_is_removed_before_the_next_one_writes(tmp_path):
 
 def test_a_running_build_is_never_taken_for_abandoned(tmp_path):
     """A build whose launcher holds its lock is left alone, however old; one whose lock
-    nobody holds is removed, its temporary files elsewhere too."""
+    nobody holds is removed, its temporary files elsewhere too (only files named as part files
+    are: the folder a lock names may hold someone else's)."""
     output = tmp_path / "out"
     assert run_create(*SAMPLE_ARGS, "--output", output) == 0
     running_id, gone_id = "20000101T000000000000Z-aaaaaa", "20000101T000000000000Z-bbbbbb"
@@ -298,7 +299,8 @@ def test_a_running_build_is_never_taken_for_abandoned(tmp_path):
         shard.parent.mkdir(parents=True)
         shard.write_bytes(b"x")
     parts.mkdir(parents=True)
-    (parts / "train-00000-of-00002-0123").write_bytes(b"x")
+    (parts / f"train-00000-{'0' * 32}").write_bytes(b"x")
+    (parts / "notes.txt").write_bytes(b"mine")
     running = BuildLock(str(output), running_id, str(output / ".builds" / running_id / ".parts"))
     gone = BuildLock(str(output), gone_id, str(parts))
     gone._handle.close()  # As when its process died: the kernel lets the lock go.
@@ -306,7 +308,7 @@ def test_a_running_build_is_never_taken_for_abandoned(tmp_path):
         assert run_create(*SAMPLE_ARGS, "--output", output) == 0
         assert (output / ".builds" / running_id / "train").is_dir()
         assert not (output / ".builds" / gone_id).exists()
-        assert not parts.exists()
+        assert [p.name for p in parts.iterdir()] == ["notes.txt"]
         assert sorted(p.name for p in (output / ".builds").iterdir()) == [
             running_id,
             f"{running_id}.lock",

@@ -48,6 +48,9 @@ from transforms.safe_write import Ours, check_place, move_file, new_folder, writ
 REPLACED_MANIFEST = "replaced-manifest.json"
 _LOG = logging.getLogger(__name__)
 _BEAM_TEMP = re.compile(r"beam-temp-[^/]+/[^/]+")
+# The names part files get (`transforms.tfrecord_sink.PartFile`: a label and a random hex
+# suffix): only such files are removed from a scratch folder a lock names.
+_PART_FILE = re.compile(r"(?:[\w.-]+-)?[0-9a-f]{32}")
 
 
 def write_text(output: str, path: str, text: str, ours: Ours) -> dict:
@@ -248,7 +251,7 @@ def remove_unfinished(
         if FileSystems.exists(folder) and not _is_link(folder) and not _is_published(folder):
             remove_build(folder, named)
     if parts is not None and FileSystems.exists(parts) and not _is_link(parts):
-        remove_build(parts, lambda _: True)
+        remove_build(parts, _PART_FILE.fullmatch)
 
 
 def _is_link(path: str) -> bool:
