@@ -76,7 +76,13 @@ def write_pointer(output: str, build_id: str) -> None:
     one, never a mix. Local disk: a temporary file renamed over the pointer; GCS and S3: one
     object write, which becomes visible whole when it completes."""
     path = FileSystems.join(output, LATEST)
-    write_text(output, path, build_id + "\n", lambda relative: _is_pointer(output, relative))
+    write_file(
+        output,
+        path,
+        [f"{build_id}\n".encode()],
+        lambda relative: _is_pointer(output, relative),
+        durable=True,
+    )
 
 
 def files_under(folder: str) -> Iterator[tuple[str, bool]]:

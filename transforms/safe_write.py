@@ -121,8 +121,12 @@ def create_new(root: str, path: str) -> BinaryIO:
         return os.fdopen(os.open(name, _NEW_FILE, 0o666, dir_fd=folder), "wb")
 
 
-def write_file(root: str, path: str, chunks: Iterable[bytes], ours: Ours) -> dict:
-    """Writes `chunks` to `path` by the module's rule; returns the file's {size, sha256}."""
+def write_file(
+    root: str, path: str, chunks: Iterable[bytes], ours: Ours, durable: bool = False
+) -> dict:
+    """Writes `chunks` to `path` by the module's rule; returns the file's {size, sha256}.
+    `durable`: the bytes reach the disk before the file takes its name, so a pointer renamed
+    into place (`OUT/LATEST`) never names a version by an empty file after a crash."""
     relative = _relative_path(root, path)
     if not _local(root):
         return _write_remote(path, relative, chunks, ours)
@@ -132,6 +136,9 @@ def write_file(root: str, path: str, chunks: Iterable[bytes], ours: Ours) -> dic
         try:
             with os.fdopen(os.open(temporary, _NEW_FILE, 0o666, dir_fd=folder), "wb") as handle:
                 digest = _write_all(handle, chunks)
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             _check_place(folder, name, relative, ours, digest)
             os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
