@@ -268,6 +268,21 @@ class ImageLoader:
             annotation, data, image_format, tag, orientation, _TensorFlowPixels(data), verdict
         )
 
+    def kept_orientation(
+        self, annotation: ImageAnnotation, data: bytes, image_format: str, size: tuple[int, int]
+    ) -> Orientation | None:
+        """What loading makes of the EXIF orientation of stored bytes `data` (pixels `size`)
+        written as they are, in `image_format` (jpeg or png). Raises ImageRejected when
+        loading would write other bytes: another format (converted to PNG), or pixels turned
+        or a tag set to 1; such bytes cannot be a record's image kept as stored."""
+        found = signature_format(data)
+        if _KEPT_FORMATS.get(found or "") != image_format:
+            raise ImageRejected(f"{found} bytes are not written as {image_format}")
+        orientation = self._decided(annotation, find_orientation(data, found), size)
+        if orientation is not None and orientation.frame is not None:
+            raise ImageRejected("loading would change the image's bytes")
+        return orientation
+
     def _decided(
         self, annotation: ImageAnnotation, tag: OrientationTag | None, size: tuple[int, int]
     ) -> Orientation | None:

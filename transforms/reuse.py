@@ -52,9 +52,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from transforms.builds import PreviousBuild, join
-from transforms.choices import DISPLAYED, OFF, STAT, STORED
+from transforms.choices import OFF, STAT
 from transforms.example_proto import Example
-from transforms.orientation import Orientation, orientation_counts
 from transforms.outputs import is_shard_name
 from transforms.paths import open_regular
 from transforms.records import ImageAnnotation, LoadedImage
@@ -160,15 +159,11 @@ def reusable(previous: Previous | None, fingerprint: str) -> Previous | None:
     return previous
 
 
-def recorded_image(
-    annotation: ImageAnnotation, record: bytes, stats: dict, max_pixels: int
-) -> LoadedImage:
+def recorded_image(annotation: ImageAnnotation, record: bytes, max_pixels: int) -> LoadedImage:
     """The image a previous record was written from, as the record itself holds it (bytes,
-    format, size within `max_pixels`), with the facts of its row's counts (`stats`) that only
-    decoding the image tells: the format it was converted from and what was made of its EXIF
-    orientation. Building the example of it with the current annotation gives the record's
-    bytes only when the record is that image's current example. Raises ValueError (protobuf's
-    DecodeError is one) for a record that holds no such image, or counts no conversion gives."""
+    format, size within `max_pixels`), taken as kept as stored: the shard writer reuses a
+    record only when these are the current file's own bytes (`WriteShard._proven`). Raises
+    ValueError (protobuf's DecodeError is one) for a record that holds no such image."""
     feature = Example.FromString(payload(record)).features.feature
     width = _one(feature, "image/width", "int64_list")
     height = _one(feature, "image/height", "int64_list")
@@ -181,8 +176,8 @@ def recorded_image(
         _one(feature, "image/format", "bytes_list").decode("utf-8"),
         width,
         height,
-        _converted_from(stats),
-        _orientation(annotation.image, stats),
+        None,
+        None,
     )
 
 
@@ -195,36 +190,6 @@ def _one(feature: Mapping, key: str, kind: str) -> bytes | int:
     if len(values) != 1:
         raise ValueError(f"the record has {len(values)} values of {key}")
     return values[0]
-
-
-def _converted_from(stats: dict) -> str | None:
-    """The format an image was converted from, from its counts: none, or one format once."""
-    converted = stats.get("converted", {})
-    if converted == {}:
-        return None
-    if isinstance(converted, dict) and len(converted) == 1 and list(converted.values()) == [1]:
-        return next(iter(converted))
-    raise ValueError("its counts name no format converted from")
-
-
-# Every orientation a conversion can make of a tag: each value, frame and way of deciding it.
-_ORIENTATIONS = tuple(
-    Orientation(value, frame, by_size)
-    for value in range(1, 9)
-    for frame in (None, DISPLAYED, STORED)
-    for by_size in (False, True)
-)
-
-
-def _orientation(image: str, stats: dict) -> Orientation | None:
-    """What was made of an image's EXIF orientation, from its counts: one of the outcomes a
-    conversion counts (`orientation_counts`), or none."""
-    if "orientation" not in stats:
-        return None
-    for orientation in _ORIENTATIONS:
-        if orientation_counts(image, orientation) == {"orientation": stats["orientation"]}:
-            return orientation
-    raise ValueError("its counts name no orientation a conversion gives")
 
 
 class PreviousShards:

@@ -84,6 +84,7 @@ from transforms.shard_index import (
 )
 from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame, payload
+from transforms.verify import declared_size
 
 _LOG = logging.getLogger(__name__)
 STATS = "stats"
@@ -422,18 +423,30 @@ class WriteShard(beam.DoFn):
     ) -> tuple[bytes, IndexRow] | None:
         """The previous record of an unchanged image and the index row this build writes for
         it (at the previous offset), when the record's own bytes prove it is the image's
-        current example: the example built from the record's image (`recorded_image`) with
-        the current annotation, label map and settings is the record, and its image bytes
-        are those the row states. The row's sources, box errors and counts are made from the
-        current input, as converting the image would make them; None when nothing is proven
-        (the record is missing, damaged, another image's, stale or not what the row says)."""
+        current example: the record's image is the image file's current bytes, kept as
+        stored (so its verdict, size and orientation are what converting it would give; its
+        size is the one its header declares), and the example built from it with the
+        current annotation, label map and settings is the record. Images written otherwise
+        (converted, turned) are converted again. The row's sources, box errors
+        and counts are made from the current input, as converting the image would make
+        them; None when nothing is proven (the record is missing, damaged, another image's,
+        stale or not what the row says)."""
         shard, row = plan.reused
+        annotation = plan.annotation
         record = previous.record(shard, row.offset, row.length)
         if record is None:
             return None
-        annotation = plan.annotation
         try:
-            image = recorded_image(annotation, record, row.stats, self._loader.max_pixels)
+            stored = self._loader.read(annotation)
+            image = recorded_image(annotation, record, self._loader.max_pixels)
+            if image.encoded != stored or declared_size(stored) != (image.width, image.height):
+                return None  # Not the current file's own bytes, at the size its header says.
+            image = replace(
+                image,
+                orientation=self._loader.kept_orientation(
+                    annotation, stored, image.format, (image.width, image.height)
+                ),
+            )
             serialized, _, counts, box_errors = self._example(annotation, image, label_map)
         except Exception:  # Whatever the record holds, it proves nothing.
             return None
@@ -441,6 +454,7 @@ class WriteShard(beam.DoFn):
             return None
         return record, replace(
             row,
+            files=_identities(row.files, annotation, image.sha256),
             image=annotation.image,
             split=annotation.split,
             length=len(record),
@@ -601,6 +615,20 @@ class WriteShard(beam.DoFn):
 
     def _path(self, relative: str) -> str:
         return FileSystems.join(self._settings.output, *relative.split("/"))
+
+
+def _identities(
+    files: tuple[FileIdentity | None, ...], annotation: ImageAnnotation, sha256: str
+) -> tuple[FileIdentity | None, ...]:
+    """A reused image's file identities with the sha256 its files hold now (under `stat` the
+    row's own were taken on trust): `sha256` of the bytes read for it, from the file its key
+    names or, when that is missing, the annotation file that embeds it (hashed whole)."""
+    first, *rest = files
+    if first is not None:
+        return (replace(first, sha256=sha256), *rest)
+    if annotation.embedded_in is not None and rest and rest[0] is not None:
+        return (first, replace(rest[0], sha256=file_sha256(annotation.embedded_in)), *rest[1:])
+    return files
 
 
 def _image_reason(error: Exception) -> str:
