@@ -15,26 +15,23 @@ its previous row, or none; nothing holds the whole index. An image's row is a ca
 
 The index is no proof: anyone can edit it and recompute the manifest's hashes. So the record
 read at the row's offset is reused only when its own bytes prove it is the image's current
-example: it is one whole record whose CRCs hold, and the example this build writes from the
-record's image (its bytes, format and size, read from the record) and the current annotation,
-label map and settings is the record's bytes, `image/filename`, `image/source_id`,
-`image/key/sha256` and boxes included; its image bytes are the ones the row states (sha256),
-the row that matched the unchanged file. The row's other facts about the image, those only
-decoding it tells (perceptual hash, format converted from, what was made of its EXIF
-orientation, and under `stat` the stored file's sha256), are taken from the row; they are
-checked to be ones a conversion can give. Everything of the new row that comes from the
-current input (where the boxes were read from, the box errors and the counts) is this build's
-own, never the previous row's. On any mismatch the image is converted. A shard whose records
-all come, in order, from the same-named previous shard, each proven so, and cover it whole is
-copied as a file instead, after checking that its bytes are still the size and sha256 the
-previous manifest lists (on local disk while copying; on GCS and S3 by reading it once, and
-the copy is server-side). The result is byte for byte what a full rebuild writes.
+example (`WriteShard._proven`): it is one whole record whose CRCs hold; its image is the image
+file's current bytes, read and compared under every mode, at the size their header declares,
+in the format they are written as; and the example this build writes from those bytes and the
+current annotation, label map and settings is the record's bytes, `image/filename`,
+`image/source_id`, `image/key/sha256` and boxes included. So only images written as stored
+are reused; converted and turned ones are converted again. Everything of the new row comes
+from the current input (where the boxes were read from, the box errors, the counts, the
+files' sha256 and the EXIF orientation) but the perceptual hash, which needs a decode. On any
+mismatch the image is converted. A shard whose records all come, in order, from the
+same-named previous shard, each proven so, and cover it whole is copied as a file instead,
+after checking that its bytes are still the size and sha256 the previous manifest lists (on
+local disk while copying; on GCS and S3 by reading it once, and the copy is server-side). The
+result is byte for byte what a full rebuild writes.
 
-`stat` trusts size and modification time: a rewrite that keeps the size within the
-filesystem's timestamp precision (about a millisecond on Linux disks, up to 2 s on some), or
-a copy tool that preserves modification times (`cp -p`, `rsync -t`), goes unseen, and the old
-example is kept. On GCS and S3 the time is the upload's, so any upload is seen. `content`
-sees every change of bytes, at the cost of reading every image (no decoding, no encoding).
+`stat` tells a changed file by size and modification time, and converts it without reading
+it; `content` hashes every file first. Both read an unchanged-looking image once to prove its
+record, so both see every change of bytes.
 Nothing is reused when the settings that change examples differ from the previous build's
 (`settings_fingerprint`); `--duplicates same-split` still reads every image to group
 duplicates before splits are assigned.
