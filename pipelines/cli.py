@@ -76,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _dispatch(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()  # Inside the try: a closed pipe shows up on this last write.
+    except KeyboardInterrupt:  # Ctrl-C before a job started (a running one says more).
+        print("odrecords: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # As the Python docs' note on SIGPIPE says: point stdout at devnull, so the flush at
         # interpreter exit does not fail again.

@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipelines.failures import failure_line
+from pipelines.failures import failure_line, interrupted
 from pipelines.flags import UsageError
 from pipelines.settings import (
     CreateSettings,
@@ -545,7 +545,7 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
         _LOG.info("the job failed", exc_info=True)  # With -v.
         remove_unfinished(settings.output, layout.build_id, parts, written_by_create)
         lock.release()
-        stopped = isinstance(error, KeyboardInterrupt)
+        stopped = interrupted(error)
         what = "interrupted" if stopped else f"failed: {failure_line(error, layout.build)}"
         print(
             f"odrecords create: error: the build {what}; what it wrote was removed, the "

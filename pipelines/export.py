@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipelines.failures import check_writable, failure_line
+from pipelines.failures import check_writable, failure_line, interrupted
 from pipelines.flags import EXPORT_FORMATS, UsageError, export_parser
 from pipelines.settings import (
     check_beam_flags,
@@ -609,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as error:  # Interrupted too: what it wrote is removed.
         _LOG.info("the job failed", exc_info=True)  # With -v.
         _remove_failed(settings, parts)
-        stopped = isinstance(error, KeyboardInterrupt)
+        stopped = interrupted(error)
         what = "interrupted" if stopped else f"failed: {failure_line(error, settings.output)}"
         print(
             f"odrecords export: error: the export {what}; its temporary files were removed",

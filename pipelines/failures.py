@@ -49,6 +49,11 @@ def wrapped(error: BaseException) -> Iterator[BaseException]:
         error = inner[0] if inner else error.__cause__ or error.__context__
 
 
+def interrupted(error: BaseException) -> bool:
+    """Whether a job stopped for Ctrl-C: Beam may raise it wrapped in errors of its own."""
+    return any(isinstance(each, KeyboardInterrupt) for each in wrapped(error))
+
+
 def check_writable(folder: str) -> None:
     """Makes `folder` if needed and writes and removes a small file in it; raises UsageError
     naming why when it cannot (read-only, no permission, full, a bucket that does not

@@ -23,6 +23,7 @@ from typing import BinaryIO
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from pipelines.failures import check_writable, failure_line
 from pipelines.flags import UsageError, inspect_parser
 from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.export.decode import RecordRejected, class_name
@@ -367,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--render {args.render} is a file, not a folder")
         if args.render:
             check_folder(args.render)
+            check_writable(args.render)
     except UnsafeWrite as error:
         print(f"odrecords inspect: error: --render {args.render}: {error}", file=sys.stderr)
         return 2
@@ -389,6 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UnsafeWrite as error:  # Placed there since the check.
             print(f"odrecords inspect: error: --render {args.render}: {error}", file=sys.stderr)
             return 2
+        except OSError as error:  # The disk filled up since the check.
+            reason = failure_line(error, args.render)
+            print(f"odrecords inspect: error: --render failed: {reason}", file=sys.stderr)
+            return 1
         print(f"rendered {len(samples)} examples: {', '.join(written)}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))

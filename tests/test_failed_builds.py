@@ -343,3 +343,30 @@ def test_a_runner_without_metrics_never_fails_the_summary(error, capsys):
 
     print_counters(Result())
     assert "counters" not in capsys.readouterr().out
+
+
+def test_ctrl_c_wrapped_by_beam_is_an_interruption():
+    from pipelines.failures import interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as error:
+            raise RuntimeError(f"{error!r} [while running 'WriteShards']") from error
+    except RuntimeError as wrapped_error:
+        assert interrupted(wrapped_error)
+    assert not interrupted(RuntimeError("OSError: [Errno 28] No space left on device"))
+
+
+@AS_ROOT
+def test_render_into_a_read_only_or_full_folder_is_one_line(tmpfs, tmp_path):
+    records = tmp_path / "records"
+    assert run_create(*SAMPLE_ARGS, "--output", records) == 0
+    shards = str(records / "train" / "*")
+    read_only, full = tmpfs(100, read_only=True), tmpfs(40)
+    for folder, code, text in ((read_only, 2, "Read-only file system"), (full, 1, "No space")):
+        result = odrecords("inspect", shards, "--render", str(folder / "r"))
+        assert result.returncode == code
+        lines = [line for line in result.stderr.splitlines() if "odrecords" in line]
+        assert len(lines) == 1 and text in lines[0], result.stderr
+        assert "Traceback" not in result.stderr
