@@ -39,7 +39,7 @@ from transforms.images import ImageLoader
 from transforms.label_map import derive_label_map
 from transforms.orientation import OrientationPolicy
 from transforms.orientation import summary as orientation_summary
-from transforms.publish import remove_abandoned, remove_unfinished
+from transforms.publish import remove_abandoned, remove_held_back, remove_unfinished
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
@@ -494,7 +494,8 @@ def print_counters(result: beam.runners.runner.PipelineResult) -> None:
 
 
 def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
-    """Removes what failed or killed builds left in the output, then takes this build's lock
+    """Removes what failed or killed builds left in the output, and the builds left
+    unpublished, then takes this build's lock
     (`transforms.build_lock`): the first write into the output, so one that cannot be
     written is found before the job starts. Raises UsageError."""
     output = settings.output
@@ -504,6 +505,8 @@ def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
                 f"odrecords create: removed what the failed or killed build {build_id} left",
                 file=sys.stderr,
             )
+        for build_id in remove_held_back(output, written_by_create):
+            print(f"odrecords create: removed the unpublished build {build_id}", file=sys.stderr)
         return BuildLock(output, settings.layout.build_id, parts)
     except Exception as error:  # Each filesystem raises its own error types.
         reason = failure_line(error, output)

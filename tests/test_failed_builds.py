@@ -370,3 +370,22 @@ def test_render_into_a_read_only_or_full_folder_is_one_line(tmpfs, tmp_path):
         lines = [line for line in result.stderr.splitlines() if "odrecords" in line]
         assert len(lines) == 1 and text in lines[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_an_unpublished_build_is_removed_when_the_next_build_starts(tmp_path):
+    annotations = tmp_path / "annotations"
+    shutil.copytree(f"{SAMPLE}/annotations", annotations)
+    xml = (annotations / "shapes-002.xml").read_text()
+    (annotations / "missing.xml").write_text(xml.replace("shapes-002.jpg", "missing.jpg"))
+    output = tmp_path / "out"
+    args = [*SAMPLE_ARGS, "--output", str(output), "--max-error-rate", "0"]
+    args[args.index(f"{SAMPLE}/annotations")] = str(annotations)
+    held_back = []
+    for _ in range(2):
+        result = odrecords("create", *args)
+        assert result.returncode == 1, result.stderr
+        assert "not published" in result.stderr
+        (folder,) = [p.name for p in (output / ".builds").iterdir()]
+        held_back.append(folder)
+    assert f"removed the unpublished build {held_back[0]}" in result.stderr
+    assert held_back[0] != held_back[1]

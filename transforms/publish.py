@@ -278,6 +278,28 @@ def remove_abandoned(output: str, named: Callable[[str], bool]) -> list[str]:
     return removed
 
 
+def remove_held_back(output: str, named: Callable[[str], bool]) -> list[str]:
+    """Removes the builds in a local `output` that finished without being published (held
+    back by the error-rate gate, or by something in the way of publishing) and returns their
+    ids. Kept for a look until the next build starts: on a nearly full disk they would
+    otherwise take the space every later build needs. A build whose launcher still holds its
+    lock is left; on GCS and S3 they stay until a build is published (`remove_earlier_builds`),
+    as a detached build there holds no lock."""
+    removed = []
+    for parent in (BUILDS, VERSIONS):
+        folder = FileSystems.join(output, parent)
+        if FileSystems.get_scheme(folder) is not None:
+            return []
+        for name in _builds_in(folder):
+            build = join(folder, name)
+            manifest = None if _is_link(build) else _manifest_of(build)
+            held_back = manifest is not None and manifest.get("build", {}).get("published") is False
+            if held_back and not is_running(output, name):
+                remove_build(build, named)
+                removed.append(name)
+    return removed
+
+
 def remove_earlier_builds(layout: Layout, named: Callable[[str], bool]) -> None:
     """After `layout`'s build was published: removes the build folders that started before it
     and were never published (interrupted, or held back by the error-rate gate), and, with
