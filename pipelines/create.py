@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipelines.failures import failure_line, interrupted
+from pipelines.failures import failure_line, interrupted, unwritable
 from pipelines.flags import UsageError
 from pipelines.settings import (
     CreateSettings,
@@ -509,8 +509,7 @@ def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
             print(f"odrecords create: removed the unpublished build {build_id}", file=sys.stderr)
         return BuildLock(output, settings.layout.build_id, parts)
     except Exception as error:  # Each filesystem raises its own error types.
-        reason = failure_line(error, output)
-        raise UsageError(f"cannot write to output folder {output}: {reason}") from None
+        raise unwritable(output, error) from None
 
 
 def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:

@@ -49,6 +49,11 @@ def wrapped(error: BaseException) -> Iterator[BaseException]:
         error = inner[0] if inner else error.__cause__ or error.__context__
 
 
+def unwritable(folder: str, error: BaseException) -> UsageError:
+    """The usage error of an output folder that cannot be written, found before the job."""
+    return UsageError(f"cannot write to output folder {folder}: {failure_line(error, folder)}")
+
+
 def interrupted(error: BaseException) -> bool:
     """Whether a job stopped for Ctrl-C: Beam may raise it wrapped in errors of its own."""
     return any(isinstance(each, KeyboardInterrupt) for each in wrapped(error))
@@ -63,5 +68,4 @@ def check_writable(folder: str) -> None:
         write_file(folder, probe, [b"probe"], lambda _: False)
         delete_path(probe)
     except Exception as error:  # Each filesystem raises its own error types.
-        reason = failure_line(error, folder)
-        raise UsageError(f"cannot write to output folder {folder}: {reason}") from None
+        raise unwritable(folder, error) from None

@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import create_runner
 
-from pipelines.failures import failure_line
+from pipelines.failures import unwritable
 from pipelines.flags import (
     DEFAULT_NUM_SHARDS,
     DEFAULT_SPLITS,
@@ -223,8 +223,7 @@ def previous_build(output: str) -> PreviousBuild | None:
             f"output folder {output}: {error}; remove it or choose another folder"
         ) from None
     except OSError as error:
-        reason = failure_line(error, output)
-        raise UsageError(f"cannot write to output folder {output}: {reason}") from None
+        raise unwritable(output, error) from None
     try:
         previous = find_previous(output)
     except NotOurOutput as error:
