@@ -30,7 +30,7 @@ setup(
         "tensorflow>=2.16,<3",
         "pillow>=10.0",
         # libjpeg-turbo, strict and DCT-scaled: proves most JPEGs decode for TensorFlow at
-        # half its cost (transforms/verify.py). Pinned to the minor version the differential
+        # half its cost (transforms/images/verify.py). Pinned to the minor version the differential
         # test (tests/test_verify.py) was run with: a new libjpeg-turbo inside may accept
         # differently, so a bump reruns that test first. 1.9 ships manylinux wheels for 3.10+.
         "simplejpeg>=1.9,<1.10",

@@ -19,7 +19,7 @@ COMMANDS = {
     "latest": "latest",
 }
 # Commands that use TensorFlow from the start. `create` imports it only when an image needs
-# its verdict (`transforms.verify`), `latest` never.
+# its verdict (`transforms.images.verify`), `latest` never.
 WITH_TENSORFLOW = {"export", "inspect"}
 USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 

@@ -28,22 +28,18 @@ from pipelines.settings import (
     pipeline_options,
     runs_locally,
 )
-from transforms.build_lock import BuildLock
-from transforms.builds import MANIFEST, Layout, join
-from transforms.changes import ImageChanges, summary_lines
-from transforms.choices import SAME_SPLIT
-from transforms.counts import SumCounts
-from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
-from transforms.grouping import GroupByImage, annotation_files
-from transforms.images import ImageLoader
-from transforms.label_map import derive_label_map
-from transforms.orientation import OrientationPolicy
-from transforms.orientation import summary as orientation_summary
-from transforms.publish import remove_abandoned, remove_held_back, remove_unfinished
-from transforms.readers.base import ANNOTATIONS, CLASSES
-from transforms.readers.read_annotations import COUNTS, ReadAnnotations
-from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
-from transforms.report import (
+from transforms.builds.changes import ImageChanges, summary_lines
+from transforms.builds.index import (
+    EXAMPLES,
+    INDEX_COUNTS,
+    ReadIndex,
+    is_index_name,
+    settings_fingerprint,
+)
+from transforms.builds.layout import MANIFEST, Layout, join
+from transforms.builds.lock import BuildLock
+from transforms.builds.publish import remove_abandoned, remove_held_back, remove_unfinished
+from transforms.builds.report import (
     DUPLICATE_KINDS,
     ERRORS_FILE,
     WriteReport,
@@ -54,15 +50,19 @@ from transforms.report import (
     write_errors,
     written_by_create,
 )
-from transforms.reuse import plan_reuse, reuse_text
-from transforms.safe_write import new_folder
-from transforms.shard_index import (
-    EXAMPLES,
-    INDEX_COUNTS,
-    ReadIndex,
-    is_index_name,
-    settings_fingerprint,
-)
+from transforms.builds.reuse import plan_reuse, reuse_text
+from transforms.builds.safe_write import new_folder
+from transforms.choices import SAME_SPLIT
+from transforms.counts import SumCounts
+from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
+from transforms.grouping import GroupByImage, annotation_files
+from transforms.images.loader import ImageLoader
+from transforms.images.orientation import OrientationPolicy
+from transforms.images.orientation import summary as orientation_summary
+from transforms.label_map import derive_label_map
+from transforms.readers.base import ANNOTATIONS, CLASSES
+from transforms.readers.read_annotations import COUNTS, ReadAnnotations
+from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
 from transforms.source_ids import AssignSourceIds
 from transforms.splits import RequireSourceSplit, in_each_split
@@ -106,7 +106,7 @@ def _manifest_settings(settings: CreateSettings) -> dict:
 
 def _examples_fingerprint(settings: CreateSettings) -> str:
     """The fingerprint of what changes examples besides an image's annotation, classes and
-    bytes (`transforms.shard_index`): a later build reuses examples only under the same.
+    bytes (`transforms.builds.index`): a later build reuses examples only under the same.
     The libraries that decode, convert and encode images are in it, as is odrecords' own
     version, since any of them may write other bytes (read from the installed packages'
     metadata: importing TensorFlow would cost seconds)."""
@@ -496,7 +496,7 @@ def print_counters(result: beam.runners.runner.PipelineResult) -> None:
 def _claim_output(settings: CreateSettings, parts: str) -> BuildLock:
     """Removes what failed or killed builds left in the output, and the builds left
     unpublished, then takes this build's lock
-    (`transforms.build_lock`): the first write into the output, so one that cannot be
+    (`transforms.builds.lock`): the first write into the output, so one that cannot be
     written is found before the job starts. Raises UsageError."""
     output = settings.output
     try:
@@ -538,7 +538,7 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
         )
         result = pipeline.run()
         if settings.detach or os.environ.get("FLEX_TEMPLATE_PYTHON_PY_FILE"):
-            lock.release()  # The runner has the build now; see `transforms.build_lock`.
+            lock.release()  # The runner has the build now; see `transforms.builds.lock`.
             where = settings.layout.published
             print(f"submitted; {FileSystems.join(where, MANIFEST)} appears when it is done")
             return 0

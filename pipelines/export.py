@@ -29,7 +29,23 @@ from pipelines.settings import (
     pipeline_options,
     use_filesystem_options,
 )
-from transforms.builds import PARTS_DIR
+from transforms.builds.layout import PARTS_DIR
+from transforms.builds.outputs import delete_path, remove_stale, with_checksum
+from transforms.builds.publish import remove_build
+from transforms.builds.report import ERRORS_FILE, MANIFEST, write_errors
+from transforms.builds.safe_write import (
+    Ours,
+    UnsafeWrite,
+    check_folder,
+    check_place,
+    create_new,
+    digest_of_file,
+    make_folders,
+    move_file,
+    root_of,
+    safe_relative,
+    write_file,
+)
 from transforms.counts import SumCounts
 from transforms.export.decode import (
     DecodedRecord,
@@ -48,24 +64,8 @@ from transforms.export.writers import (
     write_failure,
 )
 from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
-from transforms.outputs import delete_path, remove_stale, with_checksum
 from transforms.paths import UnsafePathError, image_key
-from transforms.publish import remove_build
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
-from transforms.report import ERRORS_FILE, MANIFEST, write_errors
-from transforms.safe_write import (
-    Ours,
-    UnsafeWrite,
-    check_folder,
-    check_place,
-    create_new,
-    digest_of_file,
-    make_folders,
-    move_file,
-    root_of,
-    safe_relative,
-    write_file,
-)
 from transforms.tfrecord import iter_records, open_records
 from transforms.tfrecord_sink import parts_dir
 
@@ -84,7 +84,7 @@ _SAFE_SPLIT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 _MAX_COMPONENT = 200
 _MAX_NAME = 1000
 # The first folders (or, at the top, the endings) of the files an export writes: those a
-# later export into the same folder may remove (see `transforms.outputs`).
+# later export into the same folder may remove (see `transforms.builds.outputs`).
 _EXPORT_FOLDERS = (IMAGES_DIR, "annotations", "labels", "ImageSets")
 _EXPORT_ENDINGS = (".csv", ".txt", ".yaml", ".jsonl")
 
@@ -94,7 +94,7 @@ _LOG = logging.getLogger(__name__)
 @dataclass
 class ExportSettings:
     """Checked settings of one export job; the label map's names and ids are empty without
-    one; `earlier_files` lists an earlier export in `output` (see `transforms.outputs`)."""
+    one; `earlier_files` lists an earlier export in `output` (see `transforms.builds.outputs`)."""
 
     inputs: list[tuple[str, str]]  # (split, TFRecord file)
     format: str
@@ -181,7 +181,7 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
 def _check_places(settings: ExportSettings, ours: Ours) -> None:
     """Refuses, before anything is written, an output where a file the export is sure to
     write, or a folder it writes into, is a link or a file not `ours` (see
-    `transforms.safe_write`); the images' own places are checked as each is written, and one
+    `transforms.builds.safe_write`); the images' own places are checked as each is written, and one
     that cannot be becomes an error record."""
     output = settings.output
     splits = sorted({split for split, _ in settings.inputs})
@@ -442,7 +442,8 @@ def _write_summary(
 ) -> Iterator[dict]:
     """Writes `export.json` once everything else is written, removes the scratch files and
     what an earlier export into the folder wrote and this one did not (see
-    `transforms.outputs`). `error_files` is unused but makes this step wait for the errors."""
+    `transforms.builds.outputs`). `error_files` is unused but makes this step wait for the
+    errors."""
     output = settings.output
     written = dict(files)
     errors = counts.get("errors", {}).get("count", 0)

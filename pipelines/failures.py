@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.flags import UsageError
-from transforms.outputs import delete_path
+from transforms.builds.outputs import delete_path
+from transforms.builds.safe_write import write_file
 from transforms.records import excerpt
-from transforms.safe_write import write_file
 
 
 def failure_line(error: BaseException, where: str) -> str:

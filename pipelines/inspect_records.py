@@ -25,11 +25,11 @@ from PIL import Image
 
 from pipelines.failures import check_writable, failure_line
 from pipelines.flags import UsageError, inspect_parser
+from transforms.builds.safe_write import UnsafeWrite
 from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.export.decode import RecordRejected, class_name
 from transforms.export.render import check_folder, class_histogram, contact_sheets
 from transforms.label_map import LabelMapError, read_label_names
-from transforms.safe_write import UnsafeWrite
 from transforms.tfrecord import iter_records, open_records
 
 # Keys the OD API decoder reads, with the kind of list it expects.

@@ -15,9 +15,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.flags import UsageError, latest_parser
 from pipelines.settings import use_filesystem_options
-from transforms.builds import MANIFEST, latest_folder
-from transforms.outputs import NotOurOutput, read_summary
-from transforms.report import shards_glob
+from transforms.builds.layout import MANIFEST, latest_folder
+from transforms.builds.outputs import NotOurOutput, read_summary
+from transforms.builds.report import shards_glob
 
 
 def latest(output: str, split: str | None = None) -> str:

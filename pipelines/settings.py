@@ -27,7 +27,18 @@ from pipelines.flags import (
     create_parser,
     misspelled,
 )
-from transforms.builds import BUILDS, VERSIONS, Layout, PreviousBuild, find_previous, new_build_id
+from transforms.builds.layout import (
+    BUILDS,
+    VERSIONS,
+    Layout,
+    PreviousBuild,
+    find_previous,
+    new_build_id,
+)
+from transforms.builds.outputs import NotOurOutput, listed_files, read_summary
+from transforms.builds.publish import finish_publications
+from transforms.builds.report import check_create_output, written_by_create
+from transforms.builds.safe_write import UnsafeWrite
 from transforms.choices import (
     AUTO,
     DEFAULT_KEEP_VERSIONS,
@@ -41,8 +52,6 @@ from transforms.choices import (
     STAT,
 )
 from transforms.label_map import LabelMapError, read_label_map
-from transforms.outputs import NotOurOutput, listed_files, read_summary
-from transforms.publish import finish_publications
 from transforms.readers import formats
 from transforms.readers.base import (
     Format,
@@ -56,8 +65,6 @@ from transforms.readers.class_map import load_class_map
 from transforms.readers.detect import detect_format
 from transforms.readers.yolo import read_names
 from transforms.records import Extras, excerpt
-from transforms.report import check_create_output, written_by_create
-from transforms.safe_write import UnsafeWrite
 from transforms.splits import parse_splits
 
 _PATH_KEYS = ("annotations", "images", "output", "label_map", "classes", "class_map")
@@ -180,7 +187,7 @@ def _check_setting(path: str, key: str, value: object, action: argparse.Action) 
 
 def check_output_folder(output: str, summary: str) -> dict[str, dict]:
     """The files an earlier odrecords output in `output` lists, with their sizes and sha256s
-    (see `transforms.outputs`), read from its `summary` file (`manifest.json`,
+    (see `transforms.builds.outputs`), read from its `summary` file (`manifest.json`,
     `export.json`). Refuses a path that is a file, and any other non-empty folder (a folder
     whose summary odrecords did not write included): that is more likely a typo than a
     place to write into, and nothing in it may be replaced."""
@@ -207,7 +214,7 @@ def check_output_folder(output: str, summary: str) -> dict[str, dict]:
 
 
 def previous_build(output: str) -> PreviousBuild | None:
-    """The published build in `output` that a new build follows (see `transforms.builds`),
+    """The published build in `output` that a new build follows (see `transforms.builds.layout`),
     once the publication an interrupted run may have begun there is finished. Refuses a path
     that is a file, and a non-empty folder that holds no odrecords output or one changed
     since: more likely a typo than a place to write into, and nothing in it may be replaced.

@@ -18,7 +18,7 @@ import yaml
 from conftest import SAMPLE, run_create
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from transforms.report import dataset_card
+from transforms.builds.report import dataset_card
 
 # TF OD API's messages as its PyPI distribution ships them: generated `*_pb2.py` modules whose
 # descriptors protoc compiled from the API's `.proto` files. No package on PyPI ships those

@@ -22,7 +22,7 @@ import pytest
 from conftest import SAMPLE, run_create
 
 from pipelines import cli
-from transforms.build_lock import BuildLock
+from transforms.builds.lock import BuildLock
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_ARGS = [
@@ -169,7 +169,7 @@ def test_read_only_output_is_refused_before_the_job(tmpfs):
 
 @AS_ROOT
 def test_a_publication_to_finish_on_a_read_only_output_is_one_line(tmpfs, monkeypatch):
-    from transforms import publish
+    from transforms.builds import publish
 
     point = tmpfs(512)
     output = point / "out"

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from transforms.images import ImageLoader, ImageRejected
+from transforms.images.loader import ImageLoader, ImageRejected
 from transforms.records import ImageAnnotation
 
 

@@ -14,10 +14,10 @@ import pytest
 from conftest import SAMPLE, local_pipeline, run_create
 from PIL import Image
 
-from transforms.builds import latest_folder
+from transforms.builds.layout import latest_folder
+from transforms.builds.report import write_errors
+from transforms.builds.safe_write import new_folder
 from transforms.records import ErrorRecord
-from transforms.report import write_errors
-from transforms.safe_write import new_folder
 from transforms.splits import assign_split
 
 SPLITS = "train=0.6,valid=0.4"

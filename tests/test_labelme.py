@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import OD_FEATURES, read_output, run_create
 from PIL import Image
 
-from transforms.images import ImageLoader, ImageRejected
+from transforms.images.loader import ImageLoader, ImageRejected
 from transforms.masks import mask_pixels, placed_rle
 from transforms.readers.base import ReaderOptions
 from transforms.readers.labelme import parse_labelme

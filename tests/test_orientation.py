@@ -19,8 +19,8 @@ from PIL import Image, ImageOps
 from sample_data import DrawnImage, DrawnObject, voc_xml
 
 from transforms.counts import add_counts
-from transforms.images import ImageLoader
-from transforms.orientation import (
+from transforms.images.loader import ImageLoader
+from transforms.images.orientation import (
     DISPLAYED,
     STORED,
     Orientation,

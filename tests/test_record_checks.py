@@ -24,7 +24,7 @@ from pycocotools import mask as coco_mask
 
 from transforms.boxes import check_boxes
 from transforms.encode import EncodeError, build_example
-from transforms.images import ImageRejected
+from transforms.images.loader import ImageRejected
 from transforms.label_map import (
     LabelMapError,
     derive_label_map,

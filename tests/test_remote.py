@@ -17,7 +17,7 @@ from test_yolo_layouts import ultralytics_layout, write_yaml
 
 from pipelines.latest import latest
 from pipelines.settings import use_filesystem_options
-from transforms.outputs import delete_path
+from transforms.builds.outputs import delete_path
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 

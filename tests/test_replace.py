@@ -13,7 +13,7 @@ from conftest import run_create
 from test_create import SAMPLE_VOC
 from test_export import example, jpeg_bytes, run_export, write_records
 
-from transforms.outputs import with_checksum
+from transforms.builds.outputs import with_checksum
 
 
 def sha256(path) -> str:

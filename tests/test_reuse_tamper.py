@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_incremental import assert_same_files, manifest_of, sample
 
-from transforms.outputs import with_checksum
+from transforms.builds.outputs import with_checksum
 
 TAMPER = settings(
     max_examples=15,

@@ -143,7 +143,7 @@ def test_split_assignment_is_stable_balanced_and_survives_new_images():
 def test_sink_writes_n_shards_with_stable_membership(tmp_path):
     from PIL import Image
 
-    from transforms.images import ImageLoader
+    from transforms.images.loader import ImageLoader
     from transforms.tfrecord_sink import STATS
 
     images = tmp_path / "images"

@@ -1,4 +1,4 @@
-"""Differential test of `transforms.verify`: over a corpus of damaged and unusual images, the
+"""Differential test of `transforms.images.verify`: over a corpus of damaged and unusual images, the
 fast verdict (accepted at a size, or rejected) equals `tf.io.decode_image`'s, item by item.
 
 The corpus: JPEGs Pillow writes in every layout it knows (4:2:0, 4:2:2, 4:4:4, grey, CMYK,
@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from transforms import verify
+from transforms.images import verify
 
 VARIANTS = os.path.join(os.path.dirname(__file__), "sample", "jpeg_variants")
 Verdict = tuple[int, int] | None
@@ -209,7 +209,8 @@ def _marker_surgery(data: bytes) -> Iterable[tuple[str, bytes]]:
     for components in (0, 2, 4, 5, 255):
         yield f"{components} components", patch(data, sof + 9, bytes([components]))
     # Zero, and sizes the data cannot fill: TensorFlow refuses 2^29 samples or more before
-    # decoding (16384x16384 lossless also overran simplejpeg's buffer, see transforms.verify).
+    # decoding (16384x16384 lossless also overran simplejpeg's buffer, see
+    # transforms.images.verify).
     for height, width in (
         (0, 64),
         (64, 0),

@@ -44,9 +44,9 @@ from test_verify import (
 )
 from test_verify_png import MALFORMED_ANCILLARY, chunk
 
-from transforms import verify
-from transforms.images import ImageLoader, ImageRejected
-from transforms.orientation import DISPLAYED, OrientationPolicy
+from transforms.images import verify
+from transforms.images.loader import ImageLoader, ImageRejected
+from transforms.images.orientation import DISPLAYED, OrientationPolicy
 from transforms.records import ImageAnnotation
 
 MAX_PIXELS = 1_000_000
@@ -487,7 +487,7 @@ def test_a_bomb_is_refused_from_its_header_even_when_pillow_cannot_read_it(monke
     refused by the pixel limit before anything decodes it."""
     bomb = encode(Image.new("L", (5000, 5000)), "PNG", optimize=True)
     bomb = with_raw(bomb, wrong_crc(b"tEXt", b"k\x00v"), b"IDAT")
-    monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
+    monkeypatch.setattr("transforms.images.loader.decode", lambda data: pytest.fail("decoded"))
     with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
         LOADERS["auto"].load(ImageAnnotation("bomb.png", ("s",)), stored=bomb)
 
@@ -500,7 +500,7 @@ def test_a_gif_bomb_is_refused_from_its_frames_even_when_pillow_cannot_read_it(m
     descriptor = data.index(b"\x2c", 13)
     bomb = b"GIF8!a" + patch(data, descriptor + 5, struct.pack("<HH", 5000, 5000))[6:]
     assert pillow_refuses(bomb)
-    monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
+    monkeypatch.setattr("transforms.images.loader.decode", lambda data: pytest.fail("decoded"))
     with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
         LOADERS["auto"].load(ImageAnnotation("bomb.gif", ("s",)), stored=bomb)
 
@@ -509,8 +509,8 @@ def test_a_webp_bomb_is_refused_from_its_canvas(monkeypatch):
     """A WebP whose extended header declares a 5000 x 5000 canvas: refused by the pixel limit
     before libwebp, through Pillow or TensorFlow, allocates it."""
     bomb = patch(OTHERS["webp_oriented"], 24, (4999).to_bytes(3, "little") * 2)
-    monkeypatch.setattr("transforms.images.decode", lambda data: pytest.fail("decoded"))
-    monkeypatch.setattr("transforms.images.Image.open", lambda data: pytest.fail("opened"))
+    monkeypatch.setattr("transforms.images.loader.decode", lambda data: pytest.fail("decoded"))
+    monkeypatch.setattr("transforms.images.loader.Image.open", lambda data: pytest.fail("opened"))
     with pytest.raises(ImageRejected, match="5000x5000, more than 1000000 pixels"):
         LOADERS["auto"].load(ImageAnnotation("bomb.webp", ("s",)), stored=bomb)
 

@@ -1,4 +1,4 @@
-"""Differential test of the PNG certificate (`transforms.verify_png`): over PNGs of every
+"""Differential test of the PNG certificate (`transforms.images.verify_png`): over PNGs of every
 colour type and bit depth, interlaced and not, and over damaged ones, the fast verdict
 (accepted at a size, or rejected) equals `tf.io.decode_image`'s, item by item.
 
@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_verify import FUZZ, disagreements, encode, flip, oracle, picture
 
-from transforms import verify_png
-from transforms.verify_png import SIGNATURE
+from transforms.images import verify_png
+from transforms.images.verify_png import SIGNATURE
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:

@@ -21,7 +21,7 @@ from test_replace import tree
 
 from pipelines.latest import latest
 from pipelines.latest import main as latest_main
-from transforms.builds import VERSIONS
+from transforms.builds.layout import VERSIONS
 
 CSV = ["--format", "csv", "--images", f"{SAMPLE}/images"]
 
@@ -200,7 +200,7 @@ def test_a_build_killed_mid_shard_leaves_the_dataset_intact_and_a_rerun_finishes
     killed_while_writing_a_shard(args, out)
     after = tree(out)
     assert {k: v for k, v in after.items() if k in before} == before
-    # Only the build's own folder and its lock (`transforms.build_lock`) were written.
+    # Only the build's own folder and its lock (`transforms.builds.lock`) were written.
     aside = (".builds/",) if not versions else (f"{VERSIONS}/", ".builds/")
     assert all(k.startswith(aside) for k in set(after) - set(before))
     assert latest(str(out)) == (
@@ -225,7 +225,7 @@ def build_of_tree(files: dict[str, bytes]) -> str:
 def test_an_interrupted_publication_is_finished_by_the_next_run(tmp_path, monkeypatch):
     """Killed while moving a build's files up: the next run first finishes that publication,
     then builds and publishes its own."""
-    from transforms import publish
+    from transforms.builds import publish
 
     out = tmp_path / "out"
     labels = write_labels(tmp_path / "labels.csv", sample_rows())

@@ -20,7 +20,7 @@ from test_export import example, jpeg_bytes, run_export, write_records
 from test_inspect import run_inspect
 from test_versions import CSV, sample_rows, write_labels
 
-from transforms.safe_write import UnsafeWrite, move_file, write_file
+from transforms.builds.safe_write import UnsafeWrite, move_file, write_file
 
 KINDS = ("file", "folder", "dangling")
 SHARD = "train/train.tfrecord-00000-of-00002"

@@ -5,7 +5,7 @@
 DEFAULT_MAX_IMAGE_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
 
-# The frames `odrecords create --exif-orientation` accepts (see `transforms.orientation`).
+# The frames `odrecords create --exif-orientation` accepts (see `transforms.images.orientation`).
 DISPLAYED = "displayed"
 STORED = "stored"
 AUTO = "auto"
@@ -18,7 +18,7 @@ SAME_SPLIT = "same-split"
 POLICIES = (REPORT, SAME_SPLIT)
 
 # How `odrecords create --reuse` decides that an image is unchanged since the previous build
-# (see `transforms.reuse`): its file's size and modification time, or its bytes' sha256.
+# (see `transforms.builds.reuse`): its file's size and modification time, or its bytes' sha256.
 STAT = "stat"
 CONTENT = "content"
 OFF = "off"

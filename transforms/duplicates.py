@@ -11,7 +11,7 @@ better than it will in use. Two kinds are found:
   at most `MAX_DISTANCE` of their 63 bits. The hash (after pHash) is the sign, against their
   median, of the 63 lowest frequencies of the grey image's DCT (taken at its pixel centres,
   so a picture decoded at any scale gives about the same). A JPEG's frequencies come from the
-  DCT-scaled decode verification made (`transforms.verify`), so its hash costs about 0.03 ms
+  DCT-scaled decode verification made (`transforms.images.verify`), so its hash costs about 0.03 ms
   more; Pillow decodes the other images. Measured on the 200 Raccoon photos: of 2,200 copies
   re-encoded at JPEG quality 10 to 50, saved as PNG or resized to 0.2 to 2 times their size,
   all but one stayed within 6 bits of their original (1,592 had the same hash; one shrunk to
@@ -41,10 +41,10 @@ import apache_beam as beam
 import numpy as np
 from PIL import Image
 
-from transforms.images import ImageLoader, ImageRejected
+from transforms.images.loader import ImageLoader, ImageRejected
+from transforms.images.verify import PREVIEW_SIDE, scaled_jpeg
 from transforms.records import ImageAnnotation
 from transforms.splits import assign_split
-from transforms.verify import PREVIEW_SIDE, scaled_jpeg
 
 # `--duplicates`: report only, or keep each group of duplicates in one split.
 
@@ -81,7 +81,7 @@ def perceptual_hash(
     has more than `max_pixels` pixels (checked from the header; None for an image already
     checked), or it is nearly featureless (uniform, a plain gradient).
 
-    A JPEG is reduced from its DCT-scaled decode (`transforms.verify.scaled_jpeg`), which
+    A JPEG is reduced from its DCT-scaled decode (`transforms.images.verify.scaled_jpeg`), which
     verification has made already for most JPEGs: `preview`, when the caller has it. Other
     images, and JPEGs libjpeg-turbo cannot decode, are decoded by Pillow. Pixels are taken
     as stored, as TensorFlow decodes them (no EXIF rotation)."""

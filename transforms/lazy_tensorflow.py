@@ -1,7 +1,7 @@
 """TensorFlow, imported on first need and quietly.
 
 Importing it costs seconds and about half a gigabyte per process, so `create` imports it
-only when an image needs its verdict (`transforms.verify`), and `export` and `inspect` at
+only when an image needs its verdict (`transforms.images.verify`), and `export` and `inspect` at
 start. Its native start-up messages (oneDNN, CUDA probing) bypass every log level setting
 and would bury the command's own output, so stderr is closed while it loads.
 """

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from transforms.orientation import Orientation
+    from transforms.images.orientation import Orientation
 
 # Stages named in error records, in the order a record passes them.
 STAGE_READ = "read"
@@ -170,7 +170,7 @@ class ImageAnnotation:
 class LoadedImage:
     """An annotated image whose bytes decode with TensorFlow to `width` x `height`;
     `orientation` is what was made of its EXIF orientation tag, if it has one; `preview`,
-    the scaled pixels verification decoded, when it did (`transforms.verify.Decoded`)."""
+    the scaled pixels verification decoded, when it did (`transforms.images.verify.Decoded`)."""
 
     annotation: ImageAnnotation
     encoded: bytes

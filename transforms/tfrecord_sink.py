@@ -33,25 +33,19 @@ from apache_beam.metrics import Metrics
 
 from transforms import progress
 from transforms.boxes import check_boxes
-from transforms.builds import PARTS_DIR, join
-from transforms.choices import STAT
-from transforms.counts import add_counts
-from transforms.duplicates import HASHES, HashedImage, perceptual_hash
-from transforms.encode import EncodeError, build_example, example_counts
-from transforms.images import ImageLoader, ImageRejected
-from transforms.orientation import orientation_counts
-from transforms.outputs import delete_path
-from transforms.paths import open_regular
-from transforms.records import (
-    ERRORS,
-    ErrorRecord,
-    ExampleInput,
-    Extras,
-    ImageAnnotation,
-    LoadedImage,
-    excerpt,
+from transforms.builds.index import (
+    EXAMPLES,
+    FileIdentity,
+    IndexRow,
+    annotation_fingerprint,
+    example_fingerprint,
+    index_path,
+    sources_fingerprint,
+    used_labels,
 )
-from transforms.reuse import (
+from transforms.builds.layout import PARTS_DIR, join
+from transforms.builds.outputs import delete_path
+from transforms.builds.reuse import (
     JoinPrevious,
     Previous,
     PreviousShards,
@@ -64,7 +58,7 @@ from transforms.reuse import (
     reusable,
     unchanged,
 )
-from transforms.safe_write import (
+from transforms.builds.safe_write import (
     create_new,
     digest_of_file,
     make_folders,
@@ -72,19 +66,25 @@ from transforms.safe_write import (
     new_folder,
     root_of,
 )
-from transforms.shard_index import (
-    EXAMPLES,
-    FileIdentity,
-    IndexRow,
-    annotation_fingerprint,
-    example_fingerprint,
-    index_path,
-    sources_fingerprint,
-    used_labels,
+from transforms.choices import STAT
+from transforms.counts import add_counts
+from transforms.duplicates import HASHES, HashedImage, perceptual_hash
+from transforms.encode import EncodeError, build_example, example_counts
+from transforms.images.loader import ImageLoader, ImageRejected
+from transforms.images.orientation import orientation_counts
+from transforms.images.verify import declared_size
+from transforms.paths import open_regular
+from transforms.records import (
+    ERRORS,
+    ErrorRecord,
+    ExampleInput,
+    Extras,
+    ImageAnnotation,
+    LoadedImage,
+    excerpt,
 )
 from transforms.splits import assign_shard, assign_split
 from transforms.tfrecord import frame, payload
-from transforms.verify import declared_size
 
 _LOG = logging.getLogger(__name__)
 STATS = "stats"
@@ -99,7 +99,7 @@ def parts_dir(output: str, temp_location: str | None, run_id: str) -> str:
     """Where temporary files go: a folder of the run's own under `--temp_location` when given
     (so a run's scratch space is where the operator wants it), else `.parts` in the output
     folder. The name follows from `run_id`, so a later run can remove what a killed one left
-    (`transforms.build_lock`)."""
+    (`transforms.builds.lock`)."""
     if temp_location:
         return FileSystems.join(temp_location, f"odrecords-{run_id}")
     return FileSystems.join(output, PARTS_DIR)
@@ -111,7 +111,7 @@ class PartFile:
     written, since the manifest lists each file's size and sha256 for later runs to replace
     only what this run wrote. It is created on the first write: a file that gets nothing is
     never made (an empty file helps no reader, and Beam's S3 filesystem cannot write one).
-    `root` is the output no file of the build leaves (see `transforms.safe_write`)."""
+    `root` is the output no file of the build leaves (see `transforms.builds.safe_write`)."""
 
     def __init__(self, root: str, parts: str, label: str):
         self._root = root
@@ -195,9 +195,9 @@ class ShardSettings:
     `splits` (names → fractions, or None for the source's own), shards per split, the
     extras written per object, the run's name for progress lines (in-process runners
     only, whose workers share the console), the fingerprint of the settings that change
-    examples (`transforms.shard_index`), what may be reused of the previous build, and
+    examples (`transforms.builds.index`), what may be reused of the previous build, and
     whether examples are emitted to compare with it; `root`, the output that no file leaves
-    (see `transforms.safe_write`), is `output` when not given."""
+    (see `transforms.builds.safe_write`), is `output` when not given."""
 
     output: str
     parts: str
@@ -666,7 +666,7 @@ class WriteShardedTFRecords(beam.PTransform):
     been read; so are `groups`, the images placed by content (`shard_key`), when given.
     `previous`, the previous build's examples as (shard, IndexRow), is joined with the
     images once their shards are known, for the writer to reuse the unchanged ones
-    (`transforms.reuse`).
+    (`transforms.builds.reuse`).
     """
 
     def __init__(

@@ -29,10 +29,10 @@ import apache_beam as beam
 from bench_create import RACCOON
 
 from transforms.duplicates import perceptual_hash
-from transforms.images import ImageLoader
+from transforms.images.loader import ImageLoader
+from transforms.images.verify import decode
 from transforms.records import Box, ImageAnnotation
 from transforms.tfrecord_sink import ShardSettings, WriteShard, _Plan
-from transforms.verify import decode
 
 
 def annotations(count: int) -> list[ImageAnnotation]:

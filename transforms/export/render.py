@@ -1,7 +1,7 @@
 """Pictures of a dataset: contact sheets of examples with their boxes, and a class histogram.
 
-They are written into the folder given by the rule of `transforms.safe_write`: never through a
-link, and over a file of the names they take only when it is a picture drawn here, which
+They are written into the folder given by the rule of `transforms.builds.safe_write`: never
+through a link, and over a file of the names they take only when it is a picture drawn here, which
 says so in a PNG text chunk (a mark that recognises, not authenticates)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections import Counter
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from transforms.safe_write import check_place, write_file
+from transforms.builds.safe_write import check_place, write_file
 
 TILE = 256
 GRID = 4
@@ -43,7 +43,7 @@ def _drawn_here(folder: str, relative: str) -> bool:
 
 
 def check_folder(folder: str) -> None:
-    """Raises UnsafeWrite (`transforms.safe_write`) when a picture could not be written into
+    """Raises UnsafeWrite (`transforms.builds.safe_write`) when a picture could not be written into
     `folder`: a link, or a file not drawn here, at a name the pictures take."""
     names = ["classes.png"]
     if FileSystems.get_scheme(folder) is None and os.path.isdir(folder):

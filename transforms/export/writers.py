@@ -23,10 +23,10 @@ import apache_beam as beam
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.builds.safe_write import Ours, UnsafeWrite, write_file
 from transforms.export.decode import DecodedRecord
 from transforms.readers.yolo import label_path
 from transforms.records import ERRORS, ErrorRecord
-from transforms.safe_write import Ours, UnsafeWrite, write_file
 
 IMAGES_DIR = "images"
 # Stage of the error records of files that cannot be written.
@@ -79,7 +79,7 @@ def annotation_file(fmt: str, name: str) -> str | None:
 
 
 def write_chunks(output: str, relative: str, chunks: Iterable[str], ours: Ours) -> dict:
-    """Writes text chunks to `relative` in `output` (by the rule of `transforms.safe_write`:
+    """Writes text chunks to `relative` in `output` (by the rule of `transforms.builds.safe_write`:
     `ours` says which files found in place an earlier export wrote); returns the file's
     {size, sha256} for the summary, so a later export into the same folder can tell the file
     is still the one written here."""
@@ -319,7 +319,7 @@ class WriteExport(beam.PTransform):
     """NamedRecords → the annotation files of `fmt` under `output`; outputs `files`, their
     (relative path, digest), and `errors`, the records whose annotation file could not be
     written. `earlier` lists the files an earlier export in `output` wrote, which may be
-    replaced (see `transforms.safe_write`)."""
+    replaced (see `transforms.builds.safe_write`)."""
 
     def __init__(
         self,

@@ -27,8 +27,8 @@ from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.builds import BUILDS, is_build_id
-from transforms.safe_write import create_new, move_file, write_file
+from transforms.builds.layout import BUILDS, is_build_id
+from transforms.builds.safe_write import create_new, move_file, write_file
 
 LOCK_SUFFIX = ".lock"
 

@@ -8,7 +8,7 @@ know. Nothing else can fail: undoing the filters is arithmetic, and TensorFlow t
 depth and colour type into 8-bit RGB. So a PNG that is plainly well-formed (below) is decoded
 by TensorFlow at IHDR's size, and `certified_size` says so. Anything else, including what
 libpng only warns about (a bad ancillary CRC, extra data after the zlib stream or the file, a
-suggested palette), gets TensorFlow's own verdict (`transforms.verify`).
+suggested palette), gets TensorFlow's own verdict (`transforms.images.verify`).
 `tests/test_verify_png.py` checks both verdicts agree over intact and damaged PNGs.
 """
 

@@ -14,7 +14,7 @@ folder named by `--temp_location`. Below it, on local disk:
   refused, never followed nor removed; a regular file is replaced only when the caller's
   `ours` says odrecords wrote it (an earlier output's summary lists it; anything in a folder
   this run made, `new_folder`), or when it already holds the bytes written (a retried worker
-  writing its file again). Files are removed elsewhere (`transforms.outputs`), by a
+  writing its file again). Files are removed elsewhere (`transforms.builds.outputs`), by a
   stricter rule.
 
 GCS and S3 have no links or folders: the same calls go through Beam's FileSystems there, with

@@ -15,19 +15,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
-from transforms.builds import BUILDS, LATEST, MANIFEST, VERSIONS, Layout, PreviousBuild, join
-from transforms.changes import card_lines, changes_entry, previous_summary
-from transforms.choices import SAME_SPLIT
-from transforms.duplicates import MAX_DISTANCE
-from transforms.label_map import (
-    csv_writable,
-    format_label_map,
-    format_label_map_csv,
-    retired_classes,
-)
-from transforms.orientation import manifest_entry as orientation_entry
-from transforms.outputs import delete_path, is_shard_name, with_checksum
-from transforms.publish import (
+from transforms.builds.changes import card_lines, changes_entry, previous_summary
+from transforms.builds.index import INDEX_DIR, is_index_name
+from transforms.builds.layout import BUILDS, LATEST, MANIFEST, VERSIONS, Layout, PreviousBuild, join
+from transforms.builds.outputs import delete_path, is_shard_name, with_checksum
+from transforms.builds.publish import (
     REPLACED_MANIFEST,
     check_publishable,
     publish_flat,
@@ -36,9 +28,8 @@ from transforms.publish import (
     write_pointer,
     write_text,
 )
-from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
-from transforms.reuse import reuse_entry
-from transforms.safe_write import (
+from transforms.builds.reuse import reuse_entry
+from transforms.builds.safe_write import (
     Ours,
     UnsafeWrite,
     check_folder,
@@ -47,7 +38,16 @@ from transforms.safe_write import (
     new_folder,
     write_file,
 )
-from transforms.shard_index import INDEX_DIR, is_index_name
+from transforms.choices import SAME_SPLIT
+from transforms.duplicates import MAX_DISTANCE
+from transforms.images.orientation import manifest_entry as orientation_entry
+from transforms.label_map import (
+    csv_writable,
+    format_label_map,
+    format_label_map_csv,
+    retired_classes,
+)
+from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
 
 LABEL_MAP = "label_map.pbtxt"
 LABEL_MAP_CSV = "label_map.csv"
@@ -542,7 +542,7 @@ def written_by_create(relative: str) -> bool:
 
 
 def check_create_output(output: str) -> None:
-    """Raises UnsafeWrite (`transforms.safe_write`), before a build starts, when a link is
+    """Raises UnsafeWrite (`transforms.builds.safe_write`), before a build starts, when a link is
     where `create` writes whatever the data: the folders builds are written into, the index
     folder, the pointer and the files at the output's top. (Files in place there are judged
     when a build is published; the split folders, named by the data, too.)"""
@@ -583,7 +583,8 @@ def quality(manifest: dict, max_error_rate: float | None) -> dict:
 class WriteReport(beam.DoFn):
     """Once every shard and error is in the build folder: writes label maps, dataset card and
     manifest there, and publishes the build if it passes the quality gate (see
-    `transforms.builds` and `transforms.publish`), then removes earlier builds' leftovers.
+    `transforms.builds.layout` and `transforms.builds.publish`), then removes earlier builds'
+    leftovers.
     The manifest lists every file with its size and sha256, for later runs to replace or
     remove only what this one wrote."""
 
@@ -676,7 +677,7 @@ def _error_line(error: ErrorRecord) -> str:
 
 def _write_lines(lines: list[str], root: str, path: str, ours: Ours) -> Iterator[str]:
     """Writes `lines`, sorted, one a line into `path` inside `root` (by the rule of
-    `transforms.safe_write`), and yields its path; writes nothing when there are none
+    `transforms.builds.safe_write`), and yields its path; writes nothing when there are none
     (Beam's S3 filesystem cannot write an empty file)."""
     if not lines:
         return

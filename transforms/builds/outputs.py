@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.safe_write import check_no_links, digest_of_file, safe_relative
+from transforms.builds.safe_write import check_no_links, digest_of_file, safe_relative
 
 CHECKSUM = "checksum"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,11 +1,11 @@
 """Reading, measuring and checking images, in parallel, after annotations are grouped.
 
 An image is accepted only if TensorFlow decodes all of it: a truncated JPEG is caught here,
-not hours into training (`transforms.verify` gives TensorFlow's verdict, faster). JPEG and
+not hours into training (`transforms.images.verify` gives TensorFlow's verdict, faster). JPEG and
 PNG keep their original bytes; any other format the Python Imaging Library reads (TIFF, BMP,
 GIF, WebP, ...) is converted losslessly to PNG, because the Object Detection API's decoder
 expects `image/format` to be jpeg or png. An image with an EXIF orientation is made to hold
-the pixels its annotation was drawn on (`transforms.orientation`), since TensorFlow ignores
+the pixels its annotation was drawn on (`transforms.images.orientation`), since TensorFlow ignores
 the tag.
 
 No image is rejected for what Pillow makes of it: wherever Pillow fails, TensorFlow is asked
@@ -22,7 +22,7 @@ from typing import BinaryIO, Protocol
 
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from transforms.orientation import (
+from transforms.images.orientation import (
     DEFAULT_POLICY,
     DISPLAYED,
     STORED,
@@ -34,10 +34,7 @@ from transforms.orientation import (
     stored_size,
     without_orientation,
 )
-from transforms.paths import NotRegularFile, UnsafePathError, open_regular, resolve_image
-from transforms.readers.labelme import embedded_image
-from transforms.records import ImageAnnotation, LoadedImage, excerpt
-from transforms.verify import (
+from transforms.images.verify import (
     Decoded,
     Undecodable,
     declared_size,
@@ -45,6 +42,9 @@ from transforms.verify import (
     pixels,
     signature_format,
 )
+from transforms.paths import NotRegularFile, UnsafePathError, open_regular, resolve_image
+from transforms.readers.labelme import embedded_image
+from transforms.records import ImageAnnotation, LoadedImage, excerpt
 
 _KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
 # TensorFlow's messages are its own words, not the input's (the longest seen, giflib's, run
@@ -123,7 +123,7 @@ class ImageLoader:
     refuses or warns about is reported against ours. An image whose header neither odrecords
     nor Pillow reads is held to it at the size TensorFlow decodes it at. Call `setup` once
     per worker (from a DoFn's setup). TensorFlow is imported only when an image needs its
-    verdict (`transforms.verify.decode`).
+    verdict (`transforms.images.verify.decode`).
     """
 
     def __init__(

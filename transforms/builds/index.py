@@ -12,8 +12,8 @@ above an image's rows renumbers their lines, which changes only the box errors' 
 `files`, the identity of the image's file and of the annotation file that embeds it, if any
 (size, modification time and sha256); the image hashes of the duplicates report; and the
 manifest counts and box errors the example added. So a later build can tell an unchanged image
-and replay its row instead of converting it again (`transforms.reuse`), and tell what changed
-(`transforms.changes`).
+and replay its row instead of converting it again (`transforms.builds.reuse`), and tell what changed
+(`transforms.builds.changes`).
 
 Rows are written with sorted keys and ASCII-escaped text, so equal rows are equal bytes and
 any image name (lone surrogates included) reads back as it was written.
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.builds import join
+from transforms.builds.layout import join
+from transforms.builds.outputs import is_shard_name
 from transforms.duplicates import HashedImage
-from transforms.outputs import is_shard_name
 from transforms.records import ErrorRecord, ImageAnnotation
 
 _LOG = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ strict mode turns into an error too. The converse does not hold, since TensorFlo
 data libjpeg only warns about (a bad Huffman code, extraneous bytes before a marker), so
 every strict failure, and every image the certificate does not cover (CMYK, 12-bit,
 arithmetic-coded, lossless and the rest), is decided by TensorFlow. A PNG gets a certificate
-of its own (`transforms.verify_png`: its structure checked and its data inflated), and any
+of its own (`transforms.images.verify_png`: its structure checked and its data inflated), and any
 other format TensorFlow's verdict. `tests/test_verify.py` checks both verdicts are equal over
 a corpus of damaged and unusual images. A certified JPEG's scaled pixels are kept for the
 perceptual hash (`transforms.duplicates`), so it is decoded once. For an image Pillow cannot
-read, the loader (`transforms.images`) takes its format, declared size and pixels from here
+read, the loader (`transforms.images.loader`) takes its format, declared size and pixels from here
 too (`signature_format`, `declared_size`, `pixels`).
 """
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import simplejpeg
 
-from transforms.jpeg_markers import markers
+from transforms.images.jpeg_markers import markers
+from transforms.images.verify_png import SIGNATURE, certified_size
 from transforms.lazy_tensorflow import tensorflow
-from transforms.verify_png import SIGNATURE, certified_size
 
 # Start-of-frame markers the certificate covers: baseline, extended and progressive
 # Huffman. Lossless (C3) and arithmetic-coded frames (C9-CB) go to TensorFlow, whose

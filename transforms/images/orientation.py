@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from transforms.choices import AUTO, DISPLAYED, IGNORE, STORED
-from transforms.jpeg_markers import markers
+from transforms.images.jpeg_markers import markers
 
 ORIENTATION_TAG = 0x0112
 

@@ -1,10 +1,10 @@
 """Publishing a complete build, finishing one an interrupted run left half-published, and
-removing what earlier builds left behind (see `transforms.builds` for the layout).
+removing what earlier builds left behind (see `transforms.builds.layout` for the layout).
 
 A build folder (`OUT/.builds/<id>/`, `OUT/versions/<id>/`) is odrecords' own: it is created
 under a name only odrecords gives, and only files in it named as odrecords names its files
 are removed with it; anything else found there is left and reported. Files at the output's
-top are replaced by the stricter rule of `transforms.outputs`, as users may keep their own
+top are replaced by the stricter rule of `transforms.builds.outputs`, as users may keep their own
 files beside them.
 """
 
@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.build_lock import abandoned_builds, forget, is_running, parts_of
-from transforms.builds import (
+from transforms.builds.layout import (
     BUILDS,
     LATEST,
     MANIFEST,
@@ -32,7 +31,8 @@ from transforms.builds import (
     join,
     read_pointer,
 )
-from transforms.outputs import (
+from transforms.builds.lock import abandoned_builds, forget, is_running, parts_of
+from transforms.builds.outputs import (
     NotOurOutput,
     Replaced,
     delete_path,
@@ -41,7 +41,7 @@ from transforms.outputs import (
     remove_stale,
     with_checksum,
 )
-from transforms.safe_write import Ours, check_place, move_file, new_folder, write_file
+from transforms.builds.safe_write import Ours, check_place, move_file, new_folder, write_file
 
 # The published manifest a flat build replaces, kept in the build folder while its files are
 # moved up, so an interrupted publication can still remove the files it made stale.
@@ -54,7 +54,7 @@ _PART_FILE = re.compile(r"(?:[\w.-]+-)?[0-9a-f]{32}")
 
 
 def write_text(output: str, path: str, text: str, ours: Ours) -> dict:
-    """Writes `text` to `path` inside `output` (see `transforms.safe_write`); returns the
+    """Writes `text` to `path` inside `output` (see `transforms.builds.safe_write`); returns the
     file's {size, sha256}."""
     return write_file(output, path, [text.encode("utf-8")], ours)
 
@@ -186,7 +186,7 @@ def _to_move(layout: Layout, manifest: dict) -> list[str]:
 
 
 def check_publishable(layout: Layout, manifest: dict) -> None:
-    """Raises UnsafeWrite (`transforms.safe_write`), moving nothing, when a file of the build
+    """Raises UnsafeWrite (`transforms.builds.safe_write`), moving nothing, when a file of the build
     could not be moved to the output's top: a link on its way or in its place, or a file
     there that the replaced output did not write."""
     earlier = _earlier_files(layout)
@@ -199,7 +199,7 @@ def check_publishable(layout: Layout, manifest: dict) -> None:
 def publish_flat(layout: Layout, manifest: dict, named: Callable[[str], bool]) -> dict:
     """Moves a complete build (`manifest`, as written into its folder) to the output's top,
     removes the files the replaced output wrote there that this build did not (by the rule of
-    `transforms.outputs`), writes the manifest last and removes the build folder. Returns the
+    `transforms.builds.outputs`), writes the manifest last and removes the build folder. Returns the
     published manifest. Every step can be taken again, so a publication an interrupted run
     began is finished by taking them all again (`finish_publications`). Nothing is moved
     when a file could not be (`check_publishable`)."""
@@ -267,7 +267,7 @@ def _is_link(path: str) -> bool:
 
 
 def remove_abandoned(output: str, named: Callable[[str], bool]) -> list[str]:
-    """Removes what builds whose launcher failed or was killed left (`transforms.build_lock`)
+    """Removes what builds whose launcher failed or was killed left (`transforms.builds.lock`)
     and returns their ids. Run before a new build writes anything, so the space they took is
     free for it."""
     removed = []

@@ -1,6 +1,6 @@
 """A JPEG's marker segments, walked for the few header facts odrecords reads itself without
-decoding the image: the frame's size (`transforms.verify`) and the Exif orientation
-(`transforms.orientation`). The walk only finds the segments; each caller decides which
+decoding the image: the frame's size (`transforms.images.verify`) and the Exif orientation
+(`transforms.images.orientation`). The walk only finds the segments; each caller decides which
 markers it accepts before the one it looks for."""
 
 from __future__ import annotations

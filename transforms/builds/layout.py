@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.outputs import NotOurOutput, listed_files, read_summary
+from transforms.builds.outputs import NotOurOutput, listed_files, read_summary
 
 VERSIONS = "versions"
 LATEST = "LATEST"
@@ -141,7 +141,7 @@ def latest_folder(output: str) -> str | None:
 
 def find_previous(output: str) -> PreviousBuild | None:
     """The latest published build in `output`, with its manifest checked (see
-    `transforms.outputs`); None when there is none. Raises NotOurOutput when what is there
+    `transforms.builds.outputs`); None when there is none. Raises NotOurOutput when what is there
     was not written by odrecords or was changed since."""
     folder = latest_folder(output)
     if folder is None:

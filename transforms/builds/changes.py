@@ -20,9 +20,9 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from transforms.builds import PreviousBuild
+from transforms.builds.index import is_index_name
+from transforms.builds.layout import PreviousBuild
 from transforms.records import utf8_safe
-from transforms.shard_index import is_index_name
 
 # The kinds of image changes, in the order they are reported.
 KINDS = ("added", "removed", "changed", "moved")

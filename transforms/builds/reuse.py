@@ -3,7 +3,7 @@ are copied from its shards instead of being converted again.
 
 Scheduled rebuilds convert the same dataset daily with a few changes; reading, decoding and
 encoding every image again is most of their cost. The previous build's index
-(`transforms.shard_index`) is read as a PCollection and joined with this build's images on
+(`transforms.builds.index`) is read as a PCollection and joined with this build's images on
 (split, image) once their shards are assigned, so each image reaches the shard writer with
 its previous row, or none; nothing holds the whole index. An image's row is a candidate when
 
@@ -48,14 +48,14 @@ from dataclasses import dataclass, replace
 import apache_beam as beam
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-from transforms.builds import PreviousBuild, join
+from transforms.builds.index import FileIdentity, IndexRow, is_index_name
+from transforms.builds.layout import PreviousBuild, join
+from transforms.builds.outputs import is_shard_name
+from transforms.builds.safe_write import digest_of_stream
 from transforms.choices import OFF, STAT
 from transforms.example_proto import Example
-from transforms.outputs import is_shard_name
 from transforms.paths import open_regular
 from transforms.records import ImageAnnotation, LoadedImage
-from transforms.safe_write import digest_of_stream
-from transforms.shard_index import FileIdentity, IndexRow, is_index_name
 from transforms.tfrecord import is_framed, payload
 
 # Previous shards kept open at a time while their records are copied.

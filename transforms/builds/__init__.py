@@ -1,0 +1,1 @@
+"""Builds: the output's layout and lock, its index and reuse, publishing, reports, safe writes."""
