@@ -32,31 +32,19 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from transforms import progress
-from transforms.boxes import check_boxes
 from transforms.builds.index import (
     EXAMPLES,
-    FileIdentity,
     IndexRow,
-    annotation_fingerprint,
-    example_fingerprint,
     index_path,
-    sources_fingerprint,
-    used_labels,
 )
 from transforms.builds.layout import PARTS_DIR, join
 from transforms.builds.outputs import delete_path
+from transforms.builds.proof import proven_record, proven_shard
 from transforms.builds.reuse import (
     JoinPrevious,
     Previous,
     PreviousShards,
     Reuse,
-    covers_whole,
-    file_sha256,
-    file_stat,
-    identity,
-    recorded_image,
-    reusable,
-    unchanged,
 )
 from transforms.builds.safe_write import (
     create_new,
@@ -67,24 +55,19 @@ from transforms.builds.safe_write import (
     root_of,
 )
 from transforms.choices import STAT
+from transforms.convert import ImagePlan, convert, plan_images
 from transforms.counts import add_counts
-from transforms.duplicates import HASHES, HashedImage, perceptual_hash
-from transforms.encode import EncodeError, build_example, example_counts
-from transforms.images.loader import ImageLoader, ImageRejected
-from transforms.images.orientation import orientation_counts
-from transforms.images.verify import declared_size
+from transforms.duplicates import HASHES
+from transforms.images.loader import ImageLoader
 from transforms.paths import open_regular
 from transforms.records import (
     ERRORS,
     ErrorRecord,
-    ExampleInput,
     Extras,
     ImageAnnotation,
-    LoadedImage,
     excerpt,
 )
 from transforms.splits import assign_shard, assign_split
-from transforms.tfrecord import frame, payload
 
 _LOG = logging.getLogger(__name__)
 STATS = "stats"
@@ -215,34 +198,17 @@ class ShardSettings:
         return self.root or self.output
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """One image of a shard: its annotation, its fingerprints, and the previous example to
-    copy (with this build's identities of its files), if it is unchanged."""
-
-    annotation: ImageAnnotation
-    fingerprint: str
-    annotation_fingerprint: str
-    sources: str
-    reused: Previous | None
-
-
-@dataclass(frozen=True)
-class _Converted:
-    """A loaded image, its hashes and the identities of its files, taken before reading."""
-
-    image: LoadedImage
-    hashed: HashedImage
-    files: tuple[FileIdentity | None, ...]
-
-
 class WriteShard(beam.DoFn):
     """((split, shard), [(annotation, previous example or None)]) → (the shard file's relative
     path, its size and sha256) and the same for its index file, if it got examples; plus
     error records (tag `errors`), the manifest counts of its examples and of what was reused
     (tag `stats`), each example's image hashes (tag `hashes`), from which duplicates are
     found without image bytes ever leaving this step, and, when `compare` is set, (image,
-    (split, sha256, annotation)) of each example (tag `examples`), to compare builds with."""
+    (split, sha256, annotation)) of each example (tag `examples`), to compare builds with.
+
+    It writes the shard: each image is converted (`transforms.convert`) or its previous
+    record proven and copied (`transforms.builds.proof`); this step orders, writes, indexes
+    and counts."""
 
     def __init__(self, settings: ShardSettings, loader: ImageLoader):
         self._settings = settings
@@ -262,230 +228,38 @@ class WriteShard(beam.DoFn):
     def teardown(self) -> None:
         self._pool.shutdown()
 
-    def _paths(self, annotation: ImageAnnotation) -> list[str]:
-        """The files an image's bytes may come from: the one its key names, and the
-        annotation file that embeds it. Only their identities are taken from these paths;
-        the loader reads images under its own rules (no link out of the images root)."""
-        key = FileSystems.join(self._loader.root, *annotation.image.split("/"))
-        return [key] + ([annotation.embedded_in] if annotation.embedded_in else [])
-
-    def _convert(self, annotation: ImageAnnotation) -> _Converted | Exception:
-        """The loaded image, its hashes and its files' identities, or whatever stopped it,
-        returned rather than raised: it runs in a thread, and its failure is the image's,
-        handled with the image's other failures. Files are looked at before they are read,
-        so a file changed meanwhile never passes for the one converted. The hashes are
-        computed here, in parallel, from the bytes written."""
-        try:
-            paths = self._paths(annotation)
-            at = [file_stat(path) for path in paths]
-            try:
-                stored = self._loader.read_stored(annotation.image)
-            except ImageRejected:
-                stored = None
-            image = self._loader.load(annotation, stored)
-            if stored is None:
-                key_sha = None
-            elif image.encoded is stored:  # The file's bytes are written as they are.
-                key_sha = image.sha256
-            else:
-                key_sha = hashlib.sha256(stored).hexdigest()
-            shas = [key_sha, *[file_sha256(path) for path in paths[1:]]]
-            files = tuple(identity(*pair) for pair in zip(at, shas, strict=True))
-            hashed = HashedImage(
-                annotation.image,
-                annotation.split,
-                image.sha256,
-                perceptual_hash(image.encoded, preview=image.preview),
-            )
-            return _Converted(image, hashed, files)
-        except Exception as error:
-            return error
-
     def _plan(
         self, items: list[tuple[ImageAnnotation, Previous | None]], label_map: dict[str, int]
-    ) -> list[_Plan]:
-        """Each image's fingerprints, and its previous example when unchanged (files looked
-        at in threads, but for local stats: a stat is a request on GCS and S3, and `content`
-        reads the file)."""
-        plans = []
-        for annotation, previous in items:
-            try:
-                annotation_print = annotation_fingerprint(annotation)
-                fingerprint = example_fingerprint(
-                    self._settings.fingerprint,
-                    annotation_print,
-                    used_labels(annotation, label_map),
-                )
-                sources = sources_fingerprint(annotation)
-            except Exception:  # Values no check vetted: the image is converted, never reused.
-                annotation_print = fingerprint = sources = ""
-            if self._settings.reuse is None:
-                previous = None
-            plans.append(
-                _Plan(
-                    annotation,
-                    fingerprint,
-                    annotation_print,
-                    sources,
-                    reusable(previous, fingerprint),
-                )
-            )
-        if self._settings.reuse is None:
-            return plans
-        mode = self._settings.reuse.mode
-
-        def checked(plan: _Plan) -> _Plan:
-            if plan.reused is None:
-                return plan
-            shard, row = plan.reused
-            row = unchanged(mode, self._paths(plan.annotation), row)
-            return replace(plan, reused=None if row is None else (shard, row))
-
+    ) -> list[ImagePlan]:
+        """Each image's plan (`plan_images`); files looked at in threads, but for local stats:
+        a stat is a request on GCS and S3, and `content` reads the file."""
+        reuse = self._settings.reuse
         local = FileSystems.get_scheme(self._loader.root) is None
-        if local and mode == STAT:  # A local stat costs less than handing it to a thread.
-            return [checked(plan) for plan in plans]
-        return list(self._pool.map(checked, plans))
+        each = map if local and reuse is not None and reuse.mode == STAT else self._pool.map
+        return plan_images(
+            items, label_map, self._settings.fingerprint, reuse, self._loader.root, each
+        )
+
+    def _convert(
+        self, plan: ImagePlan, label_map: dict[str, int]
+    ) -> tuple[bytes, IndexRow] | ErrorRecord:
+        return convert(self._loader, plan, label_map, self._settings.extras)
 
     def _prepared(
-        self, plans: list[_Plan]
-    ) -> Iterator[tuple[_Plan, _Converted | Exception | None]]:
-        """(plan, the converted image or what stopped it; None for an image to reuse) in the
-        images' order, with a bounded number converting ahead, so memory holds a few
-        images, not the shard."""
+        self, plans: list[ImagePlan], label_map: dict[str, int]
+    ) -> Iterator[tuple[ImagePlan, tuple[bytes, IndexRow] | ErrorRecord | None]]:
+        """(plan, its record and row or the error record that rejects it; None for an image
+        to reuse) in the images' order, with a bounded number converting ahead, so memory
+        holds a few images, not the shard."""
         ahead: deque = deque()
         for plan in plans:
-            future = None if plan.reused else self._pool.submit(self._convert, plan.annotation)
+            future = None if plan.reused else self._pool.submit(self._convert, plan, label_map)
             ahead.append((plan, future))
             if len(ahead) > 2 * self._threads:
                 plan, future = ahead.popleft()
                 yield plan, future and future.result()
         for plan, future in ahead:
             yield plan, future and future.result()
-
-    def _example(
-        self, annotation: ImageAnnotation, image: LoadedImage, label_map: dict
-    ) -> tuple[bytes, ExampleInput, dict, list[ErrorRecord]]:
-        """The serialized example of one loaded image, the checked input it was built from, its
-        manifest counts and its rejected boxes."""
-        example, box_errors = check_boxes(image, label_map)
-        # Deterministic serialization orders the feature map by key; otherwise the order
-        # depends on the process, and shards written by different workers would differ.
-        serialized = build_example(example, self._settings.extras).SerializeToString(
-            deterministic=True
-        )
-        counts = example_counts(example, annotation.split)
-        if image.orientation is not None:
-            counts |= orientation_counts(annotation.image, image.orientation)
-        return serialized, example, counts, box_errors
-
-    def _converted_row(
-        self, plan: _Plan, converted: _Converted | Exception, label_map: dict[str, int]
-    ) -> tuple[bytes, IndexRow] | ErrorRecord:
-        """The framed record of a converted image and its index row (offset 0), or the error
-        record that rejects the image.
-
-        Each image is one error boundary: anything that goes wrong while loading, checking or
-        encoding it (a damaged file, a value the example cannot hold, a failure no check
-        foresaw) rejects that image with all its boxes and the shard goes on. Nothing of an
-        image is emitted before all of it succeeded, so its boxes are never counted twice
-        and the shard never holds half an example."""
-        annotation = plan.annotation
-        try:
-            if isinstance(converted, Exception):
-                raise converted
-            serialized, _, counts, box_errors = self._example(
-                annotation, converted.image, label_map
-            )
-            record = frame(serialized)
-            row = IndexRow(
-                image=annotation.image,
-                split=annotation.split,
-                offset=0,
-                length=len(record),
-                fingerprint=plan.fingerprint,
-                annotation=plan.annotation_fingerprint,
-                sources=plan.sources,
-                files=converted.files,
-                sha256=converted.hashed.sha256,
-                phash=converted.hashed.phash,
-                stats=counts,
-                errors=tuple(box_errors),
-            )
-            # A later build replays the row as it reads back; it must read back as it is.
-            if IndexRow.from_line(row.line()) != row:
-                raise ValueError("its index row does not read back as written")
-        except Exception as error:
-            return ErrorRecord.for_image(annotation, _image_reason(error))
-        return record, row
-
-    def _proven(
-        self, previous: PreviousShards, plan: _Plan, label_map: dict[str, int]
-    ) -> tuple[bytes, IndexRow] | None:
-        """The previous record of an unchanged image and the index row this build writes for
-        it (at the previous offset), when the record's own bytes prove it is the image's
-        current example: the record's image is the image file's current bytes, kept as
-        stored (so its verdict, size and orientation are what converting it would give; its
-        size is the one its header declares), and the example built from it with the
-        current annotation, label map and settings is the record. Images written otherwise
-        (converted, turned) are converted again. The row's sources, box errors
-        and counts are made from the current input, as converting the image would make
-        them; None when nothing is proven (the record is missing, damaged, another image's,
-        stale or not what the row says)."""
-        shard, row = plan.reused
-        annotation = plan.annotation
-        record = previous.record(shard, row.offset, row.length)
-        if record is None:
-            return None
-        try:
-            stored = self._loader.read(annotation)
-            image = recorded_image(annotation, record, self._loader.max_pixels)
-            if image.encoded != stored or declared_size(stored) != (image.width, image.height):
-                return None  # Not the current file's own bytes, at the size its header says.
-            image = replace(
-                image,
-                orientation=self._loader.kept_orientation(
-                    annotation, stored, image.format, (image.width, image.height)
-                ),
-            )
-            serialized, _, counts, box_errors = self._example(annotation, image, label_map)
-        except Exception:  # Whatever the record holds, it proves nothing.
-            return None
-        if serialized != payload(record) or image.sha256 != row.sha256:
-            return None
-        return record, replace(
-            row,
-            files=_identities(row.files, annotation, image.sha256),
-            image=annotation.image,
-            split=annotation.split,
-            length=len(record),
-            fingerprint=plan.fingerprint,
-            annotation=plan.annotation_fingerprint,
-            sources=plan.sources,
-            stats=counts,
-            errors=tuple(box_errors),
-        )
-
-    def _proven_shard(
-        self, relative: str, plans: list[_Plan], label_map: dict[str, int]
-    ) -> list[IndexRow] | None:
-        """The index rows of a shard to copy whole: its images' examples are, in order, all of
-        the same-named previous shard's records (`covers_whole`), each proven (`_proven`).
-        None when the shard cannot be copied whole."""
-        reuse = self._settings.reuse
-        listed = reuse and reuse.shards.get(relative)
-        if not covers_whole(relative, [plan.reused for plan in plans], listed):
-            return None
-        previous = PreviousShards(reuse.folder)
-        try:
-            rows = []
-            for plan in plans:
-                reused = self._proven(previous, plan, label_map)
-                if reused is None:
-                    return None
-                rows.append(reused[1])
-            return rows
-        finally:
-            previous.close()
 
     def _emitted(self, row: IndexRow, stats: dict) -> Iterator[beam.pvalue.TaggedOutput]:
         """What writing an example emits, from its index row: whether it was converted now or
@@ -518,7 +292,9 @@ class WriteShard(beam.DoFn):
             PartFile(root, self._settings.parts, f"{split}-{shard:05d}") as shard_file,
             PartFile(root, self._settings.parts, f"index-{split}-{shard:05d}") as index_file,
         ):
-            proven = self._proven_shard(relative, plans, label_map)
+            proven = proven_shard(
+                reuse, relative, plans, self._loader, label_map, self._settings.extras
+            )
             copied = proven is not None and shard_file.copy_from(
                 join(reuse.folder, relative), reuse.shards[relative]
             )
@@ -547,7 +323,7 @@ class WriteShard(beam.DoFn):
 
     def _write(
         self,
-        plans: list[_Plan],
+        plans: list[ImagePlan],
         label_map: dict[str, int],
         total: int,
         shard_file: PartFile,
@@ -569,7 +345,7 @@ class WriteShard(beam.DoFn):
 
     def _records(
         self,
-        plans: list[_Plan],
+        plans: list[ImagePlan],
         label_map: dict[str, int],
         total: int,
         counts: Counter,
@@ -577,15 +353,18 @@ class WriteShard(beam.DoFn):
     ) -> Iterator:
         """Yields (framed record, its index row at offset 0) per example in the images'
         order, and TaggedOutputs for the images rejected: each unchanged image's record is
-        copied from the previous shard when it proves itself (`_proven`), every other image
-        is converted. Counts the images `reused` and `converted`, and adds the rejected ones to
-        `stats`."""
-        previous = PreviousShards(self._settings.reuse.folder) if self._settings.reuse else None
+        copied from the previous shard when it proves itself (`proven_record`), every other
+        image is converted. Counts the images `reused` and `converted`, and adds the rejected
+        ones to `stats`."""
+        reuse = self._settings.reuse
+        previous = PreviousShards(reuse.folder) if reuse else None
         try:
-            for plan, converted in self._prepared(plans):
+            for plan, written in self._prepared(plans, label_map):
                 self._report(total)
                 if plan.reused is not None:
-                    reused = self._proven(previous, plan, label_map)
+                    reused = proven_record(
+                        previous, plan, self._loader, label_map, self._settings.extras
+                    )
                     if reused is not None:
                         counts["reused"] += 1
                         yield reused
@@ -596,9 +375,8 @@ class WriteShard(beam.DoFn):
                         plan.annotation.image,
                         plan.reused[0],
                     )
-                    converted = self._convert(plan.annotation)
+                    written = self._convert(plan, label_map)
                 counts["converted"] += 1
-                written = self._converted_row(plan, converted, label_map)
                 if isinstance(written, ErrorRecord):
                     yield beam.pvalue.TaggedOutput(ERRORS, written)
                     add_counts(stats, {"splits": {plan.annotation.split: {"rejected": 1}}})
@@ -615,28 +393,6 @@ class WriteShard(beam.DoFn):
 
     def _path(self, relative: str) -> str:
         return FileSystems.join(self._settings.output, *relative.split("/"))
-
-
-def _identities(
-    files: tuple[FileIdentity | None, ...], annotation: ImageAnnotation, sha256: str
-) -> tuple[FileIdentity | None, ...]:
-    """A reused image's file identities with the sha256 its files hold now (under `stat` the
-    row's own were taken on trust): `sha256` of the bytes read for it, from the file its key
-    names or, when that is missing, the annotation file that embeds it (hashed whole)."""
-    first, *rest = files
-    if first is not None:
-        return (replace(first, sha256=sha256), *rest)
-    if annotation.embedded_in is not None and rest and rest[0] is not None:
-        return (first, replace(rest[0], sha256=file_sha256(annotation.embedded_in)), *rest[1:])
-    return files
-
-
-def _image_reason(error: Exception) -> str:
-    """The reason an image was rejected: the message of the checks that name the problem,
-    or the kind of failure and a short excerpt of its message."""
-    if isinstance(error, ImageRejected | EncodeError):
-        return str(error)
-    return f"cannot convert the image: {type(error).__name__}: {excerpt(str(error))}"
 
 
 def shard_key(

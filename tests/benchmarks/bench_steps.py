@@ -28,11 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 import apache_beam as beam
 from bench_create import RACCOON
 
+from transforms.convert import ImagePlan, convert, encode
 from transforms.duplicates import perceptual_hash
 from transforms.images.loader import ImageLoader
 from transforms.images.verify import decode
-from transforms.records import Box, ImageAnnotation
-from transforms.tfrecord_sink import ShardSettings, WriteShard, _Plan
+from transforms.records import Box, Extras, ImageAnnotation
 
 
 def annotations(count: int) -> list[ImageAnnotation]:
@@ -99,19 +99,18 @@ def main() -> None:
     args = parser.parse_args()
     count = args.images
     loader = ImageLoader(os.path.join(RACCOON, "images"), 1 << 30, 1 << 28)
-    writer = WriteShard(ShardSettings("", "", None, 1), loader)
-    writer.setup()
+    loader.setup()
     label_map = {"raccoon": 1}
     items = annotations(count)
-    plans = [_Plan(item, "", "", "", None) for item in items]
+    plans = [ImagePlan(item, "", "", "", None) for item in items]
+    extras = Extras()
 
-    def whole(plan: _Plan) -> object:
-        return writer._converted_row(plan, writer._convert(plan.annotation), label_map)
+    def whole(plan: ImagePlan) -> object:
+        return convert(loader, plan, label_map, extras)
 
     list(map(whole, plans[:200]))  # Warm the page cache and the imports.
     stored = [loader.read_stored(item.image) for item in items]
     loaded = [loader.load(item, data) for item, data in zip(items, stored, strict=True)]
-    converted = [writer._convert(item) for item in items]
     steps = {
         "read the file": lambda: [loader.read_stored(item.image) for item in items],
         "verify: strict scaled decode": lambda: [decode(data) for data in stored],
@@ -124,10 +123,11 @@ def main() -> None:
         "perceptual hash of the decode": lambda: [
             perceptual_hash(image.encoded, preview=image.preview) for image in loaded
         ],
-        "boxes, example, record, index row": lambda: [
-            writer._converted_row(plan, done, label_map)
-            for plan, done in zip(plans, converted, strict=True)
+        "boxes, example (encode)": lambda: [
+            encode(item, image, label_map, extras)
+            for item, image in zip(items, loaded, strict=True)
         ],
+        "load, hash, example, record, index row": lambda: [whole(plan) for plan in plans],
     }
     print(f"{count} Raccoon JPEGs, per image, one core:")
     for name, work in steps.items():

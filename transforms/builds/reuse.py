@@ -15,7 +15,7 @@ its previous row, or none; nothing holds the whole index. An image's row is a ca
 
 The index is no proof: anyone can edit it and recompute the manifest's hashes. So the record
 read at the row's offset is reused only when its own bytes prove it is the image's current
-example (`WriteShard._proven`): it is one whole record whose CRCs hold; its image is the image
+example (`transforms.builds.proof`): it is one whole record whose CRCs hold; its image is the image
 file's current bytes, read and compared under every mode, at the size their header declares,
 in the format they are written as; and the example this build writes from those bytes and the
 current annotation, label map and settings is the record's bytes, `image/filename`,
@@ -159,7 +159,7 @@ def reusable(previous: Previous | None, fingerprint: str) -> Previous | None:
 def recorded_image(annotation: ImageAnnotation, record: bytes, max_pixels: int) -> LoadedImage:
     """The image a previous record was written from, as the record itself holds it (bytes,
     format, size within `max_pixels`), taken as kept as stored: the shard writer reuses a
-    record only when these are the current file's own bytes (`WriteShard._proven`). Raises
+    record only when these are the current file's own bytes (`transforms.builds.proof`). Raises
     ValueError (protobuf's DecodeError is one) for a record that holds no such image."""
     feature = Example.FromString(payload(record)).features.feature
     width = _one(feature, "image/width", "int64_list")
