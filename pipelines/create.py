@@ -24,6 +24,7 @@ from pipelines.failures import failure_line, interrupted, unwritable
 from pipelines.flags import UsageError
 from pipelines.settings import (
     CreateSettings,
+    local_processes,
     parse_create_args,
     pipeline_options,
     runs_locally,
@@ -188,11 +189,16 @@ def _overlap_counts(element: tuple[str, Iterable[str | None]]) -> Iterator[dict]
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, settings: CreateSettings, parts: str, progress: bool = False
+    pipeline: beam.Pipeline,
+    settings: CreateSettings,
+    parts: str,
+    progress: bool = False,
+    processes: int | None = 1,
 ) -> None:
     """Adds the create graph to `pipeline`; the same graph serves every runner. `parts`: the
     folder of temporary files (`parts_dir`); `progress` prints progress lines (for in-process
-    runners, whose workers share the console)."""
+    runners, whose workers share the console); `processes` convert images in the shard
+    writer (`local_processes`)."""
     read = pipeline | "ReadAnnotations" >> ReadAnnotations(
         settings.format,
         settings.source.pattern,
@@ -244,6 +250,7 @@ def build_pipeline(
         reuse=reuse,
         compare=before is not None,
         root=layout.output,
+        processes=processes,
     )
     shards = images | "WriteShards" >> WriteShardedTFRecords(
         shard_settings,
@@ -529,7 +536,13 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
         return 2
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, settings, parts, runs_locally(options))
+        build_pipeline(
+            pipeline,
+            settings,
+            parts,
+            runs_locally(options),
+            local_processes(options, settings.processes),
+        )
         _LOG.info(
             "reading %s (%s) with %s",
             settings.source.pattern,

@@ -19,6 +19,7 @@ from transforms.choices import (
     DEFAULT_MAX_IMAGE_PIXELS,
     OPTIONS,
     POLICIES,
+    POOL_MIN_IMAGES,
     REPORT,
     REUSE,
     SAME_SPLIT,
@@ -94,6 +95,13 @@ def create_parser() -> Parser:
     )
     parser.add_argument(
         "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="processes that write shards when the runner is local (default: one per core "
+        f"this process may use, when there are {POOL_MIN_IMAGES} images or more; 1: the "
+        "runner's own)",
     )
     parser.add_argument(
         "--max-image-bytes",

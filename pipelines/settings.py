@@ -16,7 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 from apache_beam.runners.runner import create_runner
 
 from pipelines.failures import unwritable
@@ -87,6 +91,17 @@ def runs_locally(options: PipelineOptions) -> bool:
     return runner.split(".")[-1] in StandardOptions.LOCAL_RUNNERS
 
 
+def local_processes(options: PipelineOptions, processes: int | None) -> int | None:
+    """How many processes write shards (`ShardSettings.processes`; None: as many as pay):
+    `processes` when the runner runs every step in this one process (the in-process
+    runners, unless Beam's own multi-process mode is chosen), else 1: a distributed runner
+    already runs a worker per core, and more would only compete for them."""
+    direct = options.view_as(DirectOptions)
+    if not runs_locally(options) or direct.direct_running_mode == "multi_processing":
+        return 1
+    return processes
+
+
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """Beam options from the flags odrecords does not use, with the local default runner."""
     options = PipelineOptions(list(beam_args))
@@ -108,6 +123,7 @@ class CreateSettings:
     split_names: tuple[str, ...]
     num_shards: int
     layout: Layout  # Where this build is written and published.
+    processes: int | None = None  # Processes that write shards on a local runner.
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     label_map_path: str | None = None
@@ -439,6 +455,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         splits=splits,
         split_names=tuple(splits) if splits else source.split_names,
         num_shards=num_shards,
+        processes=None if values.get("processes") is None else _limit(values, "processes", 1),
         max_image_bytes=_limit(values, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES),
         max_image_pixels=_limit(values, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
         label_map_path=label_map_path,

@@ -97,9 +97,14 @@ def reencode(path: Path, quality: int) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def test_a_rebuild_reuses_unchanged_images_and_writes_what_a_full_rebuild_writes(tmp_path, capsys):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_rebuild_reuses_unchanged_images_and_writes_what_a_full_rebuild_writes(
+    tmp_path, capsys, processes
+):
+    """With shards written by worker processes too: they reuse and write the same bytes."""
     data, out = sample(tmp_path), tmp_path / "out"
-    assert create(data, out) == 0
+    workers = ("--processes", processes)
+    assert create(data, out, *workers) == 0
     first = manifest_of(out)
     assert first["changes"] is None
     assert first["reuse"]["not_possible_because"] == "no previous build"
@@ -117,7 +122,7 @@ def test_a_rebuild_reuses_unchanged_images_and_writes_what_a_full_rebuild_writes
     xml = (data / "annotations/shapes-007.xml").read_text()
     (data / "annotations/added.xml").write_text(xml.replace("shapes-007.jpg", "added.jpg"))
     (data / "annotations/shapes-010.xml").unlink()  # Image removed.
-    assert create(data, out) == 0
+    assert create(data, out, *workers) == 0
     printed = capsys.readouterr().out
     assert create(data, tmp_path / "full", "--reuse", "off") == 0
     assert_same_dataset(out, tmp_path / "full")
@@ -152,7 +157,7 @@ def test_a_rebuild_reuses_unchanged_images_and_writes_what_a_full_rebuild_writes
     assert f"## Changes since build {first['build']['id']}" in card and "`added.jpg`" in card
 
     # Nothing changed since: every image is reused but the missing one.
-    assert create(data, out) == 0
+    assert create(data, out, *workers) == 0
     reuse = manifest_of(out)["reuse"]
     assert reuse["images"] == {"reused": 24, "converted": 1}
     assert_same_dataset(out, tmp_path / "full")

@@ -49,7 +49,7 @@ from transforms.records import (
     Mask,
     excerpt,
 )
-from transforms.tfrecord_sink import ShardSettings, WriteShard
+from transforms.tfrecord_sink import ShardSettings, ShardWriter, ShardWritten
 
 FUZZ = settings(
     max_examples=200,
@@ -177,29 +177,27 @@ class FakeLoader:
         return loaded(annotation)
 
 
-def writer(loader=None, extras: Extras = ALL_EXTRAS) -> WriteShard:
-    shard_writer = WriteShard(
+def writer(loader=None, extras: Extras = ALL_EXTRAS) -> ShardWriter:
+    shard_writer = ShardWriter(
         ShardSettings("out", "out/.parts", None, 1, extras), loader or FakeLoader()
     )
-    shard_writer.setup()
+    shard_writer.start()
     return shard_writer
 
 
-def outcomes(shard_writer: WriteShard, images, label_map) -> tuple[list, list, list]:
+def outcomes(shard_writer: ShardWriter, images, label_map) -> tuple[list, list, list]:
     """(serialized examples, error records, stats of written examples) of `_records`; the
     per-split counts of rejected images are left out."""
     examples, errors, stats = [], [], []
     # Every image reaches the writer with a split (`shard_key` gives one).
     images = [dataclasses.replace(image, split=image.split or "train") for image in images]
     plans = shard_writer._plan([(image, None) for image in images], label_map)
-    for item in shard_writer._records(plans, label_map, len(images), Counter(), {}):
-        if isinstance(item, tuple):
-            record, row = item
-            examples.append(record[12:-4])  # The record's data, without its framing.
-            stats.append(row.stats)
-            errors += row.errors
-        elif item.tag == ERRORS:
-            errors.append(item.value)
+    written = ShardWritten()
+    for record, row in shard_writer._records(plans, label_map, Counter(), {}, written):
+        examples.append(record[12:-4])  # The record's data, without its framing.
+        stats.append(row.stats)
+        errors += row.errors
+    errors += [item.value for item in written.outputs if item.tag == ERRORS]
     return examples, errors, stats
 
 

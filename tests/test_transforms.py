@@ -225,6 +225,71 @@ def test_sink_writes_n_shards_with_stable_membership(tmp_path):
     assert not list((tmp_path / "parts").iterdir())  # Every temporary file was renamed.
 
 
+def _sink_output(tmp_path, name: str, loader, processes: int) -> tuple[dict, list, dict]:
+    """(shard and index file bytes by path, error records, summed stats) of writing 40
+    images (one with a bad box, one missing) into 2 splits x 3 shards."""
+    from transforms.tfrecord_sink import STATS
+
+    annotations = [
+        ImageAnnotation(f"k{n}.png", (f"a{n}",), (box(1, 1, 5, 5 + n % 4),)) for n in range(40)
+    ]
+    annotations[3] = ImageAnnotation("k3.png", ("a3",), (box(5, 1, 1, 5, source="bad"),))
+    annotations.append(ImageAnnotation("missing.png", ("m",), (box(1, 1, 2, 2),)))
+    out = tmp_path / name
+    with local_pipeline() as pipeline:
+        labels = pipeline | "Labels" >> beam.Create([{"cat": 1}])
+        written = (
+            pipeline
+            | beam.Create(annotations)
+            | WriteShardedTFRecords(
+                ShardSettings(
+                    output=str(out),
+                    parts=str(tmp_path / f"{name}-parts"),
+                    splits={"train": 0.5, "test": 0.5},
+                    num_shards=3,
+                    processes=processes,
+                ),
+                loader,
+                beam.pvalue.AsSingleton(labels),
+            )
+        )
+        errors = written.errors | beam.Map(lambda e: (e.source, e.stage, e.reason))
+        stats = written[STATS] | "SumStats" >> beam.CombineGlobally(SumCounts())
+        errors | "Errors" >> beam.io.WriteToText(str(tmp_path / f"{name}-errors"))
+        stats | "Stats" >> beam.io.WriteToText(str(tmp_path / f"{name}-stats"))
+    files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    text = {
+        kind: sorted(
+            line
+            for path in tmp_path.glob(f"{name}-{kind}*")
+            for line in path.read_text().splitlines()
+        )
+        for kind in ("errors", "stats")
+    }
+    return files, text["errors"], text["stats"]
+
+
+def test_worker_processes_write_the_same_shards_and_survive_a_dying_worker(tmp_path):
+    """Shards written by worker processes are the bytes one process writes, with the same
+    errors and counts; a worker that dies on an image (as a crashing decoder would) loses
+    nothing: its shard is written again in the step's own process."""
+    from crashing_loader import CrashingLoader
+    from PIL import Image
+
+    from transforms.images.loader import ImageLoader
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for n in range(40):
+        Image.new("RGB", (20, 10), (n, 2 * n, 3 * n)).save(images / f"k{n}.png")
+    one = _sink_output(tmp_path, "one", ImageLoader(str(images), 10_000, 10_000), 1)
+    assert len(one[0]) == 12 and len(one[1]) == 2  # 6 shards and their index files.
+    two = _sink_output(tmp_path, "two", ImageLoader(str(images), 10_000, 10_000), 2)
+    assert two == one
+    crashing = CrashingLoader(str(images), 10_000, 10_000, fatal="k7.png")
+    assert _sink_output(tmp_path, "crash", crashing, 2) == one
+
+
 def test_progress_lines_report_done_total_and_rate(capsys):
     from transforms import progress
 

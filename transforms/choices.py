@@ -26,3 +26,7 @@ REUSE = (STAT, CONTENT, OFF)
 
 # Versions `odrecords create --versions` keeps: the one just published and the ones before it.
 DEFAULT_KEEP_VERSIONS = 3
+
+# Images a build must have for worker processes to write its shards by default (`--processes`):
+# starting them (a fork server importing Beam, then the workers) costs about a second of CPU.
+POOL_MIN_IMAGES = 2000

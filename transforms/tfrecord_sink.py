@@ -25,11 +25,14 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import progress
 from transforms.builds.index import (
@@ -54,7 +57,7 @@ from transforms.builds.safe_write import (
     new_folder,
     root_of,
 )
-from transforms.choices import STAT
+from transforms.choices import POOL_MIN_IMAGES, STAT
 from transforms.convert import ImagePlan, convert, plan_images
 from transforms.counts import add_counts
 from transforms.duplicates import HASHES
@@ -67,6 +70,7 @@ from transforms.records import (
     ImageAnnotation,
     excerpt,
 )
+from transforms.shard_pool import ShardPool, ShardTask, usable_cores
 from transforms.splits import assign_shard, assign_split
 
 _LOG = logging.getLogger(__name__)
@@ -180,7 +184,9 @@ class ShardSettings:
     only, whose workers share the console), the fingerprint of the settings that change
     examples (`transforms.builds.index`), what may be reused of the previous build, and
     whether examples are emitted to compare with it; `root`, the output that no file leaves
-    (see `transforms.builds.safe_write`), is `output` when not given."""
+    (see `transforms.builds.safe_write`), is `output` when not given; `processes`, how many
+    worker processes write shards (`transforms.shard_pool`; 1: this process; None: one per
+    core when there are images enough to pay for starting them, `POOL_MIN_IMAGES`)."""
 
     output: str
     parts: str
@@ -192,40 +198,41 @@ class ShardSettings:
     reuse: Reuse | None = None
     compare: bool = False
     root: str = ""
+    processes: int | None = 1
 
     @property
     def output_root(self) -> str:
         return self.root or self.output
 
 
-class WriteShard(beam.DoFn):
-    """((split, shard), [(annotation, previous example or None)]) → (the shard file's relative
-    path, its size and sha256) and the same for its index file, if it got examples; plus
-    error records (tag `errors`), the manifest counts of its examples and of what was reused
-    (tag `stats`), each example's image hashes (tag `hashes`), from which duplicates are
-    found without image bytes ever leaving this step, and, when `compare` is set, (image,
-    (split, sha256, annotation)) of each example (tag `examples`), to compare builds with.
+@dataclass
+class ShardWritten:
+    """What writing one shard gives: its outputs in order (the shard and index files'
+    (relative path, digest) and TaggedOutputs, see `WriteShard`) and the counters it adds
+    to (Beam's metrics are counted by the step that emits them, which may be another
+    process than the one that wrote)."""
 
-    It writes the shard: each image is converted (`transforms.convert`) or its previous
-    record proven and copied (`transforms.builds.proof`); this step orders, writes, indexes
-    and counts."""
+    outputs: list = field(default_factory=list)
+    counters: Counter = field(default_factory=Counter)
+
+
+class ShardWriter:
+    """Writes one shard and its index file: each image is converted (`transforms.convert`)
+    or its previous record proven and copied (`transforms.builds.proof`); this class orders,
+    writes, indexes and counts. Plain Python, so the shard writer step runs it in its own
+    process or in worker processes (`transforms.shard_pool`). Call `start` once first."""
 
     def __init__(self, settings: ShardSettings, loader: ImageLoader):
         self._settings = settings
         self._loader = loader
-        self._images = Metrics.counter("odrecords", "images_read")
-        self._reused = Metrics.counter("odrecords", "images_reused")
-        self._copied = Metrics.counter("odrecords", "shards_copied")
-        self._objects = Metrics.counter("odrecords", "objects_written")
-        self._bytes = Metrics.counter("odrecords", "bytes_written")
 
-    def setup(self) -> None:
+    def start(self) -> None:
         self._loader.setup()
         # Reading and decoding (which releases the GIL) run a few images ahead in threads.
         self._threads = os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self._threads)
 
-    def teardown(self) -> None:
+    def close(self) -> None:
         self._pool.shutdown()
 
     def _plan(
@@ -261,30 +268,34 @@ class WriteShard(beam.DoFn):
         for plan, future in ahead:
             yield plan, future and future.result()
 
-    def _emitted(self, row: IndexRow, stats: dict) -> Iterator[beam.pvalue.TaggedOutput]:
+    def _emitted(self, row: IndexRow, stats: dict, written: ShardWritten) -> None:
         """What writing an example emits, from its index row: whether it was converted now or
         its row is replayed, the same errors, counts (added to the shard's `stats`) and
         hashes, and the example to compare builds with when there is a previous build."""
         for error in row.errors:
-            yield beam.pvalue.TaggedOutput(ERRORS, error)
+            written.outputs.append(beam.pvalue.TaggedOutput(ERRORS, error))
         add_counts(stats, row.stats)
-        yield beam.pvalue.TaggedOutput(HASHES, row.hashed())
+        written.outputs.append(beam.pvalue.TaggedOutput(HASHES, row.hashed()))
         if self._settings.compare:
-            yield beam.pvalue.TaggedOutput(EXAMPLES, row.example())
-        self._objects.inc(row.stats["splits"][row.split]["objects"])
+            written.outputs.append(beam.pvalue.TaggedOutput(EXAMPLES, row.example()))
+        written.counters["objects_written"] += row.stats["splits"][row.split]["objects"]
+        written.counters["images"] += 1
 
-    def process(
+    def write(
         self,
-        element: tuple[tuple[str, int], Iterable[tuple[ImageAnnotation, Previous | None]]],
+        split: str,
+        shard: int,
+        items: Iterable[tuple[ImageAnnotation, Previous | None]],
         label_map: dict[str, int],
-        total: int,
-    ) -> Iterator:
-        (split, shard), items = element
+    ) -> ShardWritten:
+        """The shard `shard` of `split`, with its images `items` (annotation, previous example
+        or None), written and published into the build's folder."""
         items = sorted(items, key=lambda item: item[0].image)
         relative = shard_path(split, shard, self._settings.num_shards)
         plans = self._plan(items, label_map)
         reuse = self._settings.reuse
         counts = Counter(reused=0, converted=0)
+        written = ShardWritten()
         # The shard's manifest counts, summed here: one element per shard, not per image.
         stats: dict = {}
         root = self._settings.output_root
@@ -299,68 +310,61 @@ class WriteShard(beam.DoFn):
                 join(reuse.folder, relative), reuse.shards[relative]
             )
             if copied:
-                self._copied.inc()
+                written.counters["shards_copied"] += 1
                 for row in proven:
-                    self._report(total)
                     index_file.write(row.line())
-                    yield from self._emitted(row, stats)
+                    self._emitted(row, stats, written)
                 counts["reused"] = counts["examples"] = len(proven)
             else:
-                yield from self._write(
-                    plans, label_map, total, shard_file, index_file, counts, stats
-                )
-            self._reused.inc(counts["reused"])
-            self._bytes.inc(shard_file.size)
-            Metrics.counter("odrecords", f"examples_{split}").inc(counts.pop("examples", 0))
+                self._write(plans, label_map, shard_file, index_file, counts, stats, written)
+            written.counters["images_reused"] += counts["reused"]
+            written.counters["bytes_written"] += shard_file.size
+            written.counters[f"examples_{split}"] += counts.pop("examples", 0)
             digest = shard_file.publish(self._path(relative))
             index_digest = index_file.publish(self._path(index_path(relative)))
         shards = {"copied" if copied else "written": 1} if digest is not None else {}
         add_counts(stats, {"reuse": {"images": dict(counts), "shards": shards}})
-        yield beam.pvalue.TaggedOutput(STATS, stats)
+        written.outputs.append(beam.pvalue.TaggedOutput(STATS, stats))
         if digest is not None:
-            yield relative, digest
-            yield index_path(relative), index_digest
+            written.outputs.append((relative, digest))
+            written.outputs.append((index_path(relative), index_digest))
+        return written
 
     def _write(
         self,
         plans: list[ImagePlan],
         label_map: dict[str, int],
-        total: int,
         shard_file: PartFile,
         index_file: PartFile,
         counts: Counter,
         stats: dict,
-    ) -> Iterator:
+        written: ShardWritten,
+    ) -> None:
         """Writes a shard record by record, and each record's index line."""
-        for item in self._records(plans, label_map, total, counts, stats):
-            if not isinstance(item, tuple):
-                yield item
-                continue
+        for item in self._records(plans, label_map, counts, stats, written):
             record, row = item
             row = replace(row, offset=shard_file.size)
             shard_file.write(record)
             index_file.write(row.line())
             counts["examples"] += 1
-            yield from self._emitted(row, stats)
+            self._emitted(row, stats, written)
 
     def _records(
         self,
         plans: list[ImagePlan],
         label_map: dict[str, int],
-        total: int,
         counts: Counter,
         stats: dict,
-    ) -> Iterator:
+        written: ShardWritten,
+    ) -> Iterator[tuple[bytes, IndexRow]]:
         """Yields (framed record, its index row at offset 0) per example in the images'
-        order, and TaggedOutputs for the images rejected: each unchanged image's record is
-        copied from the previous shard when it proves itself (`proven_record`), every other
-        image is converted. Counts the images `reused` and `converted`, and adds the rejected
-        ones to `stats`."""
+        order; each unchanged image's record is copied from the previous shard when it proves
+        itself (`proven_record`), every other image is converted. Counts the images `reused`
+        and `converted`; the images rejected go to `written`'s outputs and `stats`."""
         reuse = self._settings.reuse
         previous = PreviousShards(reuse.folder) if reuse else None
         try:
-            for plan, written in self._prepared(plans, label_map):
-                self._report(total)
+            for plan, converted in self._prepared(plans, label_map):
                 if plan.reused is not None:
                     reused = proven_record(
                         previous, plan, self._loader, label_map, self._settings.extras
@@ -375,24 +379,109 @@ class WriteShard(beam.DoFn):
                         plan.annotation.image,
                         plan.reused[0],
                     )
-                    written = self._convert(plan, label_map)
+                    converted = self._convert(plan, label_map)
                 counts["converted"] += 1
-                if isinstance(written, ErrorRecord):
-                    yield beam.pvalue.TaggedOutput(ERRORS, written)
+                if isinstance(converted, ErrorRecord):
+                    written.outputs.append(beam.pvalue.TaggedOutput(ERRORS, converted))
                     add_counts(stats, {"splits": {plan.annotation.split: {"rejected": 1}}})
+                    written.counters["images"] += 1
                     continue
-                self._images.inc()
-                yield written
+                written.counters["images_read"] += 1
+                yield converted
         finally:
             if previous is not None:
                 previous.close()
 
-    def _report(self, total: int) -> None:
-        if self._settings.progress_run:
-            progress.report(self._settings.progress_run, 1, total)
-
     def _path(self, relative: str) -> str:
         return FileSystems.join(self._settings.output, *relative.split("/"))
+
+
+class WriteShard(beam.DoFn):
+    """((split, shard), [(annotation, previous example or None)]) → (the shard file's relative
+    path, its size and sha256) and the same for its index file, if it got examples; plus
+    error records (tag `errors`), the manifest counts of its examples and of what was reused
+    (tag `stats`), each example's image hashes (tag `hashes`), from which duplicates are
+    found without image bytes ever leaving this step, and, when `compare` is set, (image,
+    (split, sha256, annotation)) of each example (tag `examples`), to compare builds with.
+
+    Each shard is written by a `ShardWriter`: in this process, or, with `processes` > 1,
+    by worker processes (`transforms.shard_pool`), a few shards at a time, their outputs
+    emitted as each is done and the rest when the bundle ends."""
+
+    def __init__(self, settings: ShardSettings, loader: ImageLoader):
+        self._settings = settings
+        self._loader = loader
+
+    def setup(self) -> None:
+        self._writer = ShardWriter(self._settings, self._loader)
+        self._writer.start()
+        self._processes: ShardPool | None = None
+        self._pending: deque[ShardTask] = deque()
+
+    def teardown(self) -> None:
+        self._writer.close()
+        if self._processes is not None:
+            self._processes.close()
+
+    def _workers(self, total: int) -> int:
+        """How many processes write shards for a build of `total` images."""
+        if self._settings.processes is not None:
+            return self._settings.processes
+        return usable_cores() if total >= POOL_MIN_IMAGES else 1
+
+    def _pool(self, count: int) -> ShardPool:
+        """The worker processes, started on first use."""
+        if self._processes is None:
+            self._processes = ShardPool(count, self._settings, self._loader)
+        return self._processes
+
+    def process(
+        self,
+        element: tuple[tuple[str, int], Iterable[tuple[ImageAnnotation, Previous | None]]],
+        label_map: dict[str, int],
+        total: int,
+    ) -> Iterator:
+        (split, shard), items = element
+        workers = self._workers(total)
+        if workers <= 1:
+            yield from self._emit(self._writer.write(split, shard, items, label_map), total)
+            return
+        self._total = total
+        self._pending.append(self._pool(workers).submit(split, shard, list(items), label_map))
+        while len(self._pending) > 2 * workers:
+            yield from self._emit(self._result(self._pending.popleft()), total)
+
+    def finish_bundle(self) -> Iterator:
+        while self._pending:
+            task = self._pending.popleft()
+            for output in self._emit(self._result(task), self._total):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, _windowed(output.value))
+                else:
+                    yield _windowed(output)
+
+    def _result(self, task: ShardTask) -> ShardWritten:
+        """The shard's outputs; written here when its worker process died (a decoder that
+        crashed on a file crashes here too, as it would without worker processes)."""
+        try:
+            return task.result()
+        except BrokenProcessPool:
+            if task.pool is self._processes:  # Not replaced yet by another shard's.
+                self._processes.close(wait=False)
+                self._processes = None
+            return self._writer.write(task.split, task.shard, task.items, task.label_map)
+
+    def _emit(self, written: ShardWritten, total: int) -> Iterator:
+        for name, count in written.counters.items():
+            if name != "images":
+                Metrics.counter("odrecords", name).inc(count)
+        if self._settings.progress_run:
+            progress.report(self._settings.progress_run, written.counters["images"], total)
+        yield from written.outputs
+
+
+def _windowed(value: object) -> WindowedValue:
+    return GlobalWindows.windowed_value(value)
 
 
 def shard_key(

@@ -1,0 +1,93 @@
+"""Worker processes that write shards, for the shard writer on a local runner.
+
+Beam's in-process runner runs every step in one Python process, and converting an image
+(`transforms.convert`) holds Python's GIL for over half of its time
+(`tests/benchmarks/bench_steps.py`), so threads alone keep little more than one core busy.
+Here whole shards are written by worker processes, a few at a time: each writes its shard
+and index files itself, so image bytes never travel between processes, and sends back only
+what the step emits (file digests, error records, counts, hashes). Each shard's files are
+the same bytes whichever process writes them: a shard is a pure function of its images, the
+label map and the settings.
+
+The workers start from a fork server that has imported the writing code once (`spawn`
+where there is none), never by forking the runner's process and its threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from transforms.builds.reuse import Previous
+from transforms.images.loader import ImageLoader
+from transforms.records import ImageAnnotation
+
+if TYPE_CHECKING:
+    from transforms.tfrecord_sink import ShardSettings, ShardWriter, ShardWritten
+
+# The shard writer of a worker process, made when it starts.
+_WRITER: ShardWriter | None = None
+
+
+def _start(settings: ShardSettings, loader: ImageLoader) -> None:
+    from transforms.tfrecord_sink import ShardWriter  # It runs this pool: imported once started.
+
+    global _WRITER
+    _WRITER = ShardWriter(settings, loader)
+    _WRITER.start()
+
+
+def _write(split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardWritten:
+    return _WRITER.write(split, shard, items, label_map)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, as `taskset` sets it), or all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["transforms.tfrecord_sink"])
+    return context
+
+
+@dataclass
+class ShardTask:
+    """A shard submitted to the workers of `pool`, with what it takes to write it again
+    elsewhere."""
+
+    split: str
+    shard: int
+    items: list[tuple[ImageAnnotation, Previous | None]]
+    label_map: dict[str, int]
+    future: Future
+    pool: ShardPool
+
+    def result(self) -> ShardWritten:
+        """The shard's `ShardWritten`; raises BrokenProcessPool if its worker died."""
+        return self.future.result()
+
+
+class ShardPool:
+    """`count` worker processes writing shards with `settings` and `loader`."""
+
+    def __init__(self, count: int, settings: ShardSettings, loader: ImageLoader):
+        self._executor = ProcessPoolExecutor(
+            count, mp_context=_context(), initializer=_start, initargs=(settings, loader)
+        )
+
+    def submit(self, split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardTask:
+        future = self._executor.submit(_write, split, shard, items, label_map)
+        return ShardTask(split, shard, items, label_map, future, self)
+
+    def close(self, wait: bool = True) -> None:
+        """Stops the workers; `wait`s for them to exit, unless the pool broke."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
