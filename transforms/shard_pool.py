@@ -21,6 +21,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from apache_beam.io.filesystems import FileSystems
+
 from transforms.builds.reuse import Previous
 from transforms.images.loader import ImageLoader
 from transforms.records import ImageAnnotation
@@ -36,7 +38,10 @@ def _start(settings: ShardSettings, loader: ImageLoader) -> None:
     from transforms.tfrecord_sink import ShardWriter  # It runs this pool: imported once started.
 
     global _WRITER
-    _WRITER = ShardWriter(settings, loader)
+    # A worker has a core of its own: threads would only contend for it, unless images
+    # come from an object store, whose latency they hide.
+    remote = FileSystems.get_scheme(loader.root) is not None
+    _WRITER = ShardWriter(settings, loader, threads=remote)
     _WRITER.start()
 
 

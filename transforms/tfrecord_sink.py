@@ -222,18 +222,22 @@ class ShardWriter:
     writes, indexes and counts. Plain Python, so the shard writer step runs it in its own
     process or in worker processes (`transforms.shard_pool`). Call `start` once first."""
 
-    def __init__(self, settings: ShardSettings, loader: ImageLoader):
+    def __init__(self, settings: ShardSettings, loader: ImageLoader, threads: bool = True):
         self._settings = settings
         self._loader = loader
+        self._threaded = threads
 
     def start(self) -> None:
+        """Sets up the loader and, unless `threads` is off, the threads that read and decode
+        (which releases the GIL) a few images ahead; off, as in a worker process of its own
+        core reading local files, images are converted one after the other."""
         self._loader.setup()
-        # Reading and decoding (which releases the GIL) run a few images ahead in threads.
-        self._threads = os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self._threads)
+        self._threads = (os.cpu_count() or 1) if self._threaded else 0
+        self._pool = ThreadPoolExecutor(self._threads) if self._threaded else None
 
     def close(self) -> None:
-        self._pool.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def _plan(
         self, items: list[tuple[ImageAnnotation, Previous | None]], label_map: dict[str, int]
@@ -242,9 +246,14 @@ class ShardWriter:
         a stat is a request on GCS and S3, and `content` reads the file."""
         reuse = self._settings.reuse
         local = FileSystems.get_scheme(self._loader.root) is None
-        each = map if local and reuse is not None and reuse.mode == STAT else self._pool.map
+        serial = self._pool is None or (local and reuse is not None and reuse.mode == STAT)
         return plan_images(
-            items, label_map, self._settings.fingerprint, reuse, self._loader.root, each
+            items,
+            label_map,
+            self._settings.fingerprint,
+            reuse,
+            self._loader.root,
+            map if serial else self._pool.map,
         )
 
     def _convert(
@@ -256,8 +265,12 @@ class ShardWriter:
         self, plans: list[ImagePlan], label_map: dict[str, int]
     ) -> Iterator[tuple[ImagePlan, tuple[bytes, IndexRow] | ErrorRecord | None]]:
         """(plan, its record and row or the error record that rejects it; None for an image
-        to reuse) in the images' order, with a bounded number converting ahead, so memory
-        holds a few images, not the shard."""
+        to reuse) in the images' order, with a bounded number converting ahead in threads, so
+        memory holds a few images, not the shard."""
+        if self._pool is None:
+            for plan in plans:
+                yield plan, None if plan.reused else self._convert(plan, label_map)
+            return
         ahead: deque = deque()
         for plan in plans:
             future = None if plan.reused else self._pool.submit(self._convert, plan, label_map)
