@@ -4,6 +4,7 @@ keypoints, category renumbering and per-file source splits."""
 import io
 import json
 
+import apache_beam as beam
 import numpy as np
 import pycocotools.mask as coco_mask
 import pytest
@@ -13,9 +14,10 @@ from PIL import Image
 
 from transforms.masks import mask_pixels, rle_counts_from_string
 from transforms.readers import json_stream
-from transforms.readers.base import split_of_file
+from transforms.readers.base import ReaderOptions, split_of_file
+from transforms.readers.coco import OBJECTS, _in_file_order, _StreamCocoFile
 from transforms.readers.json_stream import iter_arrays
-from transforms.records import Mask
+from transforms.records import Extras, Mask
 
 
 def test_streaming_reader_yields_elements_across_chunk_boundaries(monkeypatch):
@@ -292,3 +294,134 @@ def test_one_file_per_split_and_an_image_in_two_splits_is_in_both_and_reported(t
     }
     card = (tmp_path / "o" / "README.md").read_text()
     assert "1 images in several source splits" in card and "`c.jpg (train, valid)`" in card
+
+
+def streamed_lists(path, options):
+    """{image id: [(part, pickled annotations)]}: the lists the streaming step emits."""
+    lists = {}
+    for item in _StreamCocoFile(str(path), options).process(str(path)):
+        if isinstance(item, beam.pvalue.TaggedOutput) and item.tag == OBJECTS:
+            (_, image_id), part = item.value
+            lists.setdefault(image_id, []).append(part)
+    return lists
+
+
+def streamed_parts(path, options):
+    """{image id: [(part, annotation ids)]} of the lists the streaming step emits."""
+    return {
+        image_id: [
+            (part, [a["id"] for a in _in_file_order([(part, pickled)])]) for part, pickled in parts
+        ]
+        for image_id, parts in streamed_lists(path, options).items()
+    }
+
+
+def test_annotations_flushed_one_by_one_make_the_same_records_as_gathered_whole(
+    tmp_path, monkeypatch
+):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        jpeg(tmp_path / name)
+    square = [[2, 2, 12, 2, 12, 12, 2, 12]]
+    annotations = [  # a.jpg's interleaved with b.jpg's, errors and a repeated id among them.
+        {"id": 5, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10], "segmentation": square},
+        {"id": 3, "image_id": 2, "category_id": 2, "bbox": [1, 1, 5, 5], "keypoints": [2, 2, 2]},
+        {"id": 9, "image_id": 1, "category_id": 2, "bbox": [4, 4, 8, 6], "iscrowd": 1},
+        {"id": 4, "image_id": 1, "category_id": 7, "bbox": [1, 1, 5, 5]},
+        {"id": 6, "image_id": 2, "category_id": 1, "bbox": [1, 1, 5]},
+        {"id": 8, "image_id": 42, "category_id": 1, "bbox": [1, 1, 5, 5]},
+        {"id": 5, "image_id": 1, "category_id": 2, "bbox": [20, 10, 6, 6], "area": 30.5},
+        {"id": 7, "image_id": 1, "category_id": 1, "bbox": [30, 20, 5, 5]},
+    ]
+    document = {
+        "images": [
+            {"id": n, "file_name": name, "width": 40, "height": 30}
+            for n, name in ((1, "a.jpg"), (2, "b.jpg"), (3, "c.jpg"))
+        ],
+        "annotations": annotations,
+        "categories": [
+            {"id": 1, "name": "cat", "keypoints": ["nose"]},
+            {"id": 2, "name": "dog", "keypoints": ["nose"]},
+        ],
+    }
+    path = tmp_path / "instances_train.json"
+    path.write_text(json.dumps(document))
+    options = ReaderOptions(annotations_root=str(tmp_path), extras=Extras(masks=True))
+    whole = streamed_parts(path, options)
+    assert whole == {1: [(0, [5, 9, 4, 5, 7])], 2: [(0, [3, 6])], 42: [(0, [8])]}
+
+    def create(name):
+        out = tmp_path / name
+        flags = ("--include-masks", "--include-keypoints", "--num-shards", "1")
+        code = run_create("--format", "coco", "--annotations", path, "--output", out, *flags)
+        assert code == 0
+        return read_output(out)
+
+    default = create("default")
+    monkeypatch.setattr(_StreamCocoFile, "GATHER_BYTES", 0)
+    # Every annotation leaves on its own: a.jpg's in five parts, in file order.
+    assert streamed_parts(path, options)[1] == [(0, [5]), (2, [9]), (3, [4]), (6, [5]), (7, [7])]
+    flushed = create("flushed")
+
+    def records(output):
+        files = [
+            str(output["dir"] / name) for name in output["manifest"]["splits"]["train"]["files"]
+        ]
+        return sorted(tf.data.TFRecordDataset(files).as_numpy_iterator())
+
+    assert len(records(default)) == 3
+    assert records(flushed) == records(default)
+    assert sorted(map(json.dumps, flushed["errors"])) == sorted(map(json.dumps, default["errors"]))
+    assert sorted(e["source"].rsplit("#", 1)[1] for e in default["errors"]) == [
+        "annotation[4]",
+        "annotation[6]",
+        "annotation[8]",
+    ]
+    assert flushed["manifest"]["objects"] == default["manifest"]["objects"]
+    examples = {e["image/filename"]: e for e in flushed["splits"]["train"]}
+    # All of a.jpg's that can be used, by id, the repeated id's in file order.
+    assert examples[b"a.jpg"]["image/object/class/text"] == [b"cat", b"dog", b"cat", b"dog"]
+    assert np.allclose(
+        examples[b"a.jpg"]["image/object/bbox/xmin"], [2 / 40, 20 / 40, 30 / 40, 4 / 40]
+    )
+    assert examples[b"c.jpg"]["image/object/class/text"] == []
+
+
+def test_annotations_gathered_are_bounded_by_their_size_not_their_number(tmp_path, monkeypatch):
+    small = [{"id": n, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]} for n in range(10)]
+    huge = [{**a, "bbox": [0.5] * 40_000} for a in small]  # Some 360 kB each, pickled.
+    budget = 1_000_000
+    monkeypatch.setattr(_StreamCocoFile, "GATHER_BYTES", budget)
+    options = ReaderOptions(annotations_root=str(tmp_path))
+    for name, annotations in (("small.json", small), ("huge.json", huge)):
+        (tmp_path / name).write_text(json.dumps({"images": [], "annotations": annotations}))
+    assert streamed_parts(tmp_path / "small.json", options) == {1: [(0, list(range(10)))]}
+    (lists,) = streamed_lists(tmp_path / "huge.json", options).values()
+    assert [len(pickled) for _, pickled in lists] == [3, 3, 3, 1]
+    # Each list left as soon as the one annotation last read took it past the budget.
+    assert all(sum(map(len, pickled[:-1])) <= budget for _, pickled in lists)
+    assert [a["id"] for a in _in_file_order(lists[::-1])] == list(range(10))
+
+
+def test_annotation_fields_holding_lone_surrogates_cost_only_what_they_spoil(tmp_path):
+    """JSON's `\\udcff` escape decodes to text no UTF-8 coder takes; annotations cross the
+    graph pickled, so such an id is carried and such an area is the one error."""
+    jpeg(tmp_path / "a.jpg")
+    document = {
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [
+            {"id": "x\udcff", "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": "\udcff"},
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(document))
+    out = tmp_path / "o"
+    assert (
+        run_create("--format", "coco", "--annotations", tmp_path / "a.json", "--output", out) == 0
+    )
+    output = read_output(out)
+    (example,) = output["splits"]["train"]
+    assert example["image/object/class/text"] == [b"cat"]
+    (error,) = output["errors"]
+    assert error["source"].endswith("#annotation[2]") and error["objects"] == 1
+    assert error["reason"].startswith("area is text, not a number")

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
+from unittest import mock
 from xml.sax.saxutils import escape
 
 import apache_beam as beam
@@ -254,13 +255,10 @@ def coco_file(document: dict) -> tuple[bytes, int]:
     return json.dumps(document).encode("utf-8", "surrogatepass"), objects
 
 
-def read_coco(data: bytes) -> list:
-    """The COCO reader's two steps, streaming and joining, as the pipeline runs them."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "instances.json")
-        with open(path, "wb") as handle:
-            handle.write(data)
-        streamed = list(_StreamCocoFile(path, OPTIONS).process(path))
+def join_coco(path: str) -> list:
+    """The COCO reader's two steps, streaming and joining, as the pipeline runs them; an
+    image's annotation lists reach the join last first, as a shuffle may hand them over."""
+    streamed = list(_StreamCocoFile(path, OPTIONS).process(path))
     keyed: dict[str, dict] = {IMAGES: defaultdict(list), OBJECTS: defaultdict(list)}
     categories, records = {}, []
     for item in streamed:
@@ -273,17 +271,31 @@ def read_coco(data: bytes) -> list:
         else:
             records.append(item.value)
     for key in {*keyed[IMAGES], *keyed[OBJECTS]}:
-        grouped = {"images": keyed[IMAGES][key], "annotations": keyed[OBJECTS][key]}
+        grouped = {"images": keyed[IMAGES][key], "annotations": keyed[OBJECTS][key][::-1]}
         for item in _JoinImage(OPTIONS).process((key, grouped), categories):
             records.append(item.value if isinstance(item, beam.pvalue.TaggedOutput) else item)
     return records
 
 
+def read_coco(data: bytes) -> tuple[list, list]:
+    """A COCO file's records with its annotations gathered whole, and with each leaving the
+    streaming step on its own (a budget of 0)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "instances.json")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        gathered = join_coco(path)
+        with mock.patch.object(_StreamCocoFile, "GATHER_BYTES", 0):
+            return gathered, join_coco(path)
+
+
 @FUZZ
 @given(fuzz_file(coco_documents, coco_file))
 def test_coco(data):
-    objects, records = check(read_coco(data[0]))
+    gathered, flushed = read_coco(data[0])
+    objects, records = check(gathered)
     assert_accounted(data, objects, records)
+    assert sorted(map(repr, flushed)) == sorted(map(repr, records))
 
 
 # Labelbox: NDJSON rows and the older JSON list, any value in any field.

@@ -1,13 +1,28 @@
 """COCO JSON: `images`, `annotations` and `categories`, at COCO scale.
 
-Each file is streamed (see `json_stream.py`): images, annotations and categories leave the
-parser one by one, and annotations are joined to their images in the graph by a CoGroupByKey
-on (file, image id), so no process ever holds a whole annotation file. Several files (one per
-split, as COCO and Roboflow ship them) can be read at once; ids are scoped to their file.
+Each file is streamed (see `json_stream.py`): images and categories leave the parser one by
+one; annotations are gathered per image id, in file order, and leave as one list per image,
+which a CoGroupByKey on (file, image id) joins to its image. COCO train2017 has 860,001
+annotations for 118,287 images: as lists, six in seven of them are no element of their own,
+and Beam's per-element work is spared for them.
+
+No process ever holds a whole annotation file. Reading one holds the element being decoded,
+the ids and names of the images (to find duplicates), and the annotations gathered, trimmed
+to the fields used and pickled: bytes, whose size is known exactly and which Python's
+garbage collector need not walk (held as dicts of lists, COCO's made its passes cost more
+than the elements spared). Once those bytes pass `_StreamCocoFile.GATHER_BYTES` they leave
+as gathered so far, an image's annotations in several lists, and gathering starts again; so
+what is held never passes the budget by more than the one annotation just read, whatever
+the annotations hold, and the join, which puts an image's lists back in file order, makes
+the same example either way. Several files (one per split, as COCO and Roboflow ship them)
+can be read at once; ids are scoped to their file.
 """
 
 from __future__ import annotations
 
+import operator
+import pickle
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -164,20 +179,77 @@ def _skipped(path: str, key: str, value: SkippedValue) -> ErrorRecord:
     return ErrorRecord(path, None, STAGE_READ, reason, lost)
 
 
+class _Gathered:
+    """A file's annotations read and not yet emitted, pickled, per image id in file order,
+    and the memory they take. Each flush is a part, numbered, so the join can put an image's
+    lists back in file order (see `_in_file_order`)."""
+
+    # An image id's own cost: its list, its key and its place in the dict.
+    _IMAGE_BYTES = 200
+
+    def __init__(self, path: str):
+        self._path = path
+        self._images: dict[int, list[bytes]] = {}
+        self._parts = 0
+        self.size = 0
+
+    def add(self, image_id: int, annotation: dict) -> None:
+        annotations = self._images.get(image_id)
+        if annotations is None:
+            annotations = self._images[image_id] = []
+            self.size += self._IMAGE_BYTES
+        pickled = pickle.dumps(annotation, pickle.HIGHEST_PROTOCOL)
+        annotations.append(pickled)
+        self.size += sys.getsizeof(pickled) + 8  # And its slot in the list.
+
+    def flush(self) -> list[beam.pvalue.TaggedOutput]:
+        """((file, image id), (part, annotations)) for each image id gathered; starts over."""
+        flushed = [
+            beam.pvalue.TaggedOutput(OBJECTS, ((self._path, image_id), (self._parts, annotations)))
+            for image_id, annotations in self._images.items()
+        ]
+        self._images = {}
+        self._parts += 1
+        self.size = 0
+        return flushed
+
+
+def _in_file_order(parts: Iterable[tuple[int, list[bytes]]]) -> list[dict]:
+    """An image's annotations from the parts `_Gathered` emitted for it, in whatever order
+    they come: unpickled (bytes this reader pickled itself), in file order."""
+    return [
+        pickle.loads(annotation)
+        for _, annotations in sorted(parts, key=operator.itemgetter(0))
+        for annotation in annotations
+    ]
+
+
 class _StreamCocoFile(beam.DoFn):
-    """One COCO file → keyed images, annotations and categories, streaming.
+    """One COCO file → keyed images, annotation lists and categories, streaming.
 
     The file and each element of it are error boundaries: an element that cannot be used
     (wrong types, ids beyond int64, bytes that are not UTF-8) costs that element; a
-    document malformed from some point on costs the rest, from the character named. Ids
-    are checked here, as they become keys of the join. Duplicate image ids and file names
-    are found here, where one process sees the whole images array; a set of ids and names
-    is all it keeps."""
+    document malformed from some point on costs the rest, from the character named, and the
+    annotations gathered before it still leave. Ids are checked here, as they become keys of
+    the join. Duplicate image ids and file names are found here, where one process sees the
+    whole images array; a set of ids and names is all it keeps of the images."""
+
+    # What the annotations gathered may take before they leave. COCO train2017's without
+    # masks take some 160 MB, so they leave at the end of the file, one list per image;
+    # with their polygons (as `bench_coco.py` writes them) some 580 MB, in three lists at most.
+    GATHER_BYTES = 256 << 20
 
     def __init__(self, pattern: str, options: ReaderOptions):
         self._pattern = pattern
         self._options = options
         self._files = Metrics.counter("odrecords", "annotation_files")
+        # The fields of an annotation the join uses; the rest is dropped as it is read.
+        kept = {"id", "bbox", "iscrowd", "area"}
+        if options.extras.masks:
+            kept.add("segmentation")
+        if options.extras.keypoints:
+            kept.add("keypoints")
+        self._kept = frozenset(kept)
 
     def _image(self, element: Any, path: str, ids: set, names: set) -> Iterator:
         image_id = whole(json_object(element, "image").get("id"), "image id")
@@ -207,21 +279,16 @@ class _StreamCocoFile(beam.DoFn):
             IMAGES, ((path, image_id), CocoImage(key, source, width, height))
         )
 
-    def _annotation(self, element: Any, path: str) -> Iterator:
+    def _annotation(self, element: Any, path: str, gathered: _Gathered) -> Iterator:
         source = _annotation_source(path, json_object(element, "annotation"))
         if element.get("image_id") is None:
             yield ErrorRecord(source, None, STAGE_READ, "annotation has no image_id", 1)
             return
         image_id = whole(element["image_id"], "image_id")
         category_id = whole(element.get("category_id"), "category_id")
-        keep = {"id", "bbox", "iscrowd", "area"}
-        if self._options.extras.masks:
-            keep.add("segmentation")
-        if self._options.extras.keypoints:
-            keep.add("keypoints")
-        trimmed = {k: v for k, v in element.items() if k in keep}
+        trimmed = {k: v for k, v in element.items() if k in self._kept}
         trimmed["category_id"] = category_id
-        yield beam.pvalue.TaggedOutput(OBJECTS, ((path, image_id), trimmed))
+        gathered.add(image_id, trimmed)
 
     def _category(self, element: Any, path: str) -> Iterator:
         category_id = whole(json_object(element, "category").get("id"), "category id")
@@ -238,12 +305,21 @@ class _StreamCocoFile(beam.DoFn):
         )
 
     def _elements(self, path: str) -> Iterator:
+        gathered = _Gathered(path)
+        try:
+            yield from self._streamed(path, gathered)
+        except Exception:
+            yield from gathered.flush()
+            raise
+        yield from gathered.flush()
+
+    def _streamed(self, path: str, gathered: _Gathered) -> Iterator:
         ids: set = set()
         names: set = set()
         index = dict.fromkeys(_ARRAYS, 0)
         handlers = {
             "images": lambda element: self._image(element, path, ids, names),
-            "annotations": lambda element: self._annotation(element, path),
+            "annotations": lambda element: self._annotation(element, path, gathered),
             "categories": lambda element: self._category(element, path),
         }
         with open_annotations(path, self._pattern, self._options.annotations_root) as stream:
@@ -259,6 +335,8 @@ class _StreamCocoFile(beam.DoFn):
                     yield ErrorRecord(source, None, STAGE_READ, reason, objects)
                     continue
                 yield from guarded(handlers[key](element), source, None, objects)
+                if gathered.size > self.GATHER_BYTES:
+                    yield from gathered.flush()
 
     def process(self, path: str) -> Iterator:
         self._files.inc()
@@ -269,7 +347,8 @@ class _StreamCocoFile(beam.DoFn):
 class _JoinImage(beam.DoFn):
     """((file, image id), {images, annotations}) → ImageAnnotation, or errors for
     annotations whose image or category is unknown; each annotation is its own error
-    boundary, and the image one for all of them."""
+    boundary, and the image one for all of them. The annotations come as numbered parts
+    (see `_Gathered`), however many."""
 
     def __init__(self, options: ReaderOptions):
         self._options = options
@@ -328,7 +407,8 @@ class _JoinImage(beam.DoFn):
     ) -> Iterator:
         (path, image_id), grouped = element
         images = list(grouped["images"])
-        annotations = sorted(grouped["annotations"], key=lambda a: str(a.get("id")))
+        in_file_order = _in_file_order(grouped["annotations"])
+        annotations = sorted(in_file_order, key=lambda a: str(a.get("id")))
         source = images[0].source if images else f"{path}#image[{image_id}]"
         joined = self._joined(path, image_id, images, annotations, categories)
         for record in guarded(joined, source, None, len(annotations)):
