@@ -64,6 +64,8 @@ from transforms.label_map import derive_label_map
 from transforms.readers.base import ANNOTATIONS, CLASSES
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
+from transforms.shard_pool import prepare as prepare_workers
+from transforms.shard_pool import usable_cores
 from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
 from transforms.source_ids import AssignSourceIds
 from transforms.splits import RequireSourceSplit, in_each_split
@@ -536,13 +538,10 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
         return 2
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(
-            pipeline,
-            settings,
-            parts,
-            runs_locally(options),
-            local_processes(options, settings.processes),
-        )
+        processes = local_processes(options, settings.processes)
+        if processes != 1 and usable_cores() > 1:
+            prepare_workers()
+        build_pipeline(pipeline, settings, parts, runs_locally(options), processes)
         _LOG.info(
             "reading %s (%s) with %s",
             settings.source.pattern,

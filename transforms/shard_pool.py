@@ -19,6 +19,7 @@ import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
@@ -62,6 +63,13 @@ def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["transforms.tfrecord_sink"])
     return context
+
+
+def prepare() -> None:
+    """Starts the fork server now, in the background, so that it imports the writing code
+    while the runner reads annotations rather than when the first shard is written."""
+    if isinstance(_context(), multiprocessing.context.ForkServerContext):
+        forkserver.ensure_running()
 
 
 @dataclass
