@@ -5,10 +5,11 @@ and its workers), so the process alone says too little. CPU time comes from `os.
 rusage, which counts the process and every descendant it (or a descendant) reaped; on Linux
 this process is made a subreaper, so a descendant the command leaves behind (a fork server
 that outlives it by a moment) is reaped here and counted too. `python
-tests/benchmarks/process_tree.py` shows that with a child that forks a busy worker. Memory is
-sampled from /proc every 0.1 s over the tree, summed (shared pages count once per process, so the sum is an upper bound), beside the
-largest single process's peak from rusage. The same samples give a lower bound of the tree's
-CPU time: a measure that exceeds rusage's means some process was never reaped, and says so.
+tests/benchmarks/process_tree.py` shows that with a child that forks a busy worker. Memory
+is sampled from /proc every 0.1 s over the tree, summed (shared pages count once per
+process, so the sum is an upper bound), beside the largest single process's peak from
+rusage. The same samples give a lower bound of the tree's CPU time: a measure that exceeds
+rusage's means some process was never reaped, and says so.
 """
 
 from __future__ import annotations
