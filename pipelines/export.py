@@ -1,4 +1,5 @@
-"""`odrecords export`: TFRecords → COCO JSON, Pascal VOC, TF OD CSV or YOLO, with the images.
+"""`odrecords export`: TFRecords → COCO JSON, Pascal VOC, TF OD CSV, YOLO or Label Studio JSON,
+with the images.
 
 Run as `odrecords export ...` or `python -m pipelines.export ...`.
 """

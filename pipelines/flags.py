@@ -32,7 +32,7 @@ from transforms.readers import FORMAT_NAMES
 # For large datasets aim at 100-200 MB per shard.
 DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
-EXPORT_FORMATS = ("coco", "voc", "csv", "yolo")
+EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "labelstudio")
 
 
 class UsageError(Exception):
@@ -160,7 +160,11 @@ def create_parser() -> Parser:
             "write each build as a new version in OUTPUT/versions/ and publish it by rewriting "
             "the pointer OUTPUT/LATEST last (for scheduled rebuilds read while they run)",
         ),
-        ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
+        (
+            "--include-masks",
+            "write instance masks (COCO, LabelMe, Labelbox polygons, Label Studio polygons "
+            "and brushes)",
+        ),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),
     ]:
@@ -172,8 +176,8 @@ def export_parser() -> Parser:
     """The flags of `odrecords export`; any others are Beam pipeline options."""
     parser = Parser(
         prog="odrecords export",
-        description="Turn TFRecords back into COCO, VOC, CSV or YOLO annotations and images. "
-        "Flags not listed here are Beam pipeline options.",
+        description="Turn TFRecords back into COCO, VOC, CSV, YOLO or Label Studio annotations "
+        "and images. Flags not listed here are Beam pipeline options.",
         allow_abbrev=False,
     )
     parser.add_argument("--input", action="append", required=True, help="GLOB, NAME=GLOB or DIR")

@@ -19,6 +19,7 @@ from pipelines.export import _candidate_name, _fits
 from pipelines.flags import EXPORT_FORMATS
 from pipelines.inspect_records import Inspector
 from transforms.export.decode import DecodedRecord, RecordRejected, decode_example
+from transforms.export.labelstudio import labelstudio_document
 from transforms.export.writers import (
     NamedRecord,
     coco_document,
@@ -154,6 +155,7 @@ def test_any_example_decodes_or_is_rejected_and_every_object_is_accounted_for(ex
         assert _fits(fmt, name) and not name.startswith(("/", "../"))
         named = NamedRecord(name, record)
         _strict_json("".join(coco_document([named], categories)))
+        _strict_json("".join(labelstudio_document([named])))
         voc_xml(named)
         csv_text([named])
         yolo_labels(named, categories)

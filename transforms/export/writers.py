@@ -1,4 +1,5 @@
-"""Writers of the way back: canonical records → COCO JSON, Pascal VOC XML, TF OD CSV, YOLO.
+"""Writers of the way back: canonical records → COCO JSON, Pascal VOC XML, TF OD CSV, YOLO,
+Label Studio JSON (`labelstudio.py`).
 
 Every writer starts from `NamedRecord`s (a decoded record and the name its image got under
 `DIR/images/`) and the categories ({class name: id}), never from a TFRecord, so each format is
@@ -245,6 +246,7 @@ def split_file(fmt: str, split: str) -> str:
         "csv": f"{split}_labels.csv",
         "voc": f"ImageSets/Main/{split}.txt",
         "yolo": f"{split}.txt",
+        "labelstudio": f"annotations/{split}.json",
     }[fmt]
 
 
@@ -266,6 +268,10 @@ class _WriteSplitFiles(beam.DoFn):
             chunks = [csv_text(records)]
         elif self._format == "voc":
             chunks = (voc_id(r.name) + "\n" for r in records)
+        elif self._format == "labelstudio":
+            from transforms.export.labelstudio import labelstudio_document  # It imports this.
+
+            chunks = labelstudio_document(records)
         else:  # yolo
             # Ultralytics takes `./` lines from the list's folder, others from where it runs.
             chunks = (f"./{IMAGES_DIR}/{r.name}\n" for r in records)

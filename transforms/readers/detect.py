@@ -38,6 +38,12 @@ _KERAS_FILE = "_annotations.txt"
 _NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _KERAS_BOX = re.compile(rf"^{_NUMBER}(?:,{_NUMBER}){{3}},\d+$")
 _YOLO_LINE = re.compile(rf"^\d+(?:\s+{_NUMBER}){{4,}}$")
+# Keys only Label Studio's exports have: a full export's task `data` and its regions, or a
+# JSON-MIN record's annotation id.
+_LABEL_STUDIO = re.compile(
+    r'"(rectanglelabels|polygonlabels|brushlabels|original_width|was_cancelled|from_name|'
+    r'annotation_id)"\s*:|"data"\s*:\s*\{'
+)
 
 
 def is_documentation(path: str) -> bool:
@@ -86,11 +92,15 @@ def sniff_json(path: str) -> str:
             return "labelme"
         if '"data_row"' in head:
             return "labelbox"
+        if _LABEL_STUDIO.search(head):
+            return "labelstudio"
         if re.search(r'"(images|annotations|categories)"\s*:', head):
             return "coco"
     if head.startswith("["):
         if '"External ID"' in head:
             return "labelbox"
+        if _LABEL_STUDIO.search(head):
+            return "labelstudio"
         if '"coordinates"' in head or '"image"' in head:
             return "createml"
     raise ValueError(f"{path} is JSON of no known annotation format")

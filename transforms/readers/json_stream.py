@@ -142,3 +142,25 @@ def iter_arrays(stream: BinaryIO, keys: set[str]) -> Iterator[tuple[str, Any]]:
             reader.value()
         if reader.expect(",}") == "}":
             return
+
+
+def iter_elements(stream: BinaryIO) -> Iterator[Any]:
+    """Yields the elements of a document that is a JSON array one at a time (NotUtf8 for an
+    element holding bytes that are not UTF-8), or the document itself when it is one value of
+    another kind: tools that export a list of records also write a single record alone.
+    Raises ValueError (after yielding what came before) where the document is malformed or
+    goes on after its end, naming the character."""
+    reader = _Reader(stream)
+    if reader.peek() != "[":
+        yield reader.element()
+    else:
+        reader.expect("[")
+        if reader.peek() == "]":
+            reader.expect("]")
+        else:
+            while True:
+                yield reader.element()
+                if reader.expect(",]") == "]":
+                    break
+    if reader.peek():
+        raise ValueError(f"more text after the document at character {reader.position()}")
