@@ -152,6 +152,12 @@ def create_parser() -> Parser:
         "file's size and modification time are; content: when the image's sha256 is; off",
     )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
+    parser.add_argument(
+        "--class-attribute",
+        dest="class_attribute",
+        help="CVAT: take an object's class from this attribute's value (its label where it "
+        "has none)",
+    )
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
         ("--detach", "submit the job to a remote runner and exit without waiting"),
