@@ -32,7 +32,7 @@ from transforms.readers import FORMAT_NAMES
 # For large datasets aim at 100-200 MB per shard.
 DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
-EXPORT_FORMATS = ("coco", "voc", "csv", "yolo")
+EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat")
 
 
 class UsageError(Exception):
@@ -178,7 +178,7 @@ def export_parser() -> Parser:
     """The flags of `odrecords export`; any others are Beam pipeline options."""
     parser = Parser(
         prog="odrecords export",
-        description="Turn TFRecords back into COCO, VOC, CSV or YOLO annotations and images. "
+        description="Turn TFRecords back into COCO, VOC, CSV, YOLO or CVAT annotations and images. "
         "Flags not listed here are Beam pipeline options.",
         allow_abbrev=False,
     )
