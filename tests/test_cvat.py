@@ -573,3 +573,39 @@ def test_read_examples_sees_what_the_manifest_counts(tmp_path):
     files = [os.path.join(out, f) for f in manifest["splits"]["train"]["files"]]
     boxes = sum(len(e["image/object/bbox/xmin"]) for e in read_examples(files))
     assert boxes == manifest["objects"]["written"] == 5
+
+
+def test_without_subsets_a_file_per_folder_is_a_split_and_one_file_is_refused(tmp_path, capsys):
+    task_export(tmp_path / "data" / "train")
+    task_export(tmp_path / "data" / "val")
+    out = tmp_path / "out"
+    code = create(
+        "--format",
+        "cvat",
+        "--annotations",
+        tmp_path / "data",
+        "--output",
+        out,
+        "--splits",
+        "source",
+    )
+    assert code == 0
+    result = finished(out)
+    assert {split: len(examples) for split, examples in result["splits"].items()} == {
+        "train": 4,
+        "val": 4,
+    }
+    assert "train/images/street_000.jpg" in by_name(result)
+    single = task_export(tmp_path / "single")
+    code = create(
+        "--format",
+        "cvat",
+        "--annotations",
+        single,
+        "--output",
+        tmp_path / "o",
+        "--splits",
+        "source",
+    )
+    assert code == 2
+    assert "these cvat annotations carry no splits" in capsys.readouterr().err
