@@ -437,15 +437,13 @@ class _CvatFile:
         yield ImageAnnotation(key, (source,), boxes, *size, split=split)
 
     def track(self, element: etree._Element, source: str, shapes: list) -> Parsed:
-        """One annotation for each frame the track is on (`outside="0"`); shapes without a
-        box are one error record for the track."""
+        """One annotation for each frame the track is on (its `shapes`, those not outside);
+        shapes without a box are one error record for the track."""
         self._tracks += 1
         label, subset = element.get("label"), element.get("subset")
         split = image_split(subset, self._path, self._options)
         without_box: dict[str, int] = {}
         for shape in shapes:
-            if shape.get("outside", "0").strip() == "1":
-                continue
             if shape.tag in _NO_BOX:
                 without_box[shape.tag] = without_box.get(shape.tag, 0) + 1
                 continue
@@ -531,6 +529,8 @@ def _records(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
             index += 1
             source = _element_source(path, element, index)
             shapes = _children(element, _SHAPES)
+            if element.tag == "track":  # A track's shape marked outside is not on its frame.
+                shapes = [s for s in shapes if s.get("outside", "0").strip() != "1"]
             parse = reader.image if element.tag == "image" else reader.track
             yield from guarded(parse(element, source, shapes), source, None, len(shapes))
         _release(element)
