@@ -25,7 +25,7 @@ USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
 commands:
   create   convert annotations and images into sharded TFRecords (odrecords create --help)
-  export   turn TFRecords back into COCO, VOC, CSV or YOLO with images (odrecords export --help)
+  export   turn TFRecords back into COCO, VOC, CSV, YOLO or CVAT (odrecords export --help)
   inspect  summarize and check TFRecords (odrecords inspect --help)
   latest   where the latest published version of an output is (odrecords latest --help)
 
