@@ -98,6 +98,7 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "max_image_bytes": settings.max_image_bytes,
             "max_image_pixels": settings.max_image_pixels,
             "exif_orientation": settings.exif_orientation,
+            "class_attribute": settings.source.options.class_attribute or None,
         },
         "versions": {
             "python": platform.python_version(),

@@ -1,5 +1,5 @@
-"""`odrecords export`: TFRecords → COCO JSON, Pascal VOC, TF OD CSV, YOLO or Label Studio JSON,
-with the images.
+"""`odrecords export`: TFRecords → COCO JSON, Pascal VOC, TF OD CSV, YOLO, CVAT for images
+XML or Label Studio JSON, with the images.
 
 Run as `odrecords export ...` or `python -m pipelines.export ...`.
 """
@@ -87,7 +87,7 @@ _MAX_NAME = 1000
 # The first folders (or, at the top, the endings) of the files an export writes: those a
 # later export into the same folder may remove (see `transforms.builds.outputs`).
 _EXPORT_FOLDERS = (IMAGES_DIR, "annotations", "labels", "ImageSets")
-_EXPORT_ENDINGS = (".csv", ".txt", ".yaml", ".jsonl")
+_EXPORT_ENDINGS = (".csv", ".txt", ".yaml", ".jsonl", ".xml")
 
 _LOG = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from transforms.readers import FORMAT_NAMES
 # For large datasets aim at 100-200 MB per shard.
 DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
-EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "labelstudio")
+EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat", "labelstudio")
 
 
 class UsageError(Exception):
@@ -152,6 +152,12 @@ def create_parser() -> Parser:
         "file's size and modification time are; content: when the image's sha256 is; off",
     )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
+    parser.add_argument(
+        "--class-attribute",
+        dest="class_attribute",
+        help="CVAT: take an object's class from this attribute's value (its label where it "
+        "has none)",
+    )
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
         ("--detach", "submit the job to a remote runner and exit without waiting"),
@@ -162,8 +168,8 @@ def create_parser() -> Parser:
         ),
         (
             "--include-masks",
-            "write instance masks (COCO, LabelMe, Labelbox polygons, Label Studio polygons "
-            "and brushes)",
+            "write instance masks (COCO, LabelMe, Labelbox, CVAT, Label Studio polygons and "
+            "brushes)",
         ),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),
@@ -176,8 +182,8 @@ def export_parser() -> Parser:
     """The flags of `odrecords export`; any others are Beam pipeline options."""
     parser = Parser(
         prog="odrecords export",
-        description="Turn TFRecords back into COCO, VOC, CSV, YOLO or Label Studio annotations "
-        "and images. Flags not listed here are Beam pipeline options.",
+        description="Turn TFRecords back into COCO, VOC, CSV, YOLO, CVAT or Label Studio "
+        "annotations and images. Flags not listed here are Beam pipeline options.",
         allow_abbrev=False,
     )
     parser.add_argument("--input", action="append", required=True, help="GLOB, NAME=GLOB or DIR")

@@ -431,7 +431,10 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
             masks=bool(values.get("include_masks")),
             keypoints=bool(values.get("include_keypoints")),
         ),
+        class_attribute=values.get("class_attribute") or "",
     )
+    if request.class_attribute and fmt != "cvat":
+        raise UsageError(f"--class-attribute is read by --format cvat only, not {fmt}")
     try:
         source = known[fmt].find(request)
     except (OSError, UnusableSource) as error:

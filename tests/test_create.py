@@ -504,7 +504,7 @@ def test_console_command_and_module_entry_point(tmp_path):
     assert (
         usage.stderr.strip().splitlines()[-1]
         == "odrecords create: error: unknown format 'nope'; choose one of "
-        "coco, createml, csv, labelbox, labelme, labelstudio, voc, yolo, yolo-keras, auto"
+        "coco, createml, csv, cvat, labelbox, labelme, labelstudio, voc, yolo, yolo-keras, auto"
     )
     done = subprocess.run(
         [

@@ -13,6 +13,7 @@ import math
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 from test_export import jpeg_bytes, png_bytes
 
 from pipelines.export import _candidate_name, _fits
@@ -24,6 +25,7 @@ from transforms.export.writers import (
     NamedRecord,
     coco_document,
     csv_text,
+    cvat_document,
     voc_xml,
     yolo_labels,
 )
@@ -157,6 +159,7 @@ def test_any_example_decodes_or_is_rejected_and_every_object_is_accounted_for(ex
         _strict_json("".join(coco_document([named], categories)))
         _strict_json("".join(labelstudio_document([named])))
         voc_xml(named)
+        etree.fromstring("".join(cvat_document([named], categories)).encode("utf-8"))
         csv_text([named])
         yolo_labels(named, categories)
 

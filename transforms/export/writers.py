@@ -1,5 +1,5 @@
 """Writers of the way back: canonical records → COCO JSON, Pascal VOC XML, TF OD CSV, YOLO,
-Label Studio JSON (`labelstudio.py`).
+CVAT for images XML, Label Studio JSON (`labelstudio.py`).
 
 Every writer starts from `NamedRecord`s (a decoded record and the name its image got under
 `DIR/images/`) and the categories ({class name: id}), never from a TFRecord, so each format is
@@ -27,9 +27,11 @@ from apache_beam.io.filesystems import FileSystems
 from transforms.builds.safe_write import Ours, UnsafeWrite, write_file
 from transforms.export.decode import DecodedRecord
 from transforms.readers.yolo import label_path
-from transforms.records import ERRORS, ErrorRecord
+from transforms.records import ERRORS, Box, ErrorRecord
 
 IMAGES_DIR = "images"
+# CVAT's one annotation file, for every split.
+CVAT_FILE = "annotations.xml"
 # Stage of the error records of files that cannot be written.
 STAGE_WRITE = "write"
 
@@ -200,6 +202,105 @@ def voc_xml(named: NamedRecord) -> str:
     return "\n".join(lines + ["</annotation>"]) + "\n"
 
 
+# Characters XML 1.0 cannot hold, even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_ATTRIBUTE_ENTITIES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+# The box attributes records keep, named as CVAT's VOC and COCO formats name them, with the
+# input type CVAT gives them.
+CVAT_ATTRIBUTES = {
+    "difficult": "checkbox",
+    "truncated": "checkbox",
+    "pose": "text",
+    "is_crowd": "checkbox",
+}
+
+
+def xml_text(text: str, attribute: bool = False) -> str:
+    """`text` escaped for XML (for a double-quoted attribute value with `attribute`);
+    characters XML 1.0 cannot hold at all are written as backslash escapes."""
+    text = _NOT_XML.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+    return escape(text, _ATTRIBUTE_ENTITIES if attribute else {})
+
+
+def _cvat_values(box: Box) -> dict[str, str]:
+    """A box's attribute values as CVAT writes them (checkboxes `true` or `false`)."""
+    flags = {"difficult": box.difficult, "truncated": box.truncated, "is_crowd": box.is_crowd}
+    return {
+        **{name: "true" if value else "false" for name, value in flags.items()},
+        "pose": box.view,
+    }
+
+
+def _cvat_attribute(name: str) -> str:
+    """An attribute's spec in a label of `<meta>`; a checkbox's one value is its default."""
+    default = "false" if CVAT_ATTRIBUTES[name] == "checkbox" else ""
+    return (
+        "            <attribute>\n"
+        f"              <name>{name}</name>\n"
+        "              <mutable>False</mutable>\n"
+        f"              <input_type>{CVAT_ATTRIBUTES[name]}</input_type>\n"
+        f"              <default_value>{default}</default_value>\n"
+        f"              <values>{default}</values>\n"
+        "            </attribute>\n"
+    )
+
+
+def _cvat_labels(categories: dict[str, int], attributes: list[str]) -> Iterator[str]:
+    """`<labels>` of the task's `<meta>`, in label map id order, each with `attributes`."""
+    specs = "".join(_cvat_attribute(name) for name in attributes)
+    yield "      <labels>\n"
+    for name in sorted(categories, key=categories.get):
+        yield (
+            f"        <label>\n          <name>{xml_text(name)}</name>\n"
+            f"          <type>any</type>\n          <attributes>\n{specs}"
+            "          </attributes>\n        </label>\n"
+        )
+    yield "      </labels>\n"
+
+
+def cvat_document(records: list[NamedRecord], categories: dict[str, int]) -> Iterator[str]:
+    """CVAT for images 1.1 XML of every record, as text chunks, as CVAT exports a task:
+    `<meta>` declares the labels and the attributes any box sets, and each `<image>` (ids in
+    name order) names its split as `subset`, as CVAT's project exports do, and holds a
+    `<box>` per object. Masks are not written: a CVAT mask's box is its pixels' extent, which
+    would not give back the records' boxes."""
+    boxes = [box for named in records for box in named.record.image.annotation.boxes]
+    attributes = [
+        name
+        for name in CVAT_ATTRIBUTES
+        if any(_cvat_values(box)[name] not in ("false", "") for box in boxes)
+    ]
+    yield (
+        '<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n'
+        "  <meta>\n    <task>\n      <name>odrecords export</name>\n"
+        f"      <size>{len(records)}</size>\n      <mode>annotation</mode>\n"
+    )
+    yield from _cvat_labels(categories, attributes)
+    yield "    </task>\n  </meta>\n"
+    for number, named in enumerate(records):
+        image = named.record.image
+        yield (
+            f'  <image id="{number}" name="{xml_text(named.name, True)}" '
+            f'subset="{xml_text(named.split, True)}" width="{image.width}" '
+            f'height="{image.height}">\n'
+        )
+        for box in image.annotation.boxes:
+            corners = (pixel(v) for v in (box.xmin, box.ymin, box.xmax, box.ymax))
+            xtl, ytl, xbr, ybr = corners
+            values = _cvat_values(box)
+            yield (
+                f'    <box label="{xml_text(box.label, True)}" occluded="0" xtl="{xtl}" '
+                f'ytl="{ytl}" xbr="{xbr}" ybr="{ybr}" z_order="0">\n'
+                + "".join(
+                    f'      <attribute name="{name}">{xml_text(values[name])}</attribute>\n'
+                    for name in attributes
+                )
+                + "    </box>\n"
+            )
+        yield "  </image>\n"
+    yield "</annotations>\n"
+
+
 def csv_text(records: list[NamedRecord]) -> str:
     """TF OD CSV rows of one split; an image without objects gets a row with empty class."""
     buffer = io.StringIO()
@@ -247,6 +348,7 @@ def split_file(fmt: str, split: str) -> str:
         "voc": f"ImageSets/Main/{split}.txt",
         "yolo": f"{split}.txt",
         "labelstudio": f"annotations/{split}.json",
+        "cvat": CVAT_FILE,
     }[fmt]
 
 
@@ -321,6 +423,13 @@ def _yolo_data_yaml(
     return "data.yaml", write_chunks(output, "data.yaml", [text], earlier.__contains__)
 
 
+def _cvat_file(
+    records: list[NamedRecord], output: str, earlier: dict[str, dict], categories: dict[str, int]
+) -> tuple[str, dict]:
+    chunks = cvat_document(_sorted(records), categories)
+    return CVAT_FILE, write_chunks(output, CVAT_FILE, chunks, earlier.__contains__)
+
+
 class WriteExport(beam.PTransform):
     """NamedRecords → the annotation files of `fmt` under `output`; outputs `files`, their
     (relative path, digest), and `errors`, the records whose annotation file could not be
@@ -341,6 +450,13 @@ class WriteExport(beam.PTransform):
         self._earlier = earlier
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
+        if self._format == "cvat":  # One file for every split.
+            cvat = (
+                records
+                | "AllRecords" >> beam.combiners.ToList()
+                | "CvatFile" >> beam.Map(_cvat_file, self._output, self._earlier, self._categories)
+            )
+            return {"files": cvat, "errors": [] | beam.Flatten(pipeline=records.pipeline)}
         by_split = (
             records
             | "BySplit" >> beam.Map(lambda named: (named.split, named))

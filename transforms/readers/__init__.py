@@ -19,6 +19,7 @@ FORMAT_NAMES = (
     "coco",
     "createml",
     "csv",
+    "cvat",
     "labelbox",
     "labelme",
     "labelstudio",

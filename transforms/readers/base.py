@@ -178,7 +178,9 @@ class ReaderOptions:
     them; `annotations_root` is the folder all annotation files lie under (per-folder splits
     are named relative to it). `split_sources` are a format's own (split, path) pairs:
     YOLO's data.yaml entries, VOC's ImageSets lists. `class_names` maps class indexes to
-    names for formats that store indexes; `extras` says whether masks and keypoints are read.
+    names for formats that store indexes; `extras` says whether masks and keypoints are read;
+    `class_attribute` names the object attribute that holds the class, where a format has
+    attributes (CVAT).
     """
 
     images: str = ""
@@ -188,12 +190,14 @@ class ReaderOptions:
     source_splits: bool = False
     class_names: tuple[str, ...] = ()
     split_sources: tuple[tuple[str | None, str], ...] = ()
+    class_attribute: str = ""
 
 
 @dataclass(frozen=True)
 class Request:
     """What the user asked for: `annotations` as given, `images` when given, class names
-    from `--classes`, and whether the source's own splits are wanted."""
+    from `--classes`, whether the source's own splits are wanted, and the attribute that
+    holds the class (`--class-attribute`)."""
 
     annotations: str
     images: str | None = None
@@ -201,6 +205,7 @@ class Request:
     class_names: tuple[str, ...] = ()
     source_splits: bool = False
     extras: Extras = Extras()
+    class_attribute: str = ""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A folder is recognised from the files directly in it or, when those say nothing,
 immediate sub-folders: a Roboflow download keeps its annotations in `train/`, `valid/` and
 `test/`, with only README.roboflow.txt and README.dataset.txt at the top. Documentation
 (README, licence) is never taken for annotations, and a `.txt` file counts only by what its
-lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines.
+lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines. An `.xml`
+file is CVAT's when its root is `<annotations>` followed by `<version>` or `<meta>`, else VOC.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.paths import open_regular
+from transforms.readers.cvat import looks_like_cvat
 from transforms.readers.yolo import NAMES_FILES
 
 _SNIFF_BYTES = 1 << 16
@@ -24,7 +26,7 @@ _SNIFF_FILES = 20
 # Annotation file extensions in the order a folder's files are tried, with the format they
 # mean; JSON and text files are told apart by what they hold.
 _EXTENSIONS = {
-    ".xml": "voc",
+    ".xml": "xml",
     ".csv": "csv",
     ".ndjson": "labelbox",
     ".json": "json",
@@ -112,6 +114,8 @@ def _by_name(path: str) -> str | None:
     if extension in (".yaml", ".yml"):
         return "yolo"
     kind = _EXTENSIONS.get(extension)
+    if kind == "xml":
+        return "cvat" if looks_like_cvat(path) else "voc"
     if kind == "json":
         return sniff_json(path)
     if kind == "txt":

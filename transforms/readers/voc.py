@@ -6,6 +6,7 @@ network connection, so XXE and entity-expansion payloads come through as inert t
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,16 +26,20 @@ from transforms.readers.base import (
     ReaderOptions,
     Request,
     Source,
+    UnusableSource,
+    annotation_pattern,
     annotations_root,
     file_boundary,
     guarded,
     image_key_for,
     locate_files,
+    matching_files,
     parse_each,
     read_file,
     route,
     split_of_folder,
 )
+from transforms.readers.cvat import looks_like_cvat
 from transforms.readers.values import declared_size, parse_number, undecodable
 from transforms.records import ERRORS, STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
@@ -115,7 +120,10 @@ def parse_voc(data: bytes, source: str, options: ReaderOptions | None = None) ->
         return
     if root.tag != "annotation":
         tag = excerpt(str(root.tag))
-        yield ErrorRecord(source, None, STAGE_READ, f"root element is <{tag}>, not <annotation>")
+        reason = f"root element is <{tag}>, not <annotation>"
+        if root.tag == "annotations":
+            reason += "; CVAT XML is read with --format cvat"
+        yield ErrorRecord(source, None, STAGE_READ, reason)
         return
     objects = root.findall("object")
     annotation = _annotation(root, objects, source, options or ReaderOptions())
@@ -133,8 +141,22 @@ def _image_sets(root: str) -> tuple[tuple[str, str], ...]:
     return tuple((split, path) for split, path in lists if FileSystems.exists(path))
 
 
+def _refuse_cvat(pattern: str) -> None:
+    """Refuses CVAT's `annotations.xml` given as VOC: its root `<annotations>` holds every
+    image, where VOC has an `<annotation>` file per image, and as VOC it would read as
+    nothing but errors. Only the first file is looked at."""
+    first = next(iter(matching_files(pattern)), None)
+    with contextlib.suppress(OSError):
+        if first is not None and looks_like_cvat(first):
+            raise UnusableSource(
+                f"{first} is CVAT XML (root <annotations>), not Pascal VOC: use --format cvat"
+            )
+
+
 def _locate(request: Request, fmt: Format) -> Source:
-    """With source splits, VOC's ImageSets lists when they exist, else one folder per split."""
+    """With source splits, VOC's ImageSets lists when they exist, else one folder per split.
+    CVAT XML is refused (see `_refuse_cvat`)."""
+    _refuse_cvat(annotation_pattern(request.annotations, fmt.folder_glob))
     lists = _image_sets(annotations_root(request.annotations)) if request.source_splits else ()
     if not lists:
         return locate_files(request, fmt)
