@@ -1,7 +1,9 @@
-"""Instance masks: COCO polygons and run-length encodings → PNG masks of 0/1 pixels.
+"""Instance masks: COCO and YOLO polygons and run-length encodings → PNG masks of 0/1 pixels.
 
 The PNG layout is the one TF Models' `create_coco_tf_record.py` writes to
-`image/object/mask`: one single-channel PNG per object, the full image size.
+`image/object/mask`: one single-channel PNG per object, the full image size. Polygons are
+drawn as Pillow and Ultralytics draw them: a vertex at (x, y) marks the pixel in column
+floor(x), row floor(y), and the pixels under the outline are part of the mask.
 """
 
 from __future__ import annotations
@@ -52,10 +54,13 @@ def rle_counts_from_string(text: str) -> list[int]:
     return counts
 
 
-def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
+def mask_pixels(mask: Mask, width: int, height: int, normalized: bool = False) -> np.ndarray:
     """The mask as a height x width uint8 array of 0 and 1; raises ValueError when the mask
     does not fit the image. Run lengths are checked to cover exactly the image before any
-    pixel is made, so memory is the image's size whatever the runs claim."""
+    pixel is made, so memory is the image's size whatever the runs claim. `normalized`:
+    polygon coordinates are fractions of the image size (YOLO), scaled to pixels and rounded
+    to a thousandth of one, so that a vertex float32 put a hair below a pixel's edge still
+    marks that pixel."""
     if mask.rle_counts is not None:
         if mask.rle_size != (height, width):
             raise ValueError(
@@ -72,7 +77,10 @@ def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
     for polygon in mask.polygons:
         if len(polygon) < 6 or len(polygon) % 2:
             raise ValueError("a mask polygon needs at least three x, y points")
-        draw.polygon(list(zip(polygon[::2], polygon[1::2], strict=True)), fill=1, outline=1)
+        points = list(zip(polygon[::2], polygon[1::2], strict=True))
+        if normalized:
+            points = [(round(x * width, 3), round(y * height, 3)) for x, y in points]
+        draw.polygon(points, fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
 
 

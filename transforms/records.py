@@ -83,8 +83,10 @@ class Extras:
 
 @dataclass(frozen=True)
 class Mask:
-    """An instance mask as the source gives it: polygons (flat x, y pixel lists) or a COCO
-    run-length encoding (`rle_counts` as a list of runs or COCO's compressed string)."""
+    """An instance mask as the source gives it: polygons (flat x, y lists, in the units of
+    its box's corners: pixels, or fractions of the image size when the box is `normalized`)
+    or a COCO run-length encoding (`rle_counts` as a list of runs or COCO's compressed
+    string)."""
 
     polygons: tuple[tuple[float, ...], ...] = ()
     rle_size: tuple[int, int] | None = None
