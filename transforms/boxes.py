@@ -98,7 +98,18 @@ def check_boxes(
                 if isinstance(error, BoxRejected)
                 else f"unusable box: {type(error).__name__}: {excerpt(str(error))}"
             )
-            errors.append(ErrorRecord(box.source, image.annotation.image, STAGE_BOX, reason, 1))
+            annotation = image.annotation
+            errors.append(
+                ErrorRecord(
+                    box.source,
+                    annotation.image,
+                    STAGE_BOX,
+                    reason,
+                    1,
+                    annotation.split,
+                    (box.label,),
+                )
+            )
             continue
         clipped += was_clipped
         objects.append(labeled)

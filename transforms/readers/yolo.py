@@ -321,14 +321,14 @@ def label_path(image_path: str) -> str:
     return f"{head}/labels/{stem}.txt" if marker else f"{stem}.txt"
 
 
-_SHAPES = "5 (class x_center y_center width height) or a class and 3 or more x y pairs (a polygon)"
+_SHAPES = "neither a box (class x_center y_center width height) nor a polygon (class x1 y1 ...)"
 
 
 def _shape_problem(count: int) -> str:
     """Why a line of `count` fields is neither a box nor a polygon."""
     if count % 2 == 0:
-        return f"line has {count} fields; expected {_SHAPES}: {count - 1} values make no pairs"
-    return f"line has {count} fields; expected {_SHAPES}"
+        return f"line has {count} fields, {_SHAPES}: {count - 1} values make no x y pairs"
+    return f"line has {count} fields, {_SHAPES}: a polygon needs 3 or more points"
 
 
 def _class_name(field: str, names: tuple[str, ...]) -> str:
@@ -397,6 +397,15 @@ def _label_box(line: str, source: str, names: tuple[str, ...], masks: bool = Fal
     )
 
 
+def _named_class(line: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The class a label line names, when its first field is a known index: what a line
+    rejected for its other values still tells of the object it lost."""
+    field = line.split(maxsplit=1)[0] if line.strip() else ""
+    if field.isascii() and field.isdigit() and len(field) < 20 and int(field) < len(names):
+        return (names[int(field)],)
+    return ()
+
+
 @file_boundary
 def parse_yolo_labels(
     text: str,
@@ -407,13 +416,15 @@ def parse_yolo_labels(
     masks: bool = False,
 ) -> Parsed:
     """One image's label lines → its annotation, and an error per unusable line (a line
-    holding bytes that were not UTF-8 included). `masks`: polygons become the objects'
-    masks."""
-    lines = ((f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip())
+    holding bytes that were not UTF-8 included), naming the image's split and, when the line
+    names a known one, the object's class. `masks`: polygons become the objects' masks."""
+    lines = [(f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     boxes, errors = parse_each(
         lines, lambda line, where: _label_box(line, where, names, masks), key
     )
-    yield from errors
+    by_source = dict(lines)
+    for error in errors:
+        yield replace(error, split=split, classes=_named_class(by_source[error.source], names))
     yield ImageAnnotation(image=key, sources=(source,), boxes=boxes, split=split)
 
 
