@@ -48,6 +48,8 @@ from transforms.builds.report import (
     copies_text,
     duplicates_across,
     error_counts,
+    lost_objects,
+    lost_objects_text,
     write_errors,
     written_by_create,
 )
@@ -453,8 +455,11 @@ def _outcome(manifest: dict, folder: str, beside: bool) -> int:
     """The exit code: 1 when no example was written, since an empty dataset must not pass for
     a finished one; a loud warning when most images were rejected, which usually means a
     wrong --images rather than bad data, or most of one split's (a download that lacks many
-    of the images its annotations list). `folder`: where the build is; `beside`: images were
-    looked for beside their annotation files, not under --images."""
+    of the images its annotations list), and when most objects of the input, a split or a
+    class were rejected (label lines of a format the reader does not take, a label map that
+    lacks a class), beyond what the images' warnings already said. `folder`: where the build
+    is; `beside`: images were looked for beside their annotation files, not under
+    --images."""
     images = manifest["images"]
     if not images["written"]:
         if images["referenced"]:
@@ -472,15 +477,28 @@ def _outcome(manifest: dict, folder: str, beside: bool) -> int:
             file=sys.stderr,
         )
         return 1
+    warnings, said = [], set()
     if 2 * images["rejected"] > _to_write(images):
-        why = _rejected(images["rejected"], _to_write(images), manifest, beside)
-        print(f"warning: {why}", file=sys.stderr)
-        return 0
-    for name, split in manifest["splits"].items():
-        referenced = split["examples"] + split["rejected"]
-        if 2 * split["rejected"] > referenced:
-            why = _rejected(split["rejected"], referenced, manifest, beside)
-            print(f"warning: split {name}: {why}", file=sys.stderr)
+        warnings.append(_rejected(images["rejected"], _to_write(images), manifest, beside))
+        said = {None, *(f"split {name}" for name in manifest["splits"])}
+    else:
+        for name, split in manifest["splits"].items():
+            referenced = split["examples"] + split["rejected"]
+            if 2 * split["rejected"] > referenced:
+                why = _rejected(split["rejected"], referenced, manifest, beside)
+                warnings.append(f"split {name}: {why}")
+                said.add(f"split {name}")
+    lost = lost_objects(manifest)
+    overall = lost[0]["most"] if lost and lost[0]["where"] is None else None
+    for entry in lost:
+        # A split or class that lost its objects as the whole input did adds nothing to the
+        # input's warning, nor one that lost them with its images to an image warning.
+        as_input = entry["where"] is not None and entry["most"] == overall
+        with_images = bool(said) and entry["most"].startswith(f"{STAGE_IMAGE}: ")
+        if entry["where"] not in said and not as_input and not with_images:
+            warnings.append(lost_objects_text(entry))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -169,7 +169,7 @@ def create_parser() -> Parser:
         (
             "--include-masks",
             "write instance masks (COCO, LabelMe, Labelbox, CVAT, Label Studio polygons and "
-            "brushes)",
+            "brushes, YOLO-seg polygons)",
         ),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),

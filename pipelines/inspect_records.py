@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import warnings
@@ -38,7 +39,6 @@ EXPECTED = {
     "image/format": "bytes_list",
     "image/height": "int64_list",
     "image/width": "int64_list",
-    "image/source_id": "bytes_list",
     "image/object/bbox/xmin": "float_list",
     "image/object/bbox/ymin": "float_list",
     "image/object/bbox/xmax": "float_list",
@@ -47,6 +47,7 @@ EXPECTED = {
 # Objects need a class/label or a class/text: with a label map the OD API's decoder looks
 # labels up from the text, as TF Models' own scripts expect.
 OPTIONAL = {
+    "image/source_id": "bytes_list",
     "image/object/class/label": "int64_list",
     "image/filename": "bytes_list",
     "image/key/sha256": "bytes_list",
@@ -68,8 +69,21 @@ OBJECT_LISTS = [
     for k in {**EXPECTED, **OPTIONAL}
     if k.startswith("image/object/") and not k.startswith("image/object/keypoint/")
 ]
+KINDS = {**EXPECTED, **OPTIONAL}
 # COCO's size buckets, in pixels of box area.
 SMALL, MEDIUM = 32**2, 96**2
+# What records without a usable `image/source_id` are still good for: the OD API's decoder
+# reads a missing one as empty and trains, but evaluators tell images apart by it.
+NO_SOURCE_ID = (
+    "no image/source_id: the OD API trains on these records, but its COCO evaluation tells "
+    "images apart by source_id (records without one count as one image), and TF-Vision "
+    "needs a number there (or regenerate_source_id: true)"
+)
+NOT_A_NUMBER = (
+    "image/source_id is not a whole number from 0 to 2^63 - 1: the OD API takes any text, "
+    "TF-Vision's decoder converts it to an int64 (or set regenerate_source_id: true)"
+)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass
@@ -86,9 +100,16 @@ class Report:
     box_sizes: Counter = field(default_factory=Counter)
     keys: dict[str, Counter] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
+    warnings: dict[str, dict] = field(default_factory=dict)
 
     def problem(self, path: str, index: int | None, message: str) -> None:
         self.problems.append({"file": path, "record": index, "problem": message})
+
+    def warning(self, path: str, index: int, message: str) -> None:
+        """Something another trainer than the OD API needs: counted per message, with the
+        first record it was found in."""
+        found = self.warnings.setdefault(message, {"records": 0, "file": path, "record": index})
+        found["records"] += 1
 
     def as_json(self) -> dict:
         def spread(values: list[int]) -> dict:
@@ -109,6 +130,7 @@ class Report:
             "box_sizes": {k: self.box_sizes.get(k, 0) for k in ("small", "medium", "large")},
             "keys": {key: dict(kinds) for key, kinds in sorted(self.keys.items())},
             "problems": self.problems,
+            "warnings": [{"warning": text, **found} for text, found in self.warnings.items()],
         }
 
 
@@ -119,6 +141,14 @@ def _kind(feature) -> str:
 def _values(feature) -> list:
     kind = feature.WhichOneof("kind")
     return list(getattr(feature, kind).value) if kind else []
+
+
+def _usable(features, key: str) -> list:
+    """The values of a key when the record has it as the kind the decoder expects, else []:
+    a missing or mistyped key is reported once, and every other check goes on without it."""
+    if key not in features or _kind(features[key]) not in (KINDS[key], "empty"):
+        return []
+    return _values(features[key])
 
 
 def _header_pixels(encoded: bytes) -> int:
@@ -148,25 +178,47 @@ class Inspector:
         self._files_without_records: list[str] = []
         self.report = Report()
 
-    def _check_keys(self, features, report_problem) -> bool:
+    def _check_keys(self, features, report_problem) -> None:
         for key in features:
             self.report.keys.setdefault(key, Counter())[_kind(features[key])] += 1
-        ok = True
         for key in EXPECTED:
             if key not in features:
                 report_problem(f"missing key {key}")
-                ok = False
-        for key, kind in {**EXPECTED, **OPTIONAL}.items():
+        for key, kind in KINDS.items():
             if key in features and _kind(features[key]) not in (kind, "empty"):
                 report_problem(f"{key} is a {_kind(features[key])}, expected {kind}")
-                ok = False
-        return ok
+
+    def _check_source_id(self, features, path: str, index: int, report_problem) -> None:
+        """A missing or empty source id, or one that is no number, is a warning: the OD API
+        trains on such records. One that another record has is a problem: evaluation would
+        merge the two images."""
+        values = _usable(features, "image/source_id")
+        source_id = values[0].decode(errors="replace") if values else ""
+        if not source_id:
+            if "image/source_id" not in features or _kind(features["image/source_id"]) in (
+                "bytes_list",
+                "empty",
+            ):
+                self.report.warning(path, index, NO_SOURCE_ID)
+            return
+        if not (_WHOLE_NUMBER.fullmatch(source_id) and int(source_id) < 2**63):
+            self.report.warning(path, index, NOT_A_NUMBER)
+        if source_id in self._source_ids:
+            first = self._source_ids[source_id]
+            report_problem(
+                f"duplicate image/source_id {source_id[:80]!r} "
+                f"(first in {first[0]} record {first[1]})"
+            )
+        else:
+            self._source_ids[source_id] = (path, index)
 
     def _check_image(self, features, report_problem) -> tuple[int, int] | None:
-        encoded = _values(features["image/encoded"])
-        fmt = _values(features["image/format"])
+        encoded = _usable(features, "image/encoded")
+        fmt = _usable(features, "image/format")
         self.report.formats[fmt[0].decode(errors="replace") if fmt else "?"] += 1
-        pixels = _header_pixels(encoded[0]) if encoded else 0
+        if not encoded:
+            return None
+        pixels = _header_pixels(encoded[0])
         if pixels > DEFAULT_MAX_IMAGE_PIXELS:
             report_problem(
                 f"image has {pixels} pixels, more than {DEFAULT_MAX_IMAGE_PIXELS}: not decoded"
@@ -174,26 +226,26 @@ class Inspector:
             return None
         try:
             shape = self._tf.io.decode_image(encoded[0], channels=3, expand_animations=False).shape
-        except (self._tf.errors.OpError, IndexError) as error:
+        except self._tf.errors.OpError as error:
             message = getattr(error, "message", str(error)).splitlines()[0]
             report_problem(f"image does not decode: {message}")
             return None
         height, width = int(shape[0]), int(shape[1])
-        recorded = (
-            (_values(features["image/width"]) or [0])[0],
-            (_values(features["image/height"]) or [0])[0],
-        )
-        if recorded != (width, height):
+        recorded = (_usable(features, "image/width"), _usable(features, "image/height"))
+        if all(recorded) and (recorded[0][0], recorded[1][0]) != (width, height):
             report_problem(
-                f"image/width and height say {recorded}, the pixels are {(width, height)}"
+                f"image/width and height say {(recorded[0][0], recorded[1][0])}, the pixels "
+                f"are {(width, height)}"
             )
         self.report.widths.append(width)
         self.report.heights.append(height)
         return width, height
 
     def _check_objects(self, features, size, report_problem) -> list[tuple]:
-        lists = {key: _values(features[key]) for key in OBJECT_LISTS if key in features}
-        count = len(lists.get("image/object/bbox/xmin", []))
+        corner_keys = [f"image/object/bbox/{k}" for k in ("xmin", "ymin", "xmax", "ymax")]
+        lists = {key: _usable(features, key) for key in OBJECT_LISTS if key in features}
+        lists |= {key: _usable(features, key) for key in corner_keys}
+        count = len(lists["image/object/bbox/xmin"])
         unequal = {k: len(v) for k, v in lists.items() if len(v) != count}
         if unequal:
             report_problem(
@@ -202,7 +254,7 @@ class Inspector:
             )
             return []
         for key in ("image/object/area", "image/object/keypoint/x", "image/object/keypoint/y"):
-            if key in features and not all(math.isfinite(v) for v in _values(features[key])):
+            if not all(math.isfinite(v) for v in _usable(features, key)):
                 report_problem(f"{key} holds a value that is not a finite number")
         self.report.objects += count
         if not count:
@@ -262,23 +314,14 @@ class Inspector:
             return
         self.report.examples += 1
         features = example.features.feature
-        if not self._check_keys(features, report_problem):
-            return
-        source_id = (_values(features["image/source_id"]) or [b""])[0].decode(errors="replace")
-        if not source_id:
-            report_problem("image/source_id is empty")
-        elif source_id in self._source_ids:
-            first = self._source_ids[source_id]
-            report_problem(
-                f"duplicate image/source_id {source_id[:80]!r} "
-                f"(first in {first[0]} record {first[1]})"
-            )
-        else:
-            self._source_ids[source_id] = (path, index)
+        # Each check takes what the record has: a missing key is one problem (or warning),
+        # and the rest of the record is still checked and counted.
+        self._check_keys(features, report_problem)
+        self._check_source_id(features, path, index, report_problem)
         size = self._check_image(features, report_problem)
         drawn = self._check_objects(features, size, report_problem)
         if size:
-            yield _values(features["image/encoded"])[0], drawn
+            yield _usable(features, "image/encoded")[0], drawn
 
     def inspect_stream(self, path: str, stream: BinaryIO) -> Iterator[tuple[bytes, list[tuple]]]:
         """Checks the records of an open file; yields (image bytes, [(class, corners)]) of
@@ -342,6 +385,9 @@ def print_report(report: Report, label_map: bool) -> None:
     print("keys:")
     for key, kinds in data["keys"].items():
         print(f"  {key}: " + ", ".join(f"{kind} in {n}" for kind, n in kinds.items()))
+    for text, found in report.warnings.items():
+        print(f"warning: {found['records']} records: {text} (first: {found['file']} record "
+              f"{found['record']})")  # fmt: skip
     if report.problems:
         print(f"{len(report.problems)} problems:")
         for problem in report.problems:

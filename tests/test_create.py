@@ -461,6 +461,37 @@ def test_most_images_missing_warns_and_each_missing_image_is_one_error(tmp_path,
         assert error["objects"] == len(expand_lines(lines))
 
 
+def test_a_class_the_label_map_lacks_is_warned_about_and_gated(tmp_path, capsys):
+    """Every triangle is rejected (a given label map without the class): a third of the
+    objects, but all of one class, which the command says and --max-error-rate acts on."""
+    (tmp_path / "two.pbtxt").write_text(
+        "item { name: 'circle' id: 1 } item { name: 'square' id: 2 }"
+    )
+    args = [*SAMPLE_VOC, "--label-map", tmp_path / "two.pbtxt", "--num-shards", "1"]
+    assert run_create(*args, "--output", tmp_path / "out") == 0
+    output = read_output(tmp_path / "out")
+    boxes = csv_boxes(f"{SAMPLE}/labels.csv").values()
+    triangles = sum(box[0] == "triangle" for image in boxes for box in image)
+    lost = output["manifest"]["errors"]["by_class"]
+    assert lost == {
+        "triangle": {
+            "objects": triangles,
+            "by_reason": {"box: class … is not in the label map": triangles},
+        }
+    }
+    objects = output["manifest"]["objects"]
+    assert objects["rejected"] == triangles and 2 * triangles < objects["read"]
+    assert [line for line in capsys.readouterr().err.splitlines() if "warning" in line] == [
+        f"warning: class 'triangle': {triangles} of {triangles} objects were rejected "
+        "(most: box: class … is not in the label map)"
+    ]
+    assert run_create(*args, "--output", tmp_path / "gated", "--max-error-rate", "0.5") == 1
+    assert (
+        "not published: 100.00% of the objects of class 'triangle' were rejected, more than "
+        "--max-error-rate 0.5"
+    ) in capsys.readouterr().err
+
+
 def test_healthy_run_exits_0_without_warnings(tmp_path, capsys):
     assert run_create(*SAMPLE_VOC, "--output", tmp_path, "--num-shards", "1") == 0
     err = capsys.readouterr().err

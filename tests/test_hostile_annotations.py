@@ -424,10 +424,8 @@ def test_a_label_file_linked_out_of_the_dataset_is_refused_unread(tmp_path):
         "label file is a link that leads outside the dataset; not read",
         0,
     )
-    assert found["images/c.jpg"] == (
-        "line has 505 fields; expected 5 (class x_center y_center width height)",
-        1,
-    )
+    # 505 fields make a polygon line, whose first point outside the image is named.
+    assert found["images/c.jpg"] == ("point 3 (7, 7) is outside [0, 1]", 1)
     assert all(len(e["reason"]) <= 160 for e in result["errors"])
 
 

@@ -221,3 +221,82 @@ def test_files_without_records_are_a_problem_only_when_no_file_has_an_example(tm
     assert f"{tmp_path}/empty.tfrecord: holds no records" in capsys.readouterr().out
     assert run_inspect(tmp_path / "empty.tfrecord", tmp_path / "full.tfrecord") == 0
     assert "no problems found" in capsys.readouterr().out
+
+
+LISTS = {"bytes_list": tf.train.BytesList, "int64_list": tf.train.Int64List,
+         "float_list": tf.train.FloatList}  # fmt: skip
+
+
+def roboflow_example(boxes, source_id: bytes | None = None, drop: str | None = None) -> bytes:
+    """A record as Roboflow's TFRecord export writes it, built with tf.train.Example itself:
+    no image/source_id (unless given), no image/key/sha256; `drop` leaves one more key out.
+    `boxes`: (class text, label, [xmin, ymin, xmax, ymax])."""
+
+    def feature(kind: str, values: list) -> tf.train.Feature:
+        return tf.train.Feature(**{kind: LISTS[kind](value=values)})
+
+    corners = list(zip(*(box for _, _, box in boxes), strict=True)) or [[], [], [], []]
+    features = {
+        "image/height": feature("int64_list", [30]),
+        "image/width": feature("int64_list", [40]),
+        "image/filename": feature("bytes_list", [b"a.jpg"]),
+        "image/encoded": feature("bytes_list", [jpeg_bytes()]),
+        "image/format": feature("bytes_list", [b"jpeg"]),
+        **{
+            f"image/object/bbox/{name}": feature("float_list", list(values))
+            for name, values in zip(("xmin", "ymin", "xmax", "ymax"), corners, strict=True)
+        },
+        "image/object/class/text": feature("bytes_list", [text for text, _, _ in boxes]),
+        "image/object/class/label": feature("int64_list", [label for _, label, _ in boxes]),
+    }
+    if source_id is not None:
+        features["image/source_id"] = feature("bytes_list", [source_id])
+    features.pop(drop, None)
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def test_records_without_source_id_are_counted_and_pass_with_a_warning(tmp_path, capsys):
+    """Roboflow's records have no image/source_id: everything in them is still checked and
+    counted, and as the OD API trains on them, the missing id is a warning, not a problem."""
+    cat, dog = (b"cat", 1, [0.1, 0.1, 0.5, 0.5]), (b"dog", 2, [0.5, 0.2, 0.9, 0.8])
+    path = tmp_path / "roboflow.tfrecord"
+    write_records(
+        path, [roboflow_example([cat, dog]), roboflow_example([cat]), roboflow_example([])]
+    )
+    assert run_inspect(path, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["examples"] == 3 and summary["objects"] == 3
+    assert summary["classes"] == {"cat": 2, "dog": 1}
+    assert summary["images_without_objects"] == 1
+    assert summary["image_formats"] == {"jpeg": 3}
+    assert summary["image_width"] == {"min": 40, "median": 40, "max": 40}
+    assert summary["box_sizes"] == {"small": 3, "medium": 0, "large": 0}
+    assert summary["problems"] == []
+    assert summary["warnings"] == [
+        {"warning": inspect_records.NO_SOURCE_ID, "records": 3, "file": str(path), "record": 0}
+    ]
+    assert run_inspect(path) == 0
+    printed = capsys.readouterr().out
+    assert f"warning: 3 records: {inspect_records.NO_SOURCE_ID} (first: {path} record 0)" in printed
+    assert "examples: 3   objects: 3" in printed and "no problems found" in printed
+
+    # A name as source id (TF Models' VOC script) is a warning for TF-Vision's sake; a key
+    # the OD API needs is a problem, and the rest of that record is still counted.
+    write_records(
+        tmp_path / "more.tfrecord",
+        [
+            roboflow_example([cat], source_id=b"a.jpg"),
+            roboflow_example([dog], source_id=b"7"),
+            roboflow_example([cat, dog], drop="image/height"),
+        ],
+    )
+    assert run_inspect(tmp_path / "more.tfrecord", "--json") == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert [(w["warning"], w["records"], w["record"]) for w in summary["warnings"]] == [
+        (inspect_records.NOT_A_NUMBER, 1, 0),
+        (inspect_records.NO_SOURCE_ID, 1, 2),
+    ]
+    assert [(p["record"], p["problem"]) for p in summary["problems"]] == [
+        (2, "missing key image/height")
+    ]
+    assert summary["objects"] == 4 and summary["classes"] == {"cat": 2, "dog": 2}

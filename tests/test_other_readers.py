@@ -38,6 +38,44 @@ def test_yolo_lines_convert_exactly_and_bad_lines_are_errors():
     assert "outside [0, 1]" in errors[2].reason
 
 
+def test_yolo_segmentation_lines_are_polygons_beside_box_lines():
+    """Ultralytics' -seg labels, `class x1 y1 ... xn yn`: the box is the polygon's extent, the
+    polygon the mask with masks on; box lines in the same file stay boxes."""
+    text = (
+        "1 0.25 0.5 0.75 0.25 0.5 0.875\n"  # A triangle.
+        "0 0.5 0.5 0.2 0.4\n"  # A box beside it.
+        "0 0.1 0.1 0.3 0.1 0.3 0.3 0.1 0.3 1.004 0.2\n"  # Reaching past the edge, tolerated.
+        "0 0.1 0.1 0.3 0.1 0.3\n"  # Six fields: five values make no pairs.
+        "0 0.1 0.1\n"  # One point.
+        "0 0.1 0.1 0.3 0.1 0.3 0.3 1.2 0.5\n"  # A point far outside.
+        "2 0.1 0.1 0.3 0.1 0.3 0.3\n"  # No class 2.
+        "0 0.1 0.1 0.3 x 0.3 0.3\n"
+    )
+    (annotation,), errors = split(
+        parse_yolo_labels(text, "l.txt", "x.jpg", ("a", "b"), "train", masks=True)
+    )
+    triangle, box, wide = annotation.boxes
+    assert (triangle.label, triangle.xmin, triangle.ymin, triangle.xmax, triangle.ymax) == (
+        "b", 0.25, 0.25, 0.75, 0.875,
+    )  # fmt: skip
+    assert triangle.normalized and triangle.mask.polygons == ((0.25, 0.5, 0.75, 0.25, 0.5, 0.875),)
+    assert box.mask is None and (box.xmin, box.xmax) == (0.4, 0.6)
+    assert (wide.xmin, wide.xmax) == (0.1, 1.004) and len(wide.mask.polygons[0]) == 10
+    reasons = {e.source: e.reason for e in errors}
+    assert sorted(reasons) == [f"l.txt:{n}" for n in range(4, 9)]
+    assert all(e.objects == 1 for e in errors)
+    assert (
+        reasons["l.txt:4"].startswith("line has 6 fields")
+        and "make no x y pairs" in reasons["l.txt:4"]
+    )
+    assert reasons["l.txt:5"].endswith("a polygon needs 3 or more points")
+    assert reasons["l.txt:6"] == "point 4 (1.2, 0.5) is outside [0, 1]"
+    assert "class index 2" in reasons["l.txt:7"]
+    assert reasons["l.txt:8"] == "y2 is not a number: 'x'"
+    (plain,), _ = split(parse_yolo_labels(text, "l.txt", "x.jpg", ("a", "b"), "train"))
+    assert plain.boxes[0].mask is None and len(plain.boxes) == 3
+
+
 def test_yolo_label_paths_follow_ultralytics_and_darknet():
     assert label_path("/d/images/train/a.b.jpg") == "/d/labels/train/a.b.txt"
     assert label_path("/d/images/x/images/a.png") == "/d/images/x/labels/a.txt"

@@ -13,10 +13,11 @@ import os
 import numpy as np
 import pytest
 import yaml
-from conftest import RACCOON, example_boxes, read_output, run_create
+from conftest import RACCOON, build_folder, example_boxes, read_output, run_create
 from PIL import Image
 
 from pipelines import export
+from transforms.builds.report import reason_kind
 
 NAMES = ("cat", "dog")
 # Per split, image stem → its label lines (class, x_center, y_center, width, height); None: the
@@ -597,3 +598,91 @@ def test_coco8_download_without_its_yaml(tmp_path, capsys):
     classes = ("--classes", tmp_path / "names.txt")
     output = create("--format", "yolo", "--annotations", root, *classes)
     assert_written(output, expected_from(keys))
+
+
+# --- Objects lost without an image lost ---------------------------------------------------------
+
+
+def lost_object_layout(root, split_lines: dict[str, list[str]]) -> None:
+    """coco8's layout and YAML, with the label lines of each split's images replaced by
+    `split_lines` (the same lines for every image of the split)."""
+    ultralytics_layout(root)
+    for split, images in SPLITS.items():
+        for stem, lines in images.items():
+            if split in split_lines and lines is not None:
+                text = "".join(line + "\n" for line in split_lines[split])
+                (root / "labels" / split / f"{stem}.txt").write_text(text)
+    config = {"train": "images/train", "val": "images/val", "names": list(NAMES)}
+    write_yaml(root / "data.yaml", config)
+
+
+def object_warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "objects were rejected" in line]
+
+
+def test_every_label_line_rejected_warns_and_max_error_rate_holds_the_build_back(tmp_path, capsys):
+    """Label lines the reader does not take (predictions saved with their confidence) lose
+    every object while every image is written: the command says so, naming the most common
+    reason, and --max-error-rate holds such a build back as it does one whose images were
+    rejected."""
+    root = tmp_path / "ds"
+    train = ["0 0.5 0.5 0.25 0.25 0.91", "1 0.25 0.25 0.25 0.25 0.5"]
+    lost_object_layout(root, {"train": train, "val": ["1 0.5 0.5 0.25 0.25 0.7"]})
+    out = tmp_path / "out"
+    args = ["--format", "yolo", "--annotations", root, "--splits", "source", "--output", out]
+    assert run_create(*args) == 0
+    output = read_output(out)
+    manifest = output["manifest"]
+    assert manifest["images"]["written"] == 5 and manifest["images"]["rejected"] == 0
+    # Two lines in each of a and b (train), one in each of d and e (val).
+    assert manifest["objects"]["read"] == manifest["objects"]["rejected"] == 6
+    assert len(output["errors"]) == 6
+    kind = "read: " + reason_kind(output["errors"][0]["reason"])
+    assert kind.startswith("read: line has … fields")
+    errors = manifest["errors"]
+    assert errors["objects_by_reason"] == {kind: 6}
+    assert errors["by_split"] == {
+        "train": {"objects": 4, "by_reason": {kind: 4}},
+        "val": {"objects": 2, "by_reason": {kind: 2}},
+    }
+    assert {name: lost["objects"] for name, lost in errors["by_class"].items()} == {
+        "cat": 2,
+        "dog": 4,
+    }
+    # Splits and classes that lost their objects as the whole input did add no warning.
+    assert object_warnings(capsys.readouterr().err) == [
+        f"warning: 6 of 6 objects were rejected (most: {kind})"
+    ]
+    card = (out / "README.md").read_text()
+    assert f"**6 of 6 objects were rejected (most: {kind})**" in card
+
+    again = tmp_path / "again"
+    assert run_create(*args[:-1], again, "--max-error-rate", "0.5") == 1
+    assert (
+        "odrecords create: error: not published: 100.00% of the input was rejected, more than "
+        "--max-error-rate 0.5"
+    ) in capsys.readouterr().err
+    assert not (again / "manifest.json").exists()
+    held_back = read_output(build_folder(again))["manifest"]["build"]
+    assert held_back["published"] is False and held_back["error_rate"] == 1
+
+
+def test_a_split_that_loses_most_objects_is_warned_about_and_gated(tmp_path, capsys):
+    root = tmp_path / "ds"
+    lost_object_layout(root, {"val": ["0 0.5 0.5 0.5 0.5 0.5"]})  # d's and e's, cats.
+    out = tmp_path / "out"
+    args = ["--format", "yolo", "--annotations", root, "--splits", "source", "--output", out]
+    assert run_create(*args) == 0
+    manifest = read_output(out)["manifest"]
+    assert manifest["objects"]["rejected"] == 2 and manifest["objects"]["read"] == 5
+    (kind,) = manifest["errors"]["objects_by_reason"]
+    # Two of the input's five objects, two of the cats' four, but both of val's.
+    assert object_warnings(capsys.readouterr().err) == [
+        f"warning: split val: 2 of 2 objects were rejected (most: {kind})"
+    ]
+    assert run_create(*args[:-1], tmp_path / "gated", "--max-error-rate", "0.5") == 1
+    assert (
+        "not published: 100.00% of the objects of split val were rejected, more than "
+        "--max-error-rate 0.5"
+    ) in capsys.readouterr().err
+    assert run_create(*args[:-1], tmp_path / "allowed", "--max-error-rate", "1") == 0

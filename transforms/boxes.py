@@ -64,7 +64,8 @@ def _labeled(box: Box, image: LoadedImage, label_map: dict[str, int]) -> tuple[L
     mask = None
     if box.mask is not None:
         try:
-            mask = mask_png(mask_pixels(box.mask, image.width, image.height))
+            pixels = mask_pixels(box.mask, image.width, image.height, box.normalized)
+            mask = mask_png(pixels)
         except Exception as error:  # Masks come in many shapes; any failure is the mask's.
             raise BoxRejected(f"unusable mask: {excerpt(str(error))}") from None
     labeled = LabeledObject(
@@ -97,7 +98,18 @@ def check_boxes(
                 if isinstance(error, BoxRejected)
                 else f"unusable box: {type(error).__name__}: {excerpt(str(error))}"
             )
-            errors.append(ErrorRecord(box.source, image.annotation.image, STAGE_BOX, reason, 1))
+            annotation = image.annotation
+            errors.append(
+                ErrorRecord(
+                    box.source,
+                    annotation.image,
+                    STAGE_BOX,
+                    reason,
+                    1,
+                    annotation.split,
+                    (box.label,),
+                )
+            )
             continue
         clipped += was_clipped
         objects.append(labeled)

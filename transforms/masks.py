@@ -1,7 +1,10 @@
-"""Instance masks: COCO polygons and run-length encodings → PNG masks of 0/1 pixels.
+"""Instance masks: COCO and YOLO polygons and run-length encodings → PNG masks of 0/1 pixels,
+and masks back to the polygon outlines YOLO segmentation labels hold.
 
 The PNG layout is the one TF Models' `create_coco_tf_record.py` writes to
-`image/object/mask`: one single-channel PNG per object, the full image size.
+`image/object/mask`: one single-channel PNG per object, the full image size. Polygons are
+drawn as Pillow and Ultralytics draw them: a vertex at (x, y) marks the pixel in column
+floor(x), row floor(y), and the pixels under the outline are part of the mask.
 """
 
 from __future__ import annotations
@@ -52,10 +55,13 @@ def rle_counts_from_string(text: str) -> list[int]:
     return counts
 
 
-def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
+def mask_pixels(mask: Mask, width: int, height: int, normalized: bool = False) -> np.ndarray:
     """The mask as a height x width uint8 array of 0 and 1; raises ValueError when the mask
     does not fit the image. Run lengths are checked to cover exactly the image before any
-    pixel is made, so memory is the image's size whatever the runs claim."""
+    pixel is made, so memory is the image's size whatever the runs claim. `normalized`:
+    polygon coordinates are fractions of the image size (YOLO), scaled to pixels and rounded
+    to a thousandth of one, so that a vertex float32 put a hair below a pixel's edge still
+    marks that pixel."""
     if mask.rle_counts is not None:
         if mask.rle_size != (height, width):
             raise ValueError(
@@ -72,7 +78,10 @@ def mask_pixels(mask: Mask, width: int, height: int) -> np.ndarray:
     for polygon in mask.polygons:
         if len(polygon) < 6 or len(polygon) % 2:
             raise ValueError("a mask polygon needs at least three x, y points")
-        draw.polygon(list(zip(polygon[::2], polygon[1::2], strict=True)), fill=1, outline=1)
+        points = list(zip(polygon[::2], polygon[1::2], strict=True))
+        if normalized:
+            points = [(round(x * width, 3), round(y * height, 3)) for x, y in points]
+        draw.polygon(points, fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -164,3 +173,105 @@ def mask_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, "PNG")
     return buffer.getvalue()
+
+
+# The 8 neighbours of a pixel, clockwise as seen on screen (rows grow downwards) from east.
+_NEIGHBOURS = ((1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1))
+_DIRECTION = {step: index for index, step in enumerate(_NEIGHBOURS)}
+_WEST = 4
+
+
+def _trace(pixels: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
+    """The outer boundary of the 8-connected part of `pixels` that holds `start`, its first
+    pixel in row order, as the (x, y) of its boundary pixels clockwise (Moore-neighbour
+    tracing, stopped when the first step would be taken again)."""
+    height, width = pixels.shape
+    x, y = start
+    back = _WEST  # The background pixel examined last, as a direction from (x, y).
+    outline = [start]
+    first = None
+    while True:
+        for turn in range(1, 9):
+            direction = (back + turn) % 8
+            dx, dy = _NEIGHBOURS[direction]
+            if 0 <= x + dx < width and 0 <= y + dy < height and pixels[y + dy, x + dx]:
+                break
+        else:
+            return outline  # A lone pixel.
+        if first is None:
+            first = direction
+        elif (x, y) == start and direction == first:
+            return outline[:-1]
+        bx, by = _NEIGHBOURS[(direction - 1) % 8]
+        back = _DIRECTION[(bx - dx, by - dy)]
+        x, y = x + dx, y + dy
+        outline.append((x, y))
+
+
+def _corners(outline: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """A closed outline without the points where it goes on in the same direction."""
+    if len(outline) < 3:
+        return outline
+    kept = []
+    for index, (x, y) in enumerate(outline):
+        px, py = outline[index - 1]
+        nx, ny = outline[(index + 1) % len(outline)]
+        if (x - px, y - py) != (nx - x, ny - y):
+            kept.append((x, y))
+    return kept or outline[:1]
+
+
+def _parts(pixels: np.ndarray) -> list[list[tuple[int, int]]]:
+    """The outlines of the mask's 8-connected parts, in the row order of their first pixels;
+    a part inside another's hole is left out, as holes are."""
+    remaining = pixels.astype(bool)
+    parts = []
+    position = 0
+    flat = remaining.reshape(-1)  # A view: clearing `remaining` clears it.
+    while True:
+        found = np.flatnonzero(flat[position:])
+        if not found.size:
+            return parts
+        position += int(found[0])
+        start = (position % pixels.shape[1], position // pixels.shape[1])
+        outline = _trace(remaining, start)
+        parts.append(_corners(outline))
+        if len(outline) >= 3:
+            covered = Image.new("L", (pixels.shape[1], pixels.shape[0]), 0)
+            ImageDraw.Draw(covered).polygon(outline, fill=1, outline=1)
+            remaining &= ~np.asarray(covered, dtype=bool)
+        xs, ys = zip(*outline, strict=True)
+        remaining[list(ys), list(xs)] = False
+
+
+def _joined(parts: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    """Several outlines as one, as Ultralytics' converter joins a COCO object's polygons:
+    each part is entered and left at its points nearest the next part, and the way back
+    retraces those bridges, which enclose nothing."""
+    if len(parts) == 1:
+        return parts[0]
+    head: list[tuple[int, int]] = []
+    tail: list[tuple[int, int]] = []
+    entry = 0
+    for index, part in enumerate(parts):
+        part = part[entry:] + part[:entry]
+        if index == len(parts) - 1:
+            return head + part + part[:1] + tail
+        here, there = np.asarray(part), np.asarray(parts[index + 1])
+        distances = ((here[:, None, :] - there[None, :, :]) ** 2).sum(axis=2)
+        leave, entry = (int(i) for i in np.unravel_index(np.argmin(distances), distances.shape))
+        head += part[: leave + 1]
+        tail = part[leave:] + part[:1] + tail
+    return head + tail
+
+
+def mask_outline(pixels: np.ndarray) -> list[tuple[int, int]]:
+    """The outline of a 0/1 mask as one polygon of pixel (x, y) points, [] for an empty mask:
+    drawn again (`mask_pixels`) it gives back the mask, but for its holes, which are filled,
+    and, for a mask in several parts, the bridges that join them."""
+    rows, columns = np.nonzero(pixels)
+    if not rows.size:
+        return []
+    top, left = int(rows.min()), int(columns.min())
+    crop = pixels[top : int(rows.max()) + 1, left : int(columns.max()) + 1]
+    return [(x + left, y + top) for x, y in _joined(_parts(crop))]

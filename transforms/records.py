@@ -83,8 +83,10 @@ class Extras:
 
 @dataclass(frozen=True)
 class Mask:
-    """An instance mask as the source gives it: polygons (flat x, y pixel lists) or a COCO
-    run-length encoding (`rle_counts` as a list of runs or COCO's compressed string)."""
+    """An instance mask as the source gives it: polygons (flat x, y lists, in the units of
+    its box's corners: pixels, or fractions of the image size when the box is `normalized`)
+    or a COCO run-length encoding (`rle_counts` as a list of runs or COCO's compressed
+    string)."""
 
     polygons: tuple[tuple[float, ...], ...] = ()
     rle_size: tuple[int, int] | None = None
@@ -217,7 +219,10 @@ class ErrorRecord:
     """One rejected input: where it came from, how far it got, why, and what it took along.
 
     `objects` counts the objects lost with it (all of an image's boxes when the image is
-    rejected), which is what lets the manifest's accounting add up.
+    rejected), which is what lets the manifest's accounting add up. `split` and `classes`
+    say, where the step that rejected it knew them, the split the objects were to be written
+    in and the class of each (of some, or none, when the rest is unknown): the manifest
+    counts lost objects per split and per class from them.
     """
 
     source: str
@@ -225,6 +230,8 @@ class ErrorRecord:
     stage: str
     reason: str
     objects: int = 0
+    split: str | None = None
+    classes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         """The errors-file line; every text UTF-8-writable, whatever the input held."""
@@ -240,7 +247,13 @@ class ErrorRecord:
     def for_image(cls, image: ImageAnnotation, reason: str) -> ErrorRecord:
         """A rejected image: named by all its sources, and taking all its boxes along."""
         return cls(
-            compact_sources(image.sources), image.image, STAGE_IMAGE, reason, len(image.boxes)
+            compact_sources(image.sources),
+            image.image,
+            STAGE_IMAGE,
+            reason,
+            len(image.boxes),
+            image.split,
+            tuple(box.label for box in image.boxes),
         )
 
 

@@ -216,7 +216,7 @@ class IndexRow:
             sha256=row["sha256"],
             phash=row["phash"],
             stats=row["stats"],
-            errors=tuple(ErrorRecord(**error) for error in row["errors"]),
+            errors=tuple(_error_record(error) for error in row["errors"]),
         )
 
     def hashed(self) -> HashedImage:
@@ -239,6 +239,18 @@ def _typed(row: dict) -> bool:
         and all(value is None or _identity(value) for value in row["files"])
         and isinstance(row["errors"], list)
     )
+
+
+def _error_record(error: dict) -> ErrorRecord:
+    """A box error of an index row; its split and classes checked, as they become keys of
+    the manifest's counts (rows of earlier versions have neither)."""
+    classes = error.get("classes", [])
+    split = error.get("split")
+    if not (isinstance(classes, list) and all(isinstance(name, str) for name in classes)):
+        raise TypeError("an error's classes are not a list of names")
+    if split is not None and not isinstance(split, str):
+        raise TypeError("an error's split is not a name")
+    return ErrorRecord(**{**error, "classes": tuple(classes)})
 
 
 def _natural(value: object) -> bool:

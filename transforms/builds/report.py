@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -64,13 +65,37 @@ def reason_kind(reason: str) -> str:
 
 
 def error_counts(error: ErrorRecord) -> dict:
+    """What one error adds to the manifest's `errors`: itself, and the objects it lost by
+    reason, and by split and class where it knows them."""
+    kind = f"{error.stage}: {reason_kind(error.reason)}"
+    counts = {
+        "count": 1,
+        "objects": error.objects,
+        "by_stage": {error.stage: {"count": 1, "objects": error.objects}},
+        "by_reason": {kind: 1},
+    }
+    if error.objects:
+        counts["objects_by_reason"] = {kind: error.objects}
+        if error.split:
+            counts["by_split"] = {
+                error.split: {"objects": error.objects, "by_reason": {kind: error.objects}}
+            }
+        if error.classes:
+            counts["by_class"] = {
+                name: {"objects": lost, "by_reason": {kind: lost}}
+                for name, lost in Counter(error.classes).items()
+            }
+    return {"errors": counts}
+
+
+def _sorted_lost(counts: dict) -> dict:
+    """Lost objects per split or class, named in order, their reasons most common first."""
     return {
-        "errors": {
-            "count": 1,
-            "objects": error.objects,
-            "by_stage": {error.stage: {"count": 1, "objects": error.objects}},
-            "by_reason": {f"{error.stage}: {reason_kind(error.reason)}": 1},
+        name: {
+            "objects": entry["objects"],
+            "by_reason": dict(sorted(entry["by_reason"].items(), key=lambda r: (-r[1], r[0]))),
         }
+        for name, entry in sorted(counts.items())
     }
 
 
@@ -210,6 +235,9 @@ def build_manifest(
             "objects": errors.get("objects", 0),
             "by_stage": by_stage,
             "by_reason": dict(sorted(errors.get("by_reason", {}).items())),
+            "objects_by_reason": dict(sorted(errors.get("objects_by_reason", {}).items())),
+            "by_split": _sorted_lost(errors.get("by_split", {})),
+            "by_class": _sorted_lost(errors.get("by_class", {})),
             "files": [ERRORS_FILE] if errors.get("count") else [],
         },
         "images": images,
@@ -269,6 +297,14 @@ def _card_warnings(images: dict) -> list[str]:
         if reported.get("count"):
             lines += ["", f"**{reported['count']} images {text}**, for example:", ""]
             lines += [f"- `{name}`" for name in reported["first"]]
+    return lines
+
+
+def _card_lost(manifest: dict) -> list[str]:
+    """Lines naming the input, splits and classes that lost most of their objects."""
+    lines = []
+    for entry in lost_objects(manifest):
+        lines += ["", f"**{lost_objects_text(entry)}**"]
     return lines
 
 
@@ -363,6 +399,7 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"{copies_text(objects)} = {objects['written']} written + {objects['rejected']} "
         f"rejected + {objects['dropped']} dropped by the class "
         f"map ({objects['clipped']} clipped to the image).",
+        *_card_lost(manifest),
         *_card_warnings(images),
         *_card_duplicates(manifest["duplicates"]),
         *card_lines(manifest.get("changes")),
@@ -552,11 +589,56 @@ def check_create_output(output: str) -> None:
         check_place(output, FileSystems.join(output, name), lambda _: True)
 
 
+def _most_common(by_reason: dict[str, int]) -> str:
+    return max(by_reason, key=by_reason.get) if by_reason else "unknown"
+
+
+def lost_objects(manifest: dict) -> list[dict]:
+    """Where most objects were rejected: of the whole input (`where` None), of a split, or of
+    a class, each with the objects `rejected`, the objects it had (`of`) and the `most`
+    common reason. A split's or class's own count knows only the errors that named it:
+    most readers name neither for a record they could not read."""
+    errors, objects = manifest["errors"], manifest["objects"]
+    found = [
+        {
+            "where": None,
+            "rejected": objects["rejected"],
+            "of": objects["read"] + objects["copies_in_other_splits"],
+            "most": _most_common(errors.get("objects_by_reason", {})),
+        }
+    ]
+    written = {
+        "split": {name: split["objects"] for name, split in manifest["splits"].items()},
+        "class": {name: entry["objects"] for name, entry in manifest["classes"].items()},
+    }
+    for kind, key in (("split", "by_split"), ("class", "by_class")):
+        for name, lost in errors.get(key, {}).items():
+            found.append(
+                {
+                    "where": f"{kind} {name!r}" if kind == "class" else f"{kind} {name}",
+                    "rejected": lost["objects"],
+                    "of": lost["objects"] + written[kind].get(name, 0),
+                    "most": _most_common(lost["by_reason"]),
+                }
+            )
+    return [entry for entry in found if entry["of"] and 2 * entry["rejected"] > entry["of"]]
+
+
+def lost_objects_text(entry: dict) -> str:
+    """`split val: 9 of 12 objects were rejected (most: read: ...)`."""
+    where = f"{entry['where']}: " if entry["where"] else ""
+    return (
+        f"{where}{entry['rejected']} of {entry['of']} objects were rejected (most: {entry['most']})"
+    )
+
+
 def quality(manifest: dict, max_error_rate: float | None) -> dict:
     """Whether the build may be published, and why not: nothing was written (an empty
     dataset must never replace a good one), or a larger share of the input was rejected than
-    `--max-error-rate` allows. The share is the larger of the images' (rejected images and
-    annotation records that could not be read, over all of them) and the objects'."""
+    `--max-error-rate` allows. The share is the largest of the images' (rejected images and
+    annotation records that could not be read, over all of them), the objects', and that of
+    a split or class that lost most of its objects (`lost_objects`): a class whose every
+    object was rejected is as unusable as a dataset whose every image was."""
     images, objects = manifest["images"], manifest["objects"]
     unreadable = manifest["errors"]["by_stage"].get(STAGE_READ, {}).get("count", 0)
     image_input = images["referenced"] + images["copies_in_other_splits"] + unreadable
@@ -565,13 +647,16 @@ def quality(manifest: dict, max_error_rate: float | None) -> dict:
         (images["rejected"] + unreadable) / image_input if image_input else 0.0,
         objects["rejected"] / object_input if object_input else 0.0,
     )
+    what = "of the input was rejected"
+    for entry in lost_objects(manifest):
+        if entry["where"] and entry["rejected"] / entry["of"] > rate:
+            rate = entry["rejected"] / entry["of"]
+            what = f"of the objects of {entry['where']} were rejected"
     reasons = []
     if not images["written"]:
         reasons.append("no example was written")
     if max_error_rate is not None and rate > max_error_rate:
-        reasons.append(
-            f"{rate:.2%} of the input was rejected, more than --max-error-rate {max_error_rate:g}"
-        )
+        reasons.append(f"{rate:.2%} {what}, more than --max-error-rate {max_error_rate:g}")
     return {
         "error_rate": round(rate, 6),
         "max_error_rate": max_error_rate,

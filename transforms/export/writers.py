@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.builds.safe_write import Ours, UnsafeWrite, write_file
 from transforms.export.decode import DecodedRecord
+from transforms.masks import mask_outline, mask_pixels
 from transforms.readers.yolo import label_path
 from transforms.records import ERRORS, Box, ErrorRecord
 
@@ -316,12 +317,65 @@ def csv_text(records: list[NamedRecord]) -> str:
     return buffer.getvalue()
 
 
+def _rectangle(box: Box, width: int, height: int) -> list[float]:
+    """The box's corners as a normalized polygon."""
+    corners = (
+        (box.xmin, box.ymin),
+        (box.xmax, box.ymin),
+        (box.xmax, box.ymax),
+        (box.xmin, box.ymax),
+    )
+    return [value for x, y in corners for value in (x / width, y / height)]
+
+
+def _placed(value: float, low: int, high: int, first: float, last: float) -> float:
+    """An outline coordinate between `low` and `high`, the outline's extent, placed in the
+    box's `first` to `last`: the extremes onto the box's edges, the rest kept inside."""
+    if value == low:
+        return first
+    return last if value == high else min(max(value, first), last)
+
+
+def yolo_polygon(box: Box, width: int, height: int) -> list[float] | None:
+    """The box's mask as a YOLO segmentation polygon, normalized: the mask's outline
+    (`mask_outline`), with the points on its outermost columns and rows moved onto the box's
+    edges and every other point kept inside the box, so that the polygon's extent, which
+    Ultralytics and odrecords take as the box, is the box as recorded. A mask one pixel wide
+    or high is outlined by the box's corners; None when the box has no mask pixels."""
+    if box.mask is None:
+        return None
+    outline = mask_outline(mask_pixels(box.mask, width, height))
+    if not outline:
+        return None
+    xs, ys = [x for x, _ in outline], [y for _, y in outline]
+    left, right, top, bottom = min(xs), max(xs), min(ys), max(ys)
+    if left == right or top == bottom:
+        return _rectangle(box, width, height)
+    return [
+        coordinate
+        for x, y in outline
+        for coordinate in (
+            _placed(x, left, right, box.xmin, box.xmax) / width,
+            _placed(y, top, bottom, box.ymin, box.ymax) / height,
+        )
+    ]
+
+
 def yolo_labels(named: NamedRecord, categories: dict[str, int]) -> str:
-    """`class x_center y_center width height` lines, normalized; classes in id order."""
+    """One line per object, classes in id order: `class x1 y1 ... xn yn` polygons when some
+    object of the image has a mask (`yolo_polygon`; an object without one is outlined by its
+    box, as Ultralytics reads every line of a file as a polygon once one is), else
+    `class x_center y_center width height` boxes; normalized."""
     order = {name: index for index, name in enumerate(sorted(categories, key=categories.get))}
     image = named.record.image
+    boxes = image.annotation.boxes
+    polygons = [yolo_polygon(box, image.width, image.height) for box in boxes]
     lines = []
-    for box in image.annotation.boxes:
+    for box, polygon in zip(boxes, polygons, strict=True):
+        if any(polygons):
+            values = polygon or _rectangle(box, image.width, image.height)
+            lines.append(f"{order[box.label]} " + " ".join(f"{v:.10g}" for v in values))
+            continue
         cx = (box.xmin + box.xmax) / 2 / image.width
         cy = (box.ymin + box.ymax) / 2 / image.height
         w = (box.xmax - box.xmin) / image.width

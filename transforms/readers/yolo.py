@@ -1,10 +1,15 @@
 """YOLO labels, Darknet and Ultralytics (`--format yolo`).
 
-One `.txt` per image with `class x_center y_center width height` lines, normalized to [0, 1].
-Ultralytics finds an image's labels by replacing the last `/images/` of its path with
-`/labels/` (and the extension with `.txt`); Darknet keeps them beside the image. Class names
-come from `data.yaml` (`names` as a list or a dict), `classes.txt`, `obj.names` or Roboflow's
-`_darknet.labels`. A missing label file means an image without objects.
+One `.txt` per image with `class x_center y_center width height` lines, normalized to [0, 1],
+or segmentation lines, `class x1 y1 x2 y2 ... xn yn` (a polygon of 3 or more normalized
+points, as Ultralytics' -seg models train on and Roboflow and Label Studio export them): the
+box is the polygon's extent and, with `--include-masks`, the polygon its mask. A file may mix
+both: each line is read by its own length (Ultralytics would read a box line among polygons
+as a polygon of two points). Ultralytics finds an image's labels by replacing the last
+`/images/` of its path with `/labels/` (and the extension with `.txt`); Darknet keeps them
+beside the image. Class names come from `data.yaml` (`names` as a list or a dict),
+`classes.txt`, `obj.names` or Roboflow's `_darknet.labels`. A missing label file means an
+image without objects.
 
 A `data.yaml` is resolved as Ultralytics' `check_det_dataset` resolves it, where that makes
 sense on this machine: the root is `path`, or the YAML's folder; split entries (folders, list
@@ -55,6 +60,7 @@ from transforms.records import (
     ClassDeclaration,
     ErrorRecord,
     ImageAnnotation,
+    Mask,
     excerpt,
 )
 
@@ -315,14 +321,62 @@ def label_path(image_path: str) -> str:
     return f"{head}/labels/{stem}.txt" if marker else f"{stem}.txt"
 
 
-def _label_box(line: str, source: str, names: tuple[str, ...]) -> Box:
-    """One label line, `class x_center y_center width height`, as a box in normalized units;
-    raises ValueError quoting at most an excerpt of the line."""
+_SHAPES = "neither a box (class x_center y_center width height) nor a polygon (class x1 y1 ...)"
+
+
+def _shape_problem(count: int) -> str:
+    """Why a line of `count` fields is neither a box nor a polygon."""
+    if count % 2 == 0:
+        return f"line has {count} fields, {_SHAPES}: {count - 1} values make no x y pairs"
+    return f"line has {count} fields, {_SHAPES}: a polygon needs 3 or more points"
+
+
+def _class_name(field: str, names: tuple[str, ...]) -> str:
+    index = parse_whole(field, "class index")
+    if not 0 <= index < len(names):
+        raise ValueError(f"class index {index} is not one of the {len(names)} names")
+    return names[index]
+
+
+def _in_range(value: float) -> bool:
+    return -_TOLERANCE <= value <= 1 + _TOLERANCE
+
+
+def _polygon_box(fields: list[str], source: str, names: tuple[str, ...], masks: bool) -> Box:
+    """A segmentation line, `class x1 y1 x2 y2 ... xn yn`: its box is the polygon's extent,
+    as Ultralytics makes boxes of segments, and with masks the polygon is its mask."""
+    values = [
+        parse_number(field, f"{'xy'[n % 2]}{n // 2 + 1}") for n, field in enumerate(fields[1:])
+    ]
+    name = _class_name(fields[0], names)
+    xs, ys = values[0::2], values[1::2]
+    for n, (x, y) in enumerate(zip(xs, ys, strict=True), start=1):
+        if not (_in_range(x) and _in_range(y)):
+            raise ValueError(
+                f"point {n} ({excerpt(fields[2 * n - 1])}, "
+                f"{excerpt(fields[2 * n])}) is outside [0, 1]"
+            )
+    return Box(
+        label=name,
+        xmin=min(xs),
+        ymin=min(ys),
+        xmax=max(xs),
+        ymax=max(ys),
+        source=source,
+        normalized=True,
+        mask=Mask(polygons=(tuple(values),)) if masks else None,
+    )
+
+
+def _label_box(line: str, source: str, names: tuple[str, ...], masks: bool = False) -> Box:
+    """One label line as a box in normalized units: `class x_center y_center width height`,
+    or a polygon (`_polygon_box`); raises ValueError quoting at most an excerpt of the
+    line."""
     fields = line.split()
+    if len(fields) >= 7 and len(fields) % 2:
+        return _polygon_box(fields, source, names, masks)
     if len(fields) != 5:
-        raise ValueError(
-            f"line has {len(fields)} fields; expected 5 (class x_center y_center width height)"
-        )
+        raise ValueError(_shape_problem(len(fields)))
     index = parse_whole(fields[0], "class index")
     cx, cy, width, height = (
         parse_number(field, name)
@@ -330,7 +384,7 @@ def _label_box(line: str, source: str, names: tuple[str, ...]) -> Box:
     )
     if not 0 <= index < len(names):
         raise ValueError(f"class index {index} is not one of the {len(names)} names")
-    if not all(-_TOLERANCE <= value <= 1 + _TOLERANCE for value in (cx, cy, width, height)):
+    if not all(_in_range(value) for value in (cx, cy, width, height)):
         raise ValueError(f"values {excerpt(' '.join(fields[1:]))} are outside [0, 1]")
     return Box(
         label=names[index],
@@ -343,15 +397,34 @@ def _label_box(line: str, source: str, names: tuple[str, ...]) -> Box:
     )
 
 
+def _named_class(line: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The class a label line names, when its first field is a known index: what a line
+    rejected for its other values still tells of the object it lost."""
+    field = line.split(maxsplit=1)[0] if line.strip() else ""
+    if field.isascii() and field.isdigit() and len(field) < 20 and int(field) < len(names):
+        return (names[int(field)],)
+    return ()
+
+
 @file_boundary
 def parse_yolo_labels(
-    text: str, source: str, key: str, names: tuple[str, ...], split: str | None
+    text: str,
+    source: str,
+    key: str,
+    names: tuple[str, ...],
+    split: str | None,
+    masks: bool = False,
 ) -> Parsed:
     """One image's label lines → its annotation, and an error per unusable line (a line
-    holding bytes that were not UTF-8 included)."""
-    lines = ((f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip())
-    boxes, errors = parse_each(lines, lambda line, where: _label_box(line, where, names), key)
-    yield from errors
+    holding bytes that were not UTF-8 included), naming the image's split and, when the line
+    names a known one, the object's class. `masks`: polygons become the objects' masks."""
+    lines = [(f"{source}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    boxes, errors = parse_each(
+        lines, lambda line, where: _label_box(line, where, names, masks), key
+    )
+    by_source = dict(lines)
+    for error in errors:
+        yield replace(error, split=split, classes=_named_class(by_source[error.source], names))
     yield ImageAnnotation(image=key, sources=(source,), boxes=boxes, split=split)
 
 
@@ -448,7 +521,8 @@ class _ReadLabels(beam.DoFn):
         else:
             self._files.inc()
         text = data.decode("utf-8-sig", errors="replace")
-        for record in parse_yolo_labels(text, labels, key, self._options.class_names, split):
+        names, masks = self._options.class_names, self._options.extras.masks
+        for record in parse_yolo_labels(text, labels, key, names, split, masks):
             if isinstance(record, ImageAnnotation):
                 record = replace(record, other_splits=tuple(others))
             yield record
