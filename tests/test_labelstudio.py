@@ -289,7 +289,8 @@ def test_polygons_and_brushes_with_masks():
     assert errors == []
     leaf, spot = annotation.boxes
     assert corners(leaf) == ("leaf", 0.1, 0.1, 0.5, 0.6)
-    assert leaf.mask.polygons == ((20.0, 10.0, 100.0, 20.0, 60.0, 60.0),)
+    # In fractions of the image, as its box is (`Mask`).
+    assert leaf.mask.polygons == ((0.1, 0.1, 0.5, 0.2, 0.3, 0.6),)
     assert corners(spot) == ("spot", 0.75, 0.4, 0.95, 0.6)
     assert np.array_equal(mask_pixels(spot.mask, 200, 100), brush_mask)
     (plain,), _ = parse([task("a.jpg", [polygon, brush])])
@@ -538,7 +539,7 @@ def test_polygon_masks_render_as_coco_polygons_do():
     canvas = Image.new("L", (200, 100), 0)
     pixels = [(x * 2, y) for x, y in points]
     ImageDraw.Draw(canvas).polygon(pixels, fill=1, outline=1)
-    rendered = mask_pixels(annotation.boxes[0].mask, 200, 100)
+    rendered = mask_pixels(annotation.boxes[0].mask, 200, 100, normalized=True)
     assert np.array_equal(rendered, np.asarray(canvas)) and rendered.sum() > 500
 
 

@@ -165,10 +165,8 @@ def _polygon(region: dict, label: str, source: str, options: ReaderOptions) -> B
     pairs = [(number(x, "point x"), number(y, "point y")) for x, y in points]
     xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
     mask = None
-    if options.extras.masks:
-        width, height = _size(region, "a polygon's mask")
-        flat = tuple(v for x, y in pairs for v in (x * width / 100, y * height / 100))
-        mask = Mask(polygons=(flat,))
+    if options.extras.masks:  # In fractions of the image, as the box (see `Mask`).
+        mask = Mask(polygons=(tuple(v / 100 for pair in pairs for v in pair),))
     return Box(
         label,
         min(xs) / 100,
