@@ -10,7 +10,9 @@ the same bytes whichever process writes them: a shard is a pure function of its 
 label map and the settings.
 
 The workers start from a fork server that has imported the writing code once (`spawn`
-where there is none), never by forking the runner's process and its threads.
+where there is none), never by forking the runner's process and its threads, so they get
+what the runner's process holds only from it: the pipeline's options, with which Beam's
+filesystems reach object stores (an S3 endpoint and credentials, say).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from multiprocessing import forkserver
 from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.builds.reuse import Previous
 from transforms.images.loader import ImageLoader
@@ -35,10 +38,12 @@ if TYPE_CHECKING:
 _WRITER: ShardWriter | None = None
 
 
-def _start(settings: ShardSettings, loader: ImageLoader) -> None:
+def _start(settings: ShardSettings, loader: ImageLoader, options: PipelineOptions | None) -> None:
     from transforms.tfrecord_sink import ShardWriter  # It runs this pool: imported once started.
 
     global _WRITER
+    if options is not None:
+        FileSystems.set_options(options)
     # A worker has a core of its own: threads would only contend for it, unless images
     # come from an object store, whose latency they hide.
     remote = FileSystems.get_scheme(loader.root) is not None
@@ -93,8 +98,10 @@ class ShardPool:
     """`count` worker processes writing shards with `settings` and `loader`."""
 
     def __init__(self, count: int, settings: ShardSettings, loader: ImageLoader):
+        # The options Beam gave this process's filesystems; it has no public getter.
+        options = FileSystems._pipeline_options
         self._executor = ProcessPoolExecutor(
-            count, mp_context=_context(), initializer=_start, initargs=(settings, loader)
+            count, mp_context=_context(), initializer=_start, initargs=(settings, loader, options)
         )
 
     def submit(self, split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardTask:
