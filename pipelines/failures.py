@@ -11,6 +11,7 @@ import errno
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures.process import _RemoteTraceback
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -39,9 +40,11 @@ def failure_line(error: BaseException, where: str) -> str:
 
 def wrapped(error: BaseException) -> Iterator[BaseException]:
     """`error` and the errors it wraps, down to the first raised: Beam wraps an error several
-    times, as the cause or context of its own, or in a BeamIOError's `exception_details`."""
+    times, as the cause or context of its own, or in a BeamIOError's `exception_details`.
+    An error raised in a worker process (`transforms.shard_pool`) is the first: its cause is
+    only the text of the worker's traceback."""
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
+    while error is not None and id(error) not in seen and not isinstance(error, _RemoteTraceback):
         seen.add(id(error))
         yield error
         details = getattr(error, "exception_details", None)

@@ -1,7 +1,9 @@
-"""An image loader whose worker processes die on one image, as a decoder crashing on a
-hostile file would take its process down; importable by those workers."""
+"""Image loaders that misbehave in worker processes, importable by those workers: one dies on
+an image, as a decoder crashing on a hostile file would take its process down; one is slow,
+so that a worker is caught in the middle of a shard."""
 
 import os
+import time
 
 from transforms.images.loader import ImageLoader
 
@@ -18,4 +20,16 @@ class CrashingLoader(ImageLoader):
     def load(self, annotation, stored=None):
         if annotation.image == self._fatal and os.getpid() != self._maker:
             os._exit(3)
+        return super().load(annotation, stored)
+
+
+class SlowLoader(ImageLoader):
+    """Loads as ImageLoader does, after `delay` seconds per image."""
+
+    def __init__(self, *args, delay: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._delay = delay
+
+    def load(self, annotation, stored=None):
+        time.sleep(self._delay)
         return super().load(annotation, stored)

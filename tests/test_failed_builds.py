@@ -317,6 +317,26 @@ def test_a_running_build_is_never_taken_for_abandoned(tmp_path):
         running.release()
 
 
+def test_a_shard_worker_process_fails_in_the_same_one_line_as_the_step(tmp_path):
+    """An error a shard worker process raises (here: its part file cannot be made, as
+    `--temp_location` is a file) is said as the same line as when the step writes itself."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"mine")
+    lines = []
+    for processes in ("1", "2"):
+        output = tmp_path / f"out-{processes}"
+        result = odrecords(
+            "create", *SAMPLE_ARGS, "--output", str(output), "--processes", processes,
+            f"--temp_location={blocker}",
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        lines.append(one_error_line(result.stderr).replace(str(output), "OUT"))
+        assert leftovers(output) == []
+    assert lines[0] == lines[1]
+    assert f"the build failed: File exists (EEXIST), writing {blocker}" in lines[0]
+    assert blocker.read_bytes() == b"mine"
+
+
 def test_an_export_that_cannot_be_written_or_fails_is_one_line_and_can_run_again(tmp_path):
     records = tmp_path / "records"
     assert run_create(*SAMPLE_ARGS, "--output", records) == 0

@@ -1,6 +1,12 @@
 """Grouping, box validation, split assignment and the sharded sink, each on its own."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import apache_beam as beam
 import pytest
@@ -288,6 +294,123 @@ def test_worker_processes_write_the_same_shards_and_survive_a_dying_worker(tmp_p
     assert two == one
     crashing = CrashingLoader(str(images), 10_000, 10_000, fatal="k7.png")
     assert _sink_output(tmp_path, "crash", crashing, 2) == one
+
+
+# Starts shard worker processes on images in a folder, then: `killed`, dies (SIGKILL) while
+# they write a slow shard, having printed their pids; `interrupted`, gets Ctrl-C (SIGINT to
+# its process group) while they wait for work, and stops them. Arguments: MODE FOLDER.
+WORKERS = """
+import multiprocessing, os, signal, sys, time
+from PIL import Image
+from crashing_loader import SlowLoader
+from transforms.records import Box, ImageAnnotation
+from transforms.shard_pool import ShardPool
+from transforms.tfrecord_sink import ShardSettings
+mode, folder = sys.argv[1:]
+os.makedirs(f"{folder}/images")
+items = []
+for n in range(20):
+    Image.new("RGB", (8, 8)).save(f"{folder}/images/k{n}.png")
+    box = Box("cat", 1, 1, 5, 5, "s")
+    items.append((ImageAnnotation(f"k{n}.png", (f"a{n}",), (box,), split="train"), None))
+settings = ShardSettings(f"{folder}/out", f"{folder}/parts", None, 1)
+loader = SlowLoader(f"{folder}/images", 10_000, 10_000, delay=0.5 if mode == "killed" else 0)
+pool = ShardPool(2, settings, loader)
+task = pool.submit("train", 0, items, {"cat": 1})
+if mode == "killed":
+    time.sleep(2)
+    print(*[child.pid for child in multiprocessing.active_children()], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+task.result()
+try:
+    os.killpg(0, signal.SIGINT)
+    time.sleep(10)
+except KeyboardInterrupt:
+    pool.close()
+    print("interrupted")
+"""
+
+
+def _run_workers(tmp_path, mode: str) -> tuple[int, str, str]:
+    """Runs WORKERS in a session of its own, so that it and its processes alone get Ctrl-C;
+    (exit code, stdout, stderr). Its output goes to files: a worker left behind would hold
+    a pipe open."""
+    tests = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(tests.parent), str(tests), os.environ.get("PYTHONPATH", "")])
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", WORKERS, mode, str(tmp_path)],
+            env={**os.environ, "PYTHONPATH": path},
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+        code = process.wait(timeout=120)
+    return code, out.read_text(), err.read_text()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # Not a zombie.
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_worker_processes_stop_when_the_process_that_started_them_dies(tmp_path):
+    """A runner killed while its workers write (SIGKILL, an OOM kill, a scheduler's timeout)
+    leaves no process behind, nor one that goes on writing into the build it abandoned."""
+    code, stdout, stderr = _run_workers(tmp_path, "killed")
+    assert code == -signal.SIGKILL, stderr
+    pids = [int(pid) for pid in stdout.split()]
+    assert pids
+    deadline = time.monotonic() + 5  # The shard alone would take 10 s.
+    try:
+        while any(map(_running, pids)):
+            assert time.monotonic() < deadline, f"left running: {pids}"
+            time.sleep(0.1)
+    finally:
+        for pid in filter(_running, pids):
+            os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "out").exists()
+
+
+def test_worker_processes_leave_ctrl_c_to_the_runner(tmp_path):
+    """Ctrl-C reaches the workers too (one process group); waiting for work, they neither
+    die with a traceback each nor keep the runner from stopping them."""
+    code, stdout, stderr = _run_workers(tmp_path, "interrupted")
+    assert code == 0, stderr
+    assert stdout.split() == ["interrupted"]
+    assert "Traceback" not in stderr, stderr
+
+
+def test_closing_the_worker_processes_stops_a_shard_they_are_writing(tmp_path):
+    """Closing the workers (the step's teardown, after a failure or Ctrl-C) stops them at
+    once, rather than after the shards they are writing: nothing of those is wanted then,
+    and nothing is written once they are closed."""
+    from crashing_loader import SlowLoader
+    from PIL import Image
+
+    from transforms.shard_pool import ShardPool
+
+    (tmp_path / "images").mkdir()
+    items = []
+    for n in range(20):
+        Image.new("RGB", (8, 8)).save(tmp_path / "images" / f"k{n}.png")
+        annotation = ImageAnnotation(f"k{n}.png", (f"a{n}",), (box(1, 1, 5, 5),), split="train")
+        items.append((annotation, None))
+    settings = ShardSettings(str(tmp_path / "out"), str(tmp_path / "parts"), None, 1)
+    pool = ShardPool(2, settings, SlowLoader(str(tmp_path / "images"), 10_000, 10_000, delay=0.3))
+    task = pool.submit("train", 0, items, {"cat": 1})
+    time.sleep(2)  # The shard takes 6 s.
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 3
+    assert task.future.done()
+    time.sleep(1)
+    assert not (tmp_path / "out").exists()
 
 
 def test_progress_lines_report_done_total_and_rate(capsys):

@@ -10,19 +10,28 @@ the same bytes whichever process writes them: a shard is a pure function of its 
 label map and the settings.
 
 The workers start from a fork server that has imported the writing code once (`spawn`
-where there is none), never by forking the runner's process and its threads.
+where there is none), never by forking the runner's process and its threads, so they get
+what the runner's process holds only from it: the pipeline's options, with which Beam's
+filesystems reach object stores (an S3 endpoint and credentials, say). They live no longer
+than the pool: closed, or its process gone (killed, out of memory), they stop at once; Ctrl-C
+is the runner's to handle, which then closes the pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import forkserver
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.builds.reuse import Previous
 from transforms.images.loader import ImageLoader
@@ -35,15 +44,33 @@ if TYPE_CHECKING:
 _WRITER: ShardWriter | None = None
 
 
-def _start(settings: ShardSettings, loader: ImageLoader) -> None:
+def _start(
+    settings: ShardSettings,
+    loader: ImageLoader,
+    options: PipelineOptions | None,
+    pool_open: Connection,
+) -> None:
     from transforms.tfrecord_sink import ShardWriter  # It runs this pool: imported once started.
 
     global _WRITER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_stop_when_closed, args=(pool_open,), daemon=True).start()
+    if options is not None:
+        FileSystems.set_options(options)
     # A worker has a core of its own: threads would only contend for it, unless images
     # come from an object store, whose latency they hide.
     remote = FileSystems.get_scheme(loader.root) is not None
     _WRITER = ShardWriter(settings, loader, threads=remote)
     _WRITER.start()
+
+
+def _stop_when_closed(pool_open: Connection) -> None:
+    """Ends this worker, whatever it is writing, once nothing holds the other end of
+    `pool_open`: the pool closed it, or its process is gone. A shard left unfinished was never
+    emitted; its part file is the build's to remove."""
+    with contextlib.suppress(EOFError, OSError):
+        pool_open.recv_bytes()  # Nothing is ever sent.
+    os._exit(1)
 
 
 def _write(split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardWritten:
@@ -93,8 +120,15 @@ class ShardPool:
     """`count` worker processes writing shards with `settings` and `loader`."""
 
     def __init__(self, count: int, settings: ShardSettings, loader: ImageLoader):
+        context = _context()
+        pool_open, self._open = context.Pipe(duplex=False)
+        # The options Beam gave this process's filesystems; it has no public getter.
+        options = FileSystems._pipeline_options
         self._executor = ProcessPoolExecutor(
-            count, mp_context=_context(), initializer=_start, initargs=(settings, loader)
+            count,
+            mp_context=context,
+            initializer=_start,
+            initargs=(settings, loader, options, pool_open),
         )
 
     def submit(self, split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardTask:
@@ -102,5 +136,9 @@ class ShardPool:
         return ShardTask(split, shard, items, label_map, future, self)
 
     def close(self, wait: bool = True) -> None:
-        """Stops the workers; `wait`s for them to exit, unless the pool broke."""
+        """Stops the workers at once, and `wait`s for them to exit (unless the pool broke):
+        the step closes the pool when no shard is pending, or when it failed or was
+        interrupted, when what they write is not wanted and must not appear after the build's
+        files are removed."""
+        self._open.close()
         self._executor.shutdown(wait=wait, cancel_futures=True)
