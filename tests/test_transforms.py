@@ -424,3 +424,18 @@ def test_progress_lines_report_done_total_and_rate(capsys):
         "progress: 5/20 images",
         "progress: 10/20 images",
     ]
+
+
+@pytest.mark.parametrize(
+    "cpu_max, most", [("max 100000", None), ("150000 100000", 2), ("50000 100000", 1), ("", None)]
+)
+def test_worker_processes_fit_a_container_cpu_quota(tmp_path, cpu_max, most):
+    import os
+
+    from transforms.shard_pool import usable_cores
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(str(quota)) == (affinity if most is None else min(affinity, most))
+    assert usable_cores(str(tmp_path / "none")) == affinity

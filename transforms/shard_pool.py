@@ -20,6 +20,7 @@ is the runner's to handle, which then closes the pool.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -77,11 +78,22 @@ def _write(split: str, shard: int, items: list, label_map: dict[str, int]) -> Sh
     return _WRITER.write(split, shard, items, label_map)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, as `taskset` sets it), or all."""
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may run on: its affinity (as `taskset` sets it), or all, and no
+    more than a container's CPU quota allows (cgroup v2 `cpu.max`, as Docker's `--cpus` and
+    Kubernetes' CPU limits set it, rounded up)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    try:
+        with open(cpu_max) as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # No cgroup v2 quota here.
+    return cores
 
 
 def _context() -> multiprocessing.context.BaseContext:
