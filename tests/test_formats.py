@@ -275,3 +275,15 @@ def test_keep_empty_classes_keeps_declared_classes_without_objects(tmp_path):
     output = create(tmp_path, "--format", "yolo", "--annotations", data, "--keep-empty-classes")
     assert output["label_map"] == {"circle": 1, "square": 2, "triangle": 3, "hexagon": 4}
     assert output["manifest"]["classes"]["hexagon"] == {"id": 4, "objects": 0}
+
+
+def test_annotations_of_another_format_are_named_in_the_refusal(tmp_path, capsys):
+    """A folder of VOC XML given as COCO is refused in one line that says what it holds."""
+    code = run_create(
+        "--format", "coco", "--annotations", f"{SAMPLE}/annotations",
+        "--images", f"{SAMPLE}/images", "--output", tmp_path / "out",
+    )  # fmt: skip
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("; it holds voc annotations: --format voc?"), line
+    assert not (tmp_path / "out").exists()

@@ -352,12 +352,24 @@ def source_split_names(fmt: Format, files: list[str], root: str) -> tuple[str, .
     return tuple(sorted(names))
 
 
+def _what_it_is(request: Request, fmt: Format) -> str:
+    """What `--annotations` holds when it is not `fmt`, as `--format auto` tells it (a folder
+    of VOC XML given as coco): "; it holds voc annotations: --format voc?", or nothing."""
+    from transforms.readers.detect import detect_format  # It imports the readers.
+
+    try:
+        found = detect_format(request.annotations)
+    except (OSError, ValueError):
+        return ""
+    return f"; it holds {found} annotations: --format {found}?" if found != fmt.name else ""
+
+
 def locate_files(request: Request, fmt: Format) -> Source:
     """Annotation files of a file-based format, with images beside them unless --images."""
     pattern = annotation_pattern(request.annotations, fmt.folder_glob)
     files = matching_files(pattern)
     if not files:
-        raise UnusableSource(f"no annotation files match {pattern}")
+        raise UnusableSource(f"no annotation files match {pattern}{_what_it_is(request, fmt)}")
     root = annotations_root(pattern)
     options = ReaderOptions(
         images=request.images or root,
