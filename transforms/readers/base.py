@@ -6,7 +6,7 @@ it a folder holds, where its source splits come from, how its annotations are lo
 the job starts (`locate`) and the PTransform that reads them (`reader`). A reader is a
 PTransform from the pipeline's start to a dict of three PCollections: `annotations`
 (ImageAnnotation mentions; several may name one image), `errors` (ErrorRecords) and `classes`
-(ClassDeclarations: classes a source declares with its own ids).
+(ClassDeclarations: classes a source declares with its own ids), and may add `counts`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ from transforms.records import (
 
 ANNOTATIONS = "annotations"
 CLASSES = "classes"
+# Counts a reader may emit, as count dicts for the manifest: objects it leaves out on purpose
+# (`{"dropped": {class: n}}`), which are no errors.
+COUNTS = "counts"
 
 Record = ImageAnnotation | ErrorRecord | ClassDeclaration
 Parsed = Iterable[Record]
@@ -462,9 +465,9 @@ class ParseFiles(beam.PTransform):
             | "Parse"
             >> beam.ParDo(
                 _ParseFile(self._pattern, self._parse, self._options, self._split_of)
-            ).with_outputs(ERRORS, CLASSES, main=ANNOTATIONS)
+            ).with_outputs(ERRORS, CLASSES, COUNTS, main=ANNOTATIONS)
         )
-        return {ANNOTATIONS: parsed[ANNOTATIONS], ERRORS: parsed[ERRORS], CLASSES: parsed[CLASSES]}
+        return {tag: parsed[tag] for tag in (ANNOTATIONS, ERRORS, CLASSES, COUNTS)}
 
 
 def file_format(
