@@ -7,8 +7,6 @@ CSV" export. A row whose class and corners are all empty names an image without 
 from __future__ import annotations
 
 import csv
-import io
-import sys
 from typing import BinaryIO
 
 from transforms.paths import UnsafePathError
@@ -20,6 +18,7 @@ from transforms.readers.base import (
     guarded,
     image_key_for,
 )
+from transforms.readers.csv_rows import text_of
 from transforms.readers.values import declared_size, parse_number, undecodable
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
@@ -57,18 +56,6 @@ def _parse_row(
     )
 
 
-def _allow_fields_of(stream: BinaryIO) -> None:
-    """Raises the csv module's field size limit (128 KiB, process-wide) to the file's size:
-    a longer field would raise in the middle of the file. No field is longer than its
-    file, so memory stays bounded by the input."""
-    size = sys.maxsize
-    if stream.seekable():
-        here = stream.tell()
-        size = stream.seek(0, io.SEEK_END)
-        stream.seek(here)
-    csv.field_size_limit(max(csv.field_size_limit(), min(size + 1, sys.maxsize)))
-
-
 def _rows(source: str, reader: csv.DictReader, header: list[str], options: ReaderOptions) -> Parsed:
     """One annotation per row, each row its own error boundary; a row the csv module cannot
     read costs that row alone."""
@@ -100,10 +87,7 @@ def _rows(source: str, reader: csv.DictReader, header: list[str], options: Reade
 @file_boundary
 def parse_tf_csv(stream: BinaryIO, source: str, options: ReaderOptions | None = None) -> Parsed:
     """Yields one annotation per row, streaming, so a CSV of any size needs constant memory."""
-    _allow_fields_of(stream)
-    # Bytes that are not UTF-8 become U+FFFD, so one bad row is rejected, not the whole file.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.DictReader(text)
+    reader = csv.DictReader(text_of(stream))
     header = reader.fieldnames or []
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     if missing:
