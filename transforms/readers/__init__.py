@@ -15,7 +15,17 @@ if TYPE_CHECKING:
 
 # The names `formats()` returns, for `odrecords create --help`, which must not import the
 # readers (they import Beam); a test checks that the two agree.
-FORMAT_NAMES = ("coco", "createml", "csv", "labelbox", "labelme", "voc", "yolo", "yolo-keras")
+FORMAT_NAMES = (
+    "coco",
+    "createml",
+    "csv",
+    "labelbox",
+    "labelme",
+    "open-images",
+    "voc",
+    "yolo",
+    "yolo-keras",
+)
 
 
 def formats() -> dict[str, Format]:

@@ -182,6 +182,7 @@ class ReaderOptions:
     are named relative to it). `split_sources` are a format's own (split, path) pairs:
     YOLO's data.yaml entries, VOC's ImageSets lists. `class_names` maps class indexes to
     names for formats that store indexes; `extras` says whether masks and keypoints are read.
+    `classes_file` is a classes file a format reads itself (found or given).
     """
 
     images: str = ""
@@ -191,6 +192,7 @@ class ReaderOptions:
     source_splits: bool = False
     class_names: tuple[str, ...] = ()
     split_sources: tuple[tuple[str | None, str], ...] = ()
+    classes_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -364,6 +366,7 @@ def locate_files(request: Request, fmt: Format) -> Source:
         extras=request.extras,
         source_splits=request.source_splits,
         class_names=request.class_names,
+        classes_file=request.classes_file or "",
     )
     splits = source_split_names(fmt, files, root) if request.source_splits else ()
     return Source(pattern, options, splits)

@@ -4,7 +4,8 @@ A folder is recognised from the files directly in it or, when those say nothing,
 immediate sub-folders: a Roboflow download keeps its annotations in `train/`, `valid/` and
 `test/`, with only README.roboflow.txt and README.dataset.txt at the top. Documentation
 (README, licence) is never taken for annotations, and a `.txt` file counts only by what its
-lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines.
+lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines; a `.csv`
+by its first row.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.paths import open_regular
+from transforms.readers.csv_rows import first_row
 from transforms.readers.yolo import NAMES_FILES
 
 _SNIFF_BYTES = 1 << 16
@@ -38,6 +40,8 @@ _KERAS_FILE = "_annotations.txt"
 _NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _KERAS_BOX = re.compile(rf"^{_NUMBER}(?:,{_NUMBER}){{3}},\d+$")
 _YOLO_LINE = re.compile(rf"^\d+(?:\s+{_NUMBER}){{4,}}$")
+_TF_CSV_COLUMNS = {"filename", "class", "xmin", "ymin", "xmax", "ymax"}
+_OPEN_IMAGES_COLUMNS = {"ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"}
 
 
 def is_documentation(path: str) -> bool:
@@ -76,6 +80,23 @@ def sniff_text(path: str) -> str | None:
     return None
 
 
+def sniff_csv(path: str) -> str | None:
+    """The CSV formats by their first row: the TF Object Detection CSV's header or Open
+    Images' box header. A file of two columns is a class list (Open Images' class
+    descriptions), no annotations; any other CSV is taken for the TF CSV, whose check says
+    what its header lacks."""
+    with open_regular(path) as handle:
+        row = first_row(handle)
+    names = {cell.strip() for cell in row}
+    if _TF_CSV_COLUMNS <= names:
+        return "csv"
+    if _OPEN_IMAGES_COLUMNS <= names:
+        return "open-images"
+    if len(row) == 2:
+        return None
+    return "csv"
+
+
 def sniff_json(path: str) -> str:
     """Tells the JSON formats apart from the start of a file (a COCO file may be huge)."""
     with open_regular(path) as handle:
@@ -106,6 +127,8 @@ def _by_name(path: str) -> str | None:
         return sniff_json(path)
     if kind == "txt":
         return sniff_text(path)
+    if kind == "csv":
+        return sniff_csv(path)
     return kind
 
 
