@@ -19,6 +19,7 @@ FORMAT_NAMES = (
     "coco",
     "createml",
     "csv",
+    "kitti",
     "labelbox",
     "labelme",
     "open-images",

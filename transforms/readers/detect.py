@@ -4,8 +4,8 @@ A folder is recognised from the files directly in it or, when those say nothing,
 immediate sub-folders: a Roboflow download keeps its annotations in `train/`, `valid/` and
 `test/`, with only README.roboflow.txt and README.dataset.txt at the top. Documentation
 (README, licence) is never taken for annotations, and a `.txt` file counts only by what its
-lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines; a `.csv`
-by its first row.
+lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`), YOLO label lines or KITTI
+labels; a `.csv` by its first row.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ _KERAS_FILE = "_annotations.txt"
 _NUMBER = r"-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _KERAS_BOX = re.compile(rf"^{_NUMBER}(?:,{_NUMBER}){{3}},\d+$")
 _YOLO_LINE = re.compile(rf"^\d+(?:\s+{_NUMBER}){{4,}}$")
+# KITTI: a type name, then 14 numbers (15 with a score).
+_KITTI_LINE = re.compile(rf"^[A-Za-z_]\S*(?:\s+{_NUMBER}){{14,15}}$")
 _TF_CSV_COLUMNS = {"filename", "class", "xmin", "ymin", "xmax", "ymax"}
 _OPEN_IMAGES_COLUMNS = {"ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"}
 
@@ -77,6 +79,8 @@ def sniff_text(path: str) -> str | None:
         return "yolo-keras"
     if all(_YOLO_LINE.match(line) for line in lines):
         return "yolo"
+    if all(_KITTI_LINE.match(line) for line in lines):
+        return "kitti"
     return None
 
 
@@ -193,4 +197,9 @@ def detect_format(path: str) -> str:
         found = _in_folder(candidate)
         if found:
             return found
+    # KITTI's root: `training/label_2/`, or a folder per split, one level further down.
+    nested = FileSystems.match([FileSystems.join(folder, "*", "label_2", "*.txt")])[0]
+    labels = sorted(m.path for m in nested.metadata_list)[:_SNIFF_FILES]
+    if _first_known(labels) == "kitti":
+        return "kitti"
     raise ValueError(f"found no annotation files in {path} nor in its sub-folders")
