@@ -153,6 +153,12 @@ def create_parser() -> Parser:
     )
     parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
+    parser.add_argument(
+        "--via-class-attribute",
+        dest="via_class_attribute",
+        metavar="NAME",
+        help="the VIA region attribute that names each region's class (default: the only one)",
+    )
     for flag, text in [
         ("--detach", "submit the job to a remote runner and exit without waiting"),
         (

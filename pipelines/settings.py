@@ -427,6 +427,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         classes_file=values.get("classes"),
         class_names=_read_option_file(values, "classes", read_names) or (),
         source_splits=splits is None,
+        class_attribute=values.get("via_class_attribute"),
         extras=Extras(
             masks=bool(values.get("include_masks")),
             keypoints=bool(values.get("include_keypoints")),

@@ -23,6 +23,7 @@ FORMAT_NAMES = (
     "labelbox",
     "labelme",
     "open-images",
+    "via",
     "voc",
     "yolo",
     "yolo-keras",

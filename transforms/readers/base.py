@@ -182,7 +182,8 @@ class ReaderOptions:
     are named relative to it). `split_sources` are a format's own (split, path) pairs:
     YOLO's data.yaml entries, VOC's ImageSets lists. `class_names` maps class indexes to
     names for formats that store indexes; `extras` says whether masks and keypoints are read.
-    `classes_file` is a classes file a format reads itself (found or given).
+    `classes_file` is a classes file a format reads itself (found or given), and
+    `class_attribute` the attribute a format's regions name their class by.
     """
 
     images: str = ""
@@ -193,12 +194,14 @@ class ReaderOptions:
     class_names: tuple[str, ...] = ()
     split_sources: tuple[tuple[str | None, str], ...] = ()
     classes_file: str = ""
+    class_attribute: str = ""
 
 
 @dataclass(frozen=True)
 class Request:
     """What the user asked for: `annotations` as given, `images` when given, class names
-    from `--classes`, and whether the source's own splits are wanted."""
+    from `--classes`, whether the source's own splits are wanted, and the region attribute
+    that names classes (`--via-class-attribute`)."""
 
     annotations: str
     images: str | None = None
@@ -206,6 +209,7 @@ class Request:
     class_names: tuple[str, ...] = ()
     source_splits: bool = False
     extras: Extras = Extras()
+    class_attribute: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,7 @@ def locate_files(request: Request, fmt: Format) -> Source:
         source_splits=request.source_splits,
         class_names=request.class_names,
         classes_file=request.classes_file or "",
+        class_attribute=request.class_attribute or "",
     )
     splits = source_split_names(fmt, files, root) if request.source_splits else ()
     return Source(pattern, options, splits)

@@ -106,6 +106,12 @@ def sniff_json(path: str) -> str:
     with open_regular(path) as handle:
         head = handle.read(_SNIFF_BYTES).decode("utf-8-sig", errors="replace").lstrip()
     if head.startswith("{"):
+        # VIA: a project, or its export keyed by file name and size.
+        entry = '"regions"' in head and '"filename"' in head
+        if '"_via_img_metadata"' in head or (
+            entry and ('"file_attributes"' in head or '"shape_attributes"' in head)
+        ):
+            return "via"
         # LabelMe writes `shapes` before `imagePath`, so with large shapes only theirs show.
         if '"shapes"' in head and ('"imagePath"' in head or '"shape_type"' in head):
             return "labelme"
