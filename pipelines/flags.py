@@ -151,7 +151,11 @@ def create_parser() -> Parser:
         f"converting them again; {STAT} (default): unchanged when the annotations and the image "
         "file's size and modification time are; content: when the image's sha256 is; off",
     )
-    parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
+    parser.add_argument(
+        "--classes",
+        help="class names, one per line (YOLO formats), or a classes CSV (Open Images' class "
+        "descriptions, RetinaNet's class_name,id)",
+    )
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     parser.add_argument(
         "--via-class-attribute",

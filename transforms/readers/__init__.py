@@ -23,6 +23,7 @@ FORMAT_NAMES = (
     "labelbox",
     "labelme",
     "open-images",
+    "retinanet-csv",
     "via",
     "voc",
     "yolo",

@@ -42,6 +42,7 @@ _KERAS_BOX = re.compile(rf"^{_NUMBER}(?:,{_NUMBER}){{3}},\d+$")
 _YOLO_LINE = re.compile(rf"^\d+(?:\s+{_NUMBER}){{4,}}$")
 # KITTI: a type name, then 14 numbers (15 with a score).
 _KITTI_LINE = re.compile(rf"^[A-Za-z_]\S*(?:\s+{_NUMBER}){{14,15}}$")
+_NUMBER_OR_EMPTY = re.compile(rf"^\s*(?:{_NUMBER})?\s*$")
 _TF_CSV_COLUMNS = {"filename", "class", "xmin", "ymin", "xmax", "ymax"}
 _OPEN_IMAGES_COLUMNS = {"ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"}
 
@@ -85,10 +86,11 @@ def sniff_text(path: str) -> str | None:
 
 
 def sniff_csv(path: str) -> str | None:
-    """The CSV formats by their first row: the TF Object Detection CSV's header or Open
-    Images' box header. A file of two columns is a class list (Open Images' class
-    descriptions), no annotations; any other CSV is taken for the TF CSV, whose check says
-    what its header lacks."""
+    """The CSV formats by their first row: the TF Object Detection CSV's header, Open Images'
+    box header, or RetinaNet's header-less `path,x1,y1,x2,y2,class` (corners numbers, or all
+    empty for an image without objects). A file of two columns is a class list (RetinaNet's
+    classes, Open Images' class descriptions), no annotations; any other CSV is taken for the
+    TF CSV, whose check says what its header lacks."""
     with open_regular(path) as handle:
         row = first_row(handle)
     names = {cell.strip() for cell in row}
@@ -98,6 +100,8 @@ def sniff_csv(path: str) -> str | None:
         return "open-images"
     if len(row) == 2:
         return None
+    if len(row) >= 6 and all(_NUMBER_OR_EMPTY.match(cell) for cell in row[1:5]):
+        return "retinanet-csv"
     return "csv"
 
 
