@@ -4,6 +4,7 @@ objects; bad rows are errors; a RetinaNet file given as the TF CSV is refused wi
 
 import csv
 import io
+import zipfile
 
 import pytest
 from conftest import read_output, run_create
@@ -162,6 +163,20 @@ def test_wrong_formats_are_refused_with_the_right_one(tmp_path, capsys):
     )
     assert code == 2
     assert "it is a TF Object Detection CSV: --format csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["retinanet-csv", "auto", "coco"])
+def test_a_zip_is_refused_unread(tmp_path, capsys, fmt):
+    archive = tmp_path / "dataset.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("train/_annotations.csv", "a.jpg,1,2,3,4,cat\n")
+    code = run_create("--format", fmt, "--annotations", archive, "--output", tmp_path / "o")
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"odrecords create: error: --annotations {archive} is a .zip archive: unzip it first"
+    ]
+    assert not (tmp_path / "o").exists()
 
 
 def test_auto_tells_csv_formats_apart_and_passes_over_class_lists(tmp_path):
