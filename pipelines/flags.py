@@ -170,7 +170,7 @@ def create_parser() -> Parser:
             "write each build as a new version in OUTPUT/versions/ and publish it by rewriting "
             "the pointer OUTPUT/LATEST last (for scheduled rebuilds read while they run)",
         ),
-        ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox polygons)"),
+        ("--include-masks", "write instance masks (COCO, LabelMe, Labelbox and VIA polygons)"),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),
     ]:
