@@ -239,9 +239,14 @@ def test_box_files_without_the_header_are_refused(tmp_path, capsys):
     assert "found a,b" in err
 
 
-def test_auto_detects_a_box_file_and_passes_over_descriptions(tmp_path):
+def test_auto_detects_a_box_file_and_passes_over_other_csvs(tmp_path):
     write_open_images(str(tmp_path), dict.fromkeys(sample_boxes(), "train"))
+    # Sorted before the box files: the download's image list, and the class descriptions.
+    ids = tmp_path / "annotations" / "image_ids_and_rotation.csv"
+    ids.write_text("ImageID,Subset,OriginalURL,Rotation\nshapes-001,train,https://x,0\n")
     assert detect_format(str(tmp_path / "annotations")) == "open-images"
+    # Named alone, a CSV of no known kind is taken for the TF CSV, whose check explains.
+    assert detect_format(str(ids)) == "csv"
 
 
 # Any cells in rows of the header's length, and rows of any length.

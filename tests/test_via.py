@@ -218,6 +218,12 @@ def test_auto_detects_projects_and_exports(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "export.json").write_text(json.dumps(metadata))
     assert detect_format(str(tmp_path / "b" / "export.json")) == "via"
+    # VIA's CSV export beside its JSON export is no CSV format odrecords reads.
+    (tmp_path / "b" / "via_export_csv.csv").write_text(
+        "filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,"
+        'region_attributes\na.jpg,1,"{}",0,0,"{}","{}"\n'
+    )
+    assert detect_format(str(tmp_path / "b")) == "via"
 
 
 shapes = st.one_of(

@@ -88,9 +88,8 @@ def sniff_text(path: str) -> str | None:
 def sniff_csv(path: str) -> str | None:
     """The CSV formats by their first row: the TF Object Detection CSV's header, Open Images'
     box header, or RetinaNet's header-less `path,x1,y1,x2,y2,class` (corners numbers, or all
-    empty for an image without objects). A file of two columns is a class list (RetinaNet's
-    classes, Open Images' class descriptions), no annotations; any other CSV is taken for the
-    TF CSV, whose check says what its header lacks."""
+    empty for an image without objects); None for any other CSV (a class list, Open Images'
+    image list, VIA's CSV export), so a folder's other files are looked at first."""
     with open_regular(path) as handle:
         row = first_row(handle)
     names = {cell.strip() for cell in row}
@@ -98,11 +97,9 @@ def sniff_csv(path: str) -> str | None:
         return "csv"
     if _OPEN_IMAGES_COLUMNS <= names:
         return "open-images"
-    if len(row) == 2:
-        return None
     if len(row) >= 6 and all(_NUMBER_OR_EMPTY.match(cell) for cell in row[1:5]):
         return "retinanet-csv"
-    return "csv"
+    return None
 
 
 def sniff_json(path: str) -> str:
@@ -176,6 +173,10 @@ def _in_folder(folder: str) -> str | None:
         found = _first_known(matches[:_SNIFF_FILES])
         if found:
             return found
+    # CSV files of no known kind, beside no other annotations: the TF CSV's check says what
+    # their first rows lack.
+    if any(f.lower().endswith(".csv") and not is_documentation(f) for f in files):
+        return "csv"
     # Class names without annotation files beside them: labels are in sub-folders, the
     # Ultralytics way (labels/train/...).
     return "yolo" if names & set(NAMES_FILES) else None
@@ -201,6 +202,8 @@ def detect_format(path: str) -> str:
         found = _by_name(path)
         if found:
             return found
+        if path.lower().endswith(".csv"):
+            return "csv"  # Named alone: the TF CSV's check says what its first row lacks.
         raise ValueError(f"cannot tell the annotation format of {path}")
     folder = path.rstrip("/")
     for candidate in [folder, *_sub_folders(folder)]:
