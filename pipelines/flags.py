@@ -151,12 +151,17 @@ def create_parser() -> Parser:
         f"converting them again; {STAT} (default): unchanged when the annotations and the image "
         "file's size and modification time are; content: when the image's sha256 is; off",
     )
-    parser.add_argument("--classes", help="class names, one per line (YOLO formats)")
+    parser.add_argument(
+        "--classes",
+        help="class names, one per line (YOLO formats), or a classes CSV (Open Images' class "
+        "descriptions, RetinaNet's class_name,id)",
+    )
     parser.add_argument(
         "--class-attribute",
         dest="class_attribute",
         help="CVAT: take an object's class from this attribute's value (its label where it "
-        "has none)",
+        "has none); VIA: the region attribute that names each region's class (default: the "
+        "only one)",
     )
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
     for flag, text in [
@@ -168,8 +173,8 @@ def create_parser() -> Parser:
         ),
         (
             "--include-masks",
-            "write instance masks (COCO, LabelMe, Labelbox, CVAT, Label Studio polygons and "
-            "brushes, YOLO-seg polygons)",
+            "write instance masks (COCO, LabelMe, Labelbox, CVAT, VIA, Label Studio polygons "
+            "and brushes, YOLO-seg polygons)",
         ),
         ("--include-keypoints", "write COCO keypoints"),
         ("--keep-empty-classes", "keep declared classes without objects in the label map"),

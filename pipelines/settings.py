@@ -349,6 +349,22 @@ def _read_option_file(values: dict, key: str, read):
         raise UsageError(f"--{key.replace('_', '-')} {path}: {error}") from None
 
 
+_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
+def _refuse_archive(flag: str, path: str) -> None:
+    """Annotations or images given as an archive (a Roboflow or Kaggle download) are refused
+    in one line: nothing is read from inside archives, and without this the job would read
+    the zip as a broken annotation file and end with nothing written."""
+    if is_local(path) and os.path.isdir(path):
+        return
+    name = path.rstrip("/").lower()
+    for suffix in _ARCHIVES:
+        if name.endswith(suffix):
+            verb = "unzip" if suffix == ".zip" else "unpack"
+            raise UsageError(f"{flag} {path} is a {suffix} archive: {verb} it first")
+
+
 def _limit(values: dict, key: str, default: int) -> int:
     """A shard count or image limit: a whole number >= 1, from a flag or the config. 0 is
     refused rather than read as "the default" or "no limit": either would be a guess."""
@@ -402,6 +418,9 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         if isinstance(values.get(key), str) and is_local(values[key]):
             values[key] = os.path.abspath(values[key])
     fmt, annotations, output = values["format"], values["annotations"], values["output"]
+    _refuse_archive("--annotations", annotations)
+    if values.get("images"):
+        _refuse_archive("--images", values["images"])
     if fmt == "auto":
         try:
             fmt = detect_format(annotations)
@@ -433,8 +452,8 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         ),
         class_attribute=values.get("class_attribute") or "",
     )
-    if request.class_attribute and fmt != "cvat":
-        raise UsageError(f"--class-attribute is read by --format cvat only, not {fmt}")
+    if request.class_attribute and fmt not in ("cvat", "via"):
+        raise UsageError(f"--class-attribute is read by --format cvat and via only, not {fmt}")
     try:
         source = known[fmt].find(request)
     except (OSError, UnusableSource) as error:

@@ -15,6 +15,8 @@ import tensorflow as tf
 from conftest import SAMPLE, build_folder, example_boxes, read_output, run_create
 from PIL import Image
 
+from transforms.readers import FORMAT_NAMES
+
 SAMPLE_VOC = [
     "--format",
     "voc",
@@ -535,7 +537,7 @@ def test_console_command_and_module_entry_point(tmp_path):
     assert (
         usage.stderr.strip().splitlines()[-1]
         == "odrecords create: error: unknown format 'nope'; choose one of "
-        "coco, createml, csv, cvat, labelbox, labelme, labelstudio, voc, yolo, yolo-keras, auto"
+        f"{', '.join(FORMAT_NAMES)}, auto"
     )
     done = subprocess.run(
         [

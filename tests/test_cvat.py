@@ -312,7 +312,7 @@ def test_class_attribute_is_refused_for_other_formats(tmp_path, capsys):
         "--class-attribute", "model",
     )  # fmt: skip
     assert code == 2
-    assert "--class-attribute is read by --format cvat only" in capsys.readouterr().err
+    assert "--class-attribute is read by --format cvat and via only" in capsys.readouterr().err
 
 
 def test_auto_recognises_cvat_and_voc_refuses_it(tmp_path, capsys):

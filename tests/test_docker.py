@@ -62,6 +62,10 @@ def test_flex_template_launches_create_with_parameters_it_accepts():
         assert action.nargs != 0, parameter["name"]
         for choice in action.choices or ():
             assert any(re.fullmatch(r, choice) for r in parameter["regexes"]), choice
+    from transforms.readers import FORMAT_NAMES
+
+    (formats,) = next(p for p in metadata["parameters"] if p["name"] == "format")["regexes"]
+    assert all(re.fullmatch(formats, name) for name in (*FORMAT_NAMES, "auto"))
 
 
 def test_setup_py_works_as_beams_setup_file(tmp_path):

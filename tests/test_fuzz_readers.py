@@ -34,7 +34,7 @@ from transforms.readers.labelbox import parse_labelbox
 from transforms.readers.labelme import parse_labelme
 from transforms.readers.read_annotations import ReadAnnotations
 from transforms.readers.tf_csv import parse_tf_csv
-from transforms.readers.voc import _ListedStems, parse_voc
+from transforms.readers.voc import ListedStems, parse_voc
 from transforms.readers.yolo import _ListImages, load_dataset, parse_yolo_labels
 from transforms.readers.yolo_keras import parse_keras_file
 from transforms.records import ERRORS, ClassDeclaration, ErrorRecord, Extras, ImageAnnotation
@@ -475,7 +475,7 @@ def test_list_files(data):
             handle.write(data)
         options = ReaderOptions(images=folder, annotations_root=folder, source_splits=True)
         outputs = [
-            *_ListedStems().process(("train", path)),
+            *ListedStems().process(("train", path)),
             *_ListImages(options).process(("train", path)),
         ]
     for item in outputs:

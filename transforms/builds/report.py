@@ -398,7 +398,7 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"written + {images['rejected']} rejected. Objects: {objects['read']} read"
         f"{copies_text(objects)} = {objects['written']} written + {objects['rejected']} "
         f"rejected + {objects['dropped']} dropped by the class "
-        f"map ({objects['clipped']} clipped to the image).",
+        f"map or the format ({objects['clipped']} clipped to the image).",
         *_card_lost(manifest),
         *_card_warnings(images),
         *_card_duplicates(manifest["duplicates"]),

@@ -6,7 +6,7 @@ it a folder holds, where its source splits come from, how its annotations are lo
 the job starts (`locate`) and the PTransform that reads them (`reader`). A reader is a
 PTransform from the pipeline's start to a dict of three PCollections: `annotations`
 (ImageAnnotation mentions; several may name one image), `errors` (ErrorRecords) and `classes`
-(ClassDeclarations: classes a source declares with its own ids).
+(ClassDeclarations: classes a source declares with its own ids), and may add `counts`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ from transforms.records import (
 
 ANNOTATIONS = "annotations"
 CLASSES = "classes"
+# Counts a reader may emit, as count dicts for the manifest: objects it leaves out on purpose
+# (`{"dropped": {class: n}}`), which are no errors.
+COUNTS = "counts"
 
 Record = ImageAnnotation | ErrorRecord | ClassDeclaration
 Parsed = Iterable[Record]
@@ -179,8 +182,9 @@ class ReaderOptions:
     are named relative to it). `split_sources` are a format's own (split, path) pairs:
     YOLO's data.yaml entries, VOC's ImageSets lists. `class_names` maps class indexes to
     names for formats that store indexes; `extras` says whether masks and keypoints are read;
-    `class_attribute` names the object attribute that holds the class, where a format has
-    attributes (CVAT).
+    `classes_file` is a classes file a format reads itself (found or given), and
+    `class_attribute` the attribute that holds an object's class, where a format has
+    attributes (CVAT objects, VIA regions).
     """
 
     images: str = ""
@@ -190,6 +194,7 @@ class ReaderOptions:
     source_splits: bool = False
     class_names: tuple[str, ...] = ()
     split_sources: tuple[tuple[str | None, str], ...] = ()
+    classes_file: str = ""
     class_attribute: str = ""
 
 
@@ -378,6 +383,8 @@ def locate_files(request: Request, fmt: Format) -> Source:
         extras=request.extras,
         source_splits=request.source_splits,
         class_names=request.class_names,
+        classes_file=request.classes_file or "",
+        class_attribute=request.class_attribute or "",
     )
     splits = source_split_names(fmt, files, root) if request.source_splits else ()
     return Source(pattern, options, splits)
@@ -479,9 +486,9 @@ class ParseFiles(beam.PTransform):
             | "Parse"
             >> beam.ParDo(
                 _ParseFile(self._pattern, self._parse, self._options, self._split_of)
-            ).with_outputs(ERRORS, CLASSES, main=ANNOTATIONS)
+            ).with_outputs(ERRORS, CLASSES, COUNTS, main=ANNOTATIONS)
         )
-        return {ANNOTATIONS: parsed[ANNOTATIONS], ERRORS: parsed[ERRORS], CLASSES: parsed[CLASSES]}
+        return {tag: parsed[tag] for tag in (ANNOTATIONS, ERRORS, CLASSES, COUNTS)}
 
 
 def file_format(

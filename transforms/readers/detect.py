@@ -4,8 +4,9 @@ A folder is recognised from the files directly in it or, when those say nothing,
 immediate sub-folders: a Roboflow download keeps its annotations in `train/`, `valid/` and
 `test/`, with only README.roboflow.txt and README.dataset.txt at the top. Documentation
 (README, licence) is never taken for annotations, and a `.txt` file counts only by what its
-lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`) or YOLO label lines. An `.xml`
-file is CVAT's when its root is `<annotations>` followed by `<version>` or `<meta>`, else VOC.
+lines are: keras-yolo3 lines (`path x1,y1,x2,y2,class ...`), YOLO label lines or KITTI
+labels; a `.csv` by its first row. An `.xml` file is CVAT's when its root is `<annotations>`
+followed by `<version>` or `<meta>`, else VOC.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.paths import open_regular
+from transforms.readers.csv_rows import first_row
 from transforms.readers.cvat import looks_like_cvat
 from transforms.readers.yolo import NAMES_FILES
 
@@ -46,6 +48,11 @@ _LABEL_STUDIO = re.compile(
     r'"(rectanglelabels|polygonlabels|brushlabels|original_width|was_cancelled|from_name|'
     r'annotation_id)"\s*:|"data"\s*:\s*\{'
 )
+# KITTI: a type name, then 14 numbers (15 with a score).
+_KITTI_LINE = re.compile(rf"^[A-Za-z_]\S*(?:\s+{_NUMBER}){{14,15}}$")
+_NUMBER_OR_EMPTY = re.compile(rf"^\s*(?:{_NUMBER})?\s*$")
+_TF_CSV_COLUMNS = {"filename", "class", "xmin", "ymin", "xmax", "ymax"}
+_OPEN_IMAGES_COLUMNS = {"ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"}
 
 
 def is_documentation(path: str) -> bool:
@@ -81,6 +88,25 @@ def sniff_text(path: str) -> str | None:
         return "yolo-keras"
     if all(_YOLO_LINE.match(line) for line in lines):
         return "yolo"
+    if all(_KITTI_LINE.match(line) for line in lines):
+        return "kitti"
+    return None
+
+
+def sniff_csv(path: str) -> str | None:
+    """The CSV formats by their first row: the TF Object Detection CSV's header, Open Images'
+    box header, or RetinaNet's header-less `path,x1,y1,x2,y2,class` (corners numbers, or all
+    empty for an image without objects); None for any other CSV (a class list, Open Images'
+    image list, VIA's CSV export), so a folder's other files are looked at first."""
+    with open_regular(path) as handle:
+        row = first_row(handle)
+    names = {cell.strip() for cell in row}
+    if _TF_CSV_COLUMNS <= names:
+        return "csv"
+    if _OPEN_IMAGES_COLUMNS <= names:
+        return "open-images"
+    if len(row) >= 6 and all(_NUMBER_OR_EMPTY.match(cell) for cell in row[1:5]):
+        return "retinanet-csv"
     return None
 
 
@@ -89,6 +115,12 @@ def sniff_json(path: str) -> str:
     with open_regular(path) as handle:
         head = handle.read(_SNIFF_BYTES).decode("utf-8-sig", errors="replace").lstrip()
     if head.startswith("{"):
+        # VIA: a project, or its export keyed by file name and size.
+        entry = '"regions"' in head and '"filename"' in head
+        if '"_via_img_metadata"' in head or (
+            entry and ('"file_attributes"' in head or '"shape_attributes"' in head)
+        ):
+            return "via"
         # LabelMe writes `shapes` before `imagePath`, so with large shapes only theirs show.
         if '"shapes"' in head and ('"imagePath"' in head or '"shape_type"' in head):
             return "labelme"
@@ -120,6 +152,8 @@ def _by_name(path: str) -> str | None:
         return sniff_json(path)
     if kind == "txt":
         return sniff_text(path)
+    if kind == "csv":
+        return sniff_csv(path)
     return kind
 
 
@@ -153,6 +187,10 @@ def _in_folder(folder: str) -> str | None:
         found = _first_known(matches[:_SNIFF_FILES])
         if found:
             return found
+    # CSV files of no known kind, beside no other annotations: the TF CSV's check says what
+    # their first rows lack.
+    if any(f.lower().endswith(".csv") and not is_documentation(f) for f in files):
+        return "csv"
     # Class names without annotation files beside them: labels are in sub-folders, the
     # Ultralytics way (labels/train/...).
     return "yolo" if names & set(NAMES_FILES) else None
@@ -178,10 +216,17 @@ def detect_format(path: str) -> str:
         found = _by_name(path)
         if found:
             return found
+        if path.lower().endswith(".csv"):
+            return "csv"  # Named alone: the TF CSV's check says what its first row lacks.
         raise ValueError(f"cannot tell the annotation format of {path}")
     folder = path.rstrip("/")
     for candidate in [folder, *_sub_folders(folder)]:
         found = _in_folder(candidate)
         if found:
             return found
+    # KITTI's root: `training/label_2/`, or a folder per split, one level further down.
+    nested = FileSystems.match([FileSystems.join(folder, "*", "label_2", "*.txt")])[0]
+    labels = sorted(m.path for m in nested.metadata_list)[:_SNIFF_FILES]
+    if _first_known(labels) == "kitti":
+        return "kitti"
     raise ValueError(f"found no annotation files in {path} nor in its sub-folders")

@@ -3,7 +3,7 @@
 `ReadAnnotations` runs the format's reader, then applies what all formats share: the checks
 of every record a reader produced (`check_annotation`, `check_declaration`) and the class
 map. Its outputs are `annotations`, `errors`, `classes` (classes declared with the source's
-own ids) and `counts` (for the manifest).
+own ids) and `counts` (for the manifest: objects the class map or the reader dropped).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import apache_beam as beam
 
 from transforms.encode import writable_float, writable_int
 from transforms.label_map import usable_class_name
-from transforms.readers.base import ANNOTATIONS, CLASSES, Format, ReaderOptions
+from transforms.readers.base import ANNOTATIONS, CLASSES, COUNTS, Format, ReaderOptions
 from transforms.readers.class_map import DROPPED, ApplyClassMap, rename_declaration
 from transforms.records import (
     ERRORS,
@@ -34,7 +34,6 @@ from transforms.records import (
     writable_text,
 )
 
-COUNTS = "counts"
 _VISIBILITIES = (0, 1, 2)  # COCO: unlabeled, labeled but hidden, visible.
 
 
@@ -256,11 +255,15 @@ class ReadAnnotations(beam.PTransform):
             beam.Flatten()
         )
         annotations, classes = annotations[ANNOTATIONS], classes[CLASSES]
-        counts = pbegin | "NoCounts" >> beam.Create([])
+        counts = [read[COUNTS]] if COUNTS in read else []
         if self._class_map:
             mapped = annotations | "ClassMap" >> beam.ParDo(
                 ApplyClassMap(self._class_map)
             ).with_outputs(DROPPED, main=ANNOTATIONS)
-            annotations, counts = mapped[ANNOTATIONS], mapped[DROPPED]
+            annotations = mapped[ANNOTATIONS]
+            counts.append(mapped[DROPPED])
             classes = classes | "RenameClasses" >> beam.FlatMap(rename_declaration, self._class_map)
-        return {ANNOTATIONS: annotations, ERRORS: errors, CLASSES: classes, COUNTS: counts}
+        if not counts:
+            counts.append(pbegin | "NoCounts" >> beam.Create([]))
+        counted = tuple(counts) | "ReadCounts" >> beam.Flatten()
+        return {ANNOTATIONS: annotations, ERRORS: errors, CLASSES: classes, COUNTS: counted}

@@ -7,24 +7,54 @@ CSV" export. A row whose class and corners are all empty names an image without 
 from __future__ import annotations
 
 import csv
-import io
-import sys
+import re
+from collections.abc import Sequence
 from typing import BinaryIO
 
 from transforms.paths import UnsafePathError
 from transforms.readers.base import (
+    Format,
     Parsed,
     ReaderOptions,
+    Request,
+    Source,
     file_boundary,
     file_format,
     guarded,
     image_key_for,
+    locate_files,
+    matching_files,
 )
+from transforms.readers.csv_rows import refuse_unless_one_reads, shown_row, text_of
 from transforms.readers.values import declared_size, parse_number, undecodable
 from transforms.records import STAGE_READ, Box, ErrorRecord, ImageAnnotation, excerpt
 
+HEADER = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 REQUIRED_COLUMNS = ("filename", "class", "xmin", "ymin", "xmax", "ymax")
 _BOX_COLUMNS = ("class", "xmin", "ymin", "xmax", "ymax")
+_NUMBER_OR_EMPTY = re.compile(r"^\s*(-?\d+(\.\d*)?([eE][-+]?\d+)?)?\s*$")
+# The columns of Open Images' box files that tell them apart.
+_OPEN_IMAGES_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
+
+
+def other_format(header: Sequence[str]) -> str:
+    """The format a CSV that is not a TF Object Detection CSV may be in, as a hint: Open Images
+    boxes by their header, RetinaNet CSV by a first row of six columns with corners that are
+    numbers (or empty, for an image without objects)."""
+    if all(column in header for column in _OPEN_IMAGES_COLUMNS):
+        return "; it is Open Images boxes: --format open-images"
+    if len(header) == 6 and all(_NUMBER_OR_EMPTY.match(cell) for cell in header[1:5]):
+        return "; with no header and 6 columns it may be RetinaNet CSV: --format retinanet-csv"
+    return ""
+
+
+def header_problem(header: Sequence[str]) -> str | None:
+    """Why a first row is not a TF Object Detection CSV's header, or None."""
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if not missing:
+        return None
+    found = shown_row(list(header))[:50]
+    return f"missing CSV columns: {', '.join(missing)}; found {found}{other_format(header)}"
 
 
 def _parse_row(
@@ -55,18 +85,6 @@ def _parse_row(
         width=declared_size(cells.get("width")),
         height=declared_size(cells.get("height")),
     )
-
-
-def _allow_fields_of(stream: BinaryIO) -> None:
-    """Raises the csv module's field size limit (128 KiB, process-wide) to the file's size:
-    a longer field would raise in the middle of the file. No field is longer than its
-    file, so memory stays bounded by the input."""
-    size = sys.maxsize
-    if stream.seekable():
-        here = stream.tell()
-        size = stream.seek(0, io.SEEK_END)
-        stream.seek(here)
-    csv.field_size_limit(max(csv.field_size_limit(), min(size + 1, sys.maxsize)))
 
 
 def _rows(source: str, reader: csv.DictReader, header: list[str], options: ReaderOptions) -> Parsed:
@@ -100,14 +118,11 @@ def _rows(source: str, reader: csv.DictReader, header: list[str], options: Reade
 @file_boundary
 def parse_tf_csv(stream: BinaryIO, source: str, options: ReaderOptions | None = None) -> Parsed:
     """Yields one annotation per row, streaming, so a CSV of any size needs constant memory."""
-    _allow_fields_of(stream)
-    # Bytes that are not UTF-8 become U+FFFD, so one bad row is rejected, not the whole file.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.DictReader(text)
+    reader = csv.DictReader(text_of(stream))
     header = reader.fieldnames or []
-    missing = [column for column in REQUIRED_COLUMNS if column not in header]
-    if missing:
-        yield ErrorRecord(source, None, STAGE_READ, f"missing CSV columns: {', '.join(missing)}")
+    problem = header_problem(header)
+    if problem:
+        yield ErrorRecord(source, None, STAGE_READ, problem)
         return
     yield from _rows(source, reader, list(header), options or ReaderOptions())
 
@@ -116,4 +131,22 @@ def _parse_file(handle: BinaryIO, path: str, options: ReaderOptions) -> Parsed:
     return parse_tf_csv(handle, path, options)
 
 
-FORMAT = file_format("csv", "*.csv", _parse_file)
+def _locate(request: Request, fmt: Format) -> Source:
+    """The CSV files, refused before the job starts when none has the header: the columns
+    expected and those found, and the format the file may be in instead."""
+    source = locate_files(request, fmt)
+
+    def problem(row: list[str]) -> str | None:
+        if header_problem(row) is None:
+            return None
+        return (
+            f"not a TF Object Detection CSV: its header must name {','.join(HEADER)}; found "
+            f"{shown_row(row)}{other_format(row)}"
+        )
+
+    files = matching_files(source.pattern)
+    refuse_unless_one_reads(files, source.pattern, source.options.annotations_root, problem)
+    return source
+
+
+FORMAT = file_format("csv", "*.csv", _parse_file, locate=_locate)

@@ -165,7 +165,7 @@ def _locate(request: Request, fmt: Format) -> Source:
     return Source(plain.pattern, options, tuple(split for split, _ in lists))
 
 
-class _ListedStems(beam.DoFn):
+class ListedStems(beam.DoFn):
     """(split, ImageSets list) → (annotation file stem, split) for each listed id; a list
     that cannot be read, and each line holding bytes that are not UTF-8, is an error record
     (the annotation that line names gets no split from it)."""
@@ -191,12 +191,34 @@ class _ListedStems(beam.DoFn):
             yield route(item)
 
 
-def _in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]) -> ImageAnnotation:
+def in_listed_splits(mention: ImageAnnotation, splits: dict[str, list[str]]) -> ImageAnnotation:
     """The mention in the first split whose list names the annotation file, carrying the
     others (read once, copied into each); no split when no list names it."""
     stem = posixpath.splitext(posixpath.basename(mention.sources[0]))[0]
     first, *others = splits.get(stem) or [None]
     return replace(mention, split=first, other_splits=tuple(others))
+
+
+def with_listed_splits(
+    pbegin: beam.pvalue.PBegin, read: dict[str, beam.PCollection], lists: tuple
+) -> dict[str, beam.PCollection]:
+    """A reader's outputs with each annotation in the splits whose lists (`(split, path)`
+    pairs) name its annotation file's stem, and an error for each unusable list line."""
+    listed = (
+        pbegin
+        | "ImageSets" >> beam.Create(lists)
+        | "ListedStems" >> beam.ParDo(ListedStems()).with_outputs(ERRORS, main="stems")
+    )
+    splits = (
+        listed.stems
+        | "SplitsOfStem" >> beam.GroupByKey()
+        | "Sorted" >> beam.MapTuple(lambda stem, names: (stem, sorted(set(names))))
+    )
+    annotations = read[ANNOTATIONS] | "SourceSplit" >> beam.Map(
+        in_listed_splits, beam.pvalue.AsDict(splits)
+    )
+    errors = (read[ERRORS], listed[ERRORS]) | "Errors" >> beam.Flatten()
+    return {**read, ANNOTATIONS: annotations, ERRORS: errors}
 
 
 class ReadVoc(Reader):
@@ -209,21 +231,7 @@ class ReadVoc(Reader):
             )
         plain = replace(self._options, source_splits=False)
         read = pbegin | "Files" >> ParseFiles(self._pattern, _parse_file, plain)
-        listed = (
-            pbegin
-            | "ImageSets" >> beam.Create(self._options.split_sources)
-            | "ListedStems" >> beam.ParDo(_ListedStems()).with_outputs(ERRORS, main="stems")
-        )
-        splits = (
-            listed.stems
-            | "SplitsOfStem" >> beam.GroupByKey()
-            | "Sorted" >> beam.MapTuple(lambda stem, names: (stem, sorted(set(names))))
-        )
-        annotations = read[ANNOTATIONS] | "SourceSplit" >> beam.Map(
-            _in_listed_splits, beam.pvalue.AsDict(splits)
-        )
-        errors = (read[ERRORS], listed[ERRORS]) | "Errors" >> beam.Flatten()
-        return {**read, ANNOTATIONS: annotations, ERRORS: errors}
+        return with_listed_splits(pbegin, read, self._options.split_sources)
 
 
 FORMAT = Format(
