@@ -430,6 +430,7 @@ class WriteShard(beam.DoFn):
         self._writer.start()
         self._processes: ShardPool | None = None
         self._pending: deque[ShardTask] = deque()
+        self._cores = usable_cores()  # Once: it reads the container's CPU quota.
 
     def teardown(self) -> None:
         self._writer.close()
@@ -440,7 +441,7 @@ class WriteShard(beam.DoFn):
         """How many processes write shards for a build of `total` images."""
         if self._settings.processes is not None:
             return self._settings.processes
-        return usable_cores() if total >= POOL_MIN_IMAGES else 1
+        return self._cores if total >= POOL_MIN_IMAGES else 1
 
     def _pool(self, count: int) -> ShardPool:
         """The worker processes, started on first use."""
