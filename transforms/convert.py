@@ -38,6 +38,7 @@ from transforms.encode import EncodeError, build_example, example_counts
 from transforms.images.loader import ImageLoader, ImageRejected
 from transforms.images.orientation import orientation_counts
 from transforms.records import ErrorRecord, Extras, ImageAnnotation, LoadedImage, excerpt
+from transforms.report.facts import written_facts
 from transforms.tfrecord import frame
 
 
@@ -64,10 +65,12 @@ class Converted:
 
 @dataclass(frozen=True)
 class Encoded:
-    """One image's serialized example, its manifest counts and its rejected boxes."""
+    """One image's serialized example, its manifest counts, what the dataset report takes of
+    it, and its rejected boxes."""
 
     serialized: bytes
     counts: dict
+    facts: dict
     box_errors: tuple[ErrorRecord, ...]
 
 
@@ -160,7 +163,13 @@ def encode(
     counts = example_counts(example, annotation.split)
     if image.orientation is not None:
         counts |= orientation_counts(annotation.image, image.orientation)
-    return Encoded(serialized, counts, tuple(box_errors))
+    facts = written_facts(
+        image.width,
+        image.height,
+        image.orientation is not None and image.orientation.turn is not None,
+        ((o.label, o.xmin, o.ymin, o.xmax, o.ymax) for o in example.objects),
+    )
+    return Encoded(serialized, counts, facts, tuple(box_errors))
 
 
 def convert(
@@ -191,6 +200,7 @@ def convert(
             sha256=converted.hashed.sha256,
             phash=converted.hashed.phash,
             stats=encoded.counts,
+            facts=encoded.facts,
             errors=encoded.box_errors,
         )
         # A later build replays the row as it reads back; it must read back as it is.

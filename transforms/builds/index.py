@@ -11,7 +11,8 @@ annotation alone, and `sources`, where its boxes were read from (kept apart: a C
 above an image's rows renumbers their lines, which changes only the box errors' sources);
 `files`, the identity of the image's file and of the annotation file that embeds it, if any
 (size, modification time and sha256); the image hashes of the duplicates report; and the
-manifest counts and box errors the example added. So a later build can tell an unchanged image
+manifest counts and box errors the example added, and the `facts` the dataset report takes
+of it (`transforms.report.facts`). So a later build can tell an unchanged image
 and replay its row instead of converting it again (`transforms.builds.reuse`), and tell what changed
 (`transforms.builds.changes`).
 
@@ -35,6 +36,7 @@ from transforms.builds.layout import join
 from transforms.builds.outputs import is_shard_name
 from transforms.duplicates import HashedImage
 from transforms.records import ErrorRecord, ImageAnnotation
+from transforms.report.facts import facts_are_typed
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ INDEX_DIR = "index"
 _SUFFIX = ".jsonl"
 # The layout of index rows; part of the settings fingerprint, so a build never reuses rows
 # of another layout.
-INDEX_LAYOUT = 1
+INDEX_LAYOUT = 2
 # Tag of the shard writer's output of (image, (split, sha256, annotation)) per example.
 EXAMPLES = "examples"
 
@@ -177,6 +179,7 @@ class IndexRow:
     sha256: str
     phash: int | None
     stats: dict
+    facts: dict
     errors: tuple[ErrorRecord, ...] = ()
 
     def line(self) -> bytes:
@@ -192,6 +195,7 @@ class IndexRow:
             "sha256": self.sha256,
             "phash": self.phash,
             "stats": self.stats,
+            "facts": self.facts,
             "errors": [dataclasses.asdict(error) for error in self.errors],
         }
         return (json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
@@ -216,6 +220,7 @@ class IndexRow:
             sha256=row["sha256"],
             phash=row["phash"],
             stats=row["stats"],
+            facts=row["facts"],
             errors=tuple(_error_record(error) for error in row["errors"]),
         )
 
@@ -235,6 +240,7 @@ def _typed(row: dict) -> bool:
         and all(_natural(row[key]) for key in ("offset", "length"))
         and (row["phash"] is None or (_natural(row["phash"]) and row["phash"] < 1 << 64))
         and isinstance(row["stats"], dict)
+        and facts_are_typed(row["facts"])
         and isinstance(row["files"], list)
         and all(value is None or _identity(value) for value in row["files"])
         and isinstance(row["errors"], list)

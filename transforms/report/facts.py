@@ -3,6 +3,8 @@ row a build writes beside each shard, or from a record of any TFRecord file."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -40,3 +42,51 @@ class ExampleFacts:
     objects: tuple[ObjectFacts, ...]
     location: Location
     turned: bool = False
+
+
+def written_facts(width: int, height: int, turned: bool, objects: Iterable) -> dict:
+    """The facts of an example as its index row keeps them (JSON): a later build that reuses
+    the example replays them, as it replays the row's counts. `objects` are (class,
+    normalized corners) as written; they are kept in pixels of the written image."""
+    return {
+        "width": width,
+        "height": height,
+        "turned": turned,
+        "objects": [
+            [label, xmin * width, ymin * height, xmax * width, ymax * height]
+            for label, xmin, ymin, xmax, ymax in objects
+        ],
+    }
+
+
+def facts_are_typed(value: object) -> bool:
+    """Whether an index row's facts have the types `written_facts` gives them: anyone can
+    edit an index, and the report must never fail on what it takes from a row."""
+    number = (int, float)
+    return (
+        isinstance(value, dict)
+        and type(value.get("width")) is int
+        and type(value.get("height")) is int
+        and type(value.get("turned")) is bool
+        and isinstance(value.get("objects"), list)
+        and all(
+            isinstance(item, list)
+            and len(item) == 5
+            and isinstance(item[0], str)
+            and all(type(v) in number and math.isfinite(v) for v in item[1:])
+            for item in value["objects"]
+        )
+    )
+
+
+def example_facts(split: str, image: str, facts: dict, location: Location) -> ExampleFacts:
+    """An example's facts from those its index row keeps (`written_facts`)."""
+    return ExampleFacts(
+        split=split,
+        image=image,
+        width=facts["width"],
+        height=facts["height"],
+        objects=tuple(ObjectFacts(*item) for item in facts["objects"]),
+        location=location,
+        turned=facts["turned"],
+    )
