@@ -199,3 +199,29 @@ def write_labelme(folder: str, image_folder: str, images: dict[str, dict]) -> No
         }
         with open(os.path.join(folder, os.path.splitext(name)[0] + ".json"), "w") as handle:
             json.dump(document, handle)
+
+
+def write_cvat(path: str, images: dict[str, dict]) -> None:
+    """CVAT for images 1.1 as a task export's `annotations.xml` holds it: the labels declared
+    under `<meta>`, then an `<image>` with its `<box>`es for each image."""
+    labels = "".join(f"<label><name>{name}</name></label>" for name in CLASSES)
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        "<annotations>",
+        "  <version>1.1</version>",
+        f"  <meta><task><name>sample</name><labels>{labels}</labels></task></meta>",
+    ]
+    for number, (name, entry) in enumerate(sorted(images.items())):
+        lines.append(
+            f'  <image id="{number}" name="{name}" width="{entry["width"]}" '
+            f'height="{entry["height"]}">'
+        )
+        for label, xmin, ymin, xmax, ymax in entry["boxes"]:
+            lines.append(
+                f'    <box label="{label}" occluded="0" source="manual" xtl="{xmin}" '
+                f'ytl="{ymin}" xbr="{xmax}" ybr="{ymax}" z_order="0"></box>'
+            )
+        lines.append("  </image>")
+    lines.append("</annotations>")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
