@@ -15,6 +15,7 @@ import platform
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -193,6 +194,65 @@ def _overlap_counts(element: tuple[str, Iterable[str | None]]) -> Iterator[dict]
         yield {"split_overlap": {"count": 1, "first": [f"{image} ({', '.join(names)})"]}}
 
 
+@dataclass(frozen=True)
+class ReadImages:
+    """The reading part of the create graph, up to the images to convert: what `create`
+    writes from and `create --dry-run` checks, so the plan is the build's own reading.
+    `images`: one annotation per image in each split it goes to; `errors` and `counts`:
+    what reading rejected and counted, for the manifest; `label_map` and `renumbered`:
+    singletons (`_label_map`)."""
+
+    images: beam.PCollection
+    errors: tuple[beam.PCollection, ...]
+    counts: tuple[beam.PCollection, ...]
+    label_map: beam.PCollection
+    renumbered: beam.PCollection
+
+
+def read_images(pipeline: beam.Pipeline, settings: CreateSettings) -> ReadImages:
+    """Adds the reading part of the create graph to `pipeline`: annotations read, checked,
+    grouped by image, numbered, and put in their source splits when the source has them."""
+    read = pipeline | "ReadAnnotations" >> ReadAnnotations(
+        settings.format,
+        settings.source.pattern,
+        settings.source.options,
+        settings.class_map,
+    )
+    numbered = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage() | AssignSourceIds()
+    grouped = images = numbered[ANNOTATIONS]
+    label_map, renumbered = _label_map(pipeline, read, settings)
+    errors = [read[ERRORS]]
+    if settings.splits is None:
+        checked = grouped | "RequireSourceSplit" >> beam.ParDo(RequireSourceSplit()).with_outputs(
+            ERRORS, main="images"
+        )
+        errors.append(checked[ERRORS])
+        images = checked.images | "InEachSplit" >> beam.FlatMap(in_each_split)
+    overlap = (
+        grouped
+        | "SplitsOfImage" >> beam.FlatMap(_splits_of)
+        | "GroupSplits" >> beam.GroupByKey()
+        | "InSeveralSplits" >> beam.FlatMap(_overlap_counts)
+    )
+    counts = (
+        grouped | "CountRead" >> beam.Map(_read_counts),
+        overlap,
+        read[COUNTS],
+        numbered[SOURCE_ID_COUNTS],
+    )
+    return ReadImages(images, tuple(errors), counts, label_map, renumbered)
+
+
+def image_loader(settings: CreateSettings) -> ImageLoader:
+    """The loader of the build's images, under its limits and orientation policy."""
+    return ImageLoader(
+        settings.images,
+        settings.max_image_bytes,
+        settings.max_image_pixels,
+        OrientationPolicy.of(settings.exif_orientation, settings.format.name),
+    )
+
+
 def build_pipeline(
     pipeline: beam.Pipeline,
     settings: CreateSettings,
@@ -204,29 +264,10 @@ def build_pipeline(
     folder of temporary files (`parts_dir`); `progress` prints progress lines (for in-process
     runners, whose workers share the console); `processes` convert images in the shard
     writer (`local_processes`)."""
-    read = pipeline | "ReadAnnotations" >> ReadAnnotations(
-        settings.format,
-        settings.source.pattern,
-        settings.source.options,
-        settings.class_map,
-    )
-    numbered = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage() | AssignSourceIds()
-    grouped = images = numbered[ANNOTATIONS]
-    label_map, renumbered = _label_map(pipeline, read, settings)
-    step_errors = [read[ERRORS]]
-    if settings.splits is None:
-        checked = grouped | "RequireSourceSplit" >> beam.ParDo(RequireSourceSplit()).with_outputs(
-            ERRORS, main="images"
-        )
-        step_errors.append(checked[ERRORS])
-        images = checked.images | "InEachSplit" >> beam.FlatMap(in_each_split)
-
-    loader = ImageLoader(
-        settings.images,
-        settings.max_image_bytes,
-        settings.max_image_pixels,
-        OrientationPolicy.of(settings.exif_orientation, settings.format.name),
-    )
+    read = read_images(pipeline, settings)
+    images, label_map = read.images, read.label_map
+    step_errors = list(read.errors)
+    loader = image_loader(settings)
     groups, step_counts = None, []
     if settings.duplicates == SAME_SPLIT:
         content_groups, placement = images | "GroupDuplicates" >> ContentGroups(
@@ -271,19 +312,9 @@ def build_pipeline(
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, layout.output, join(layout.build, ERRORS_FILE), new_folder)
-    read_counts = grouped | "CountRead" >> beam.Map(_read_counts)
-    overlap = (
-        grouped
-        | "SplitsOfImage" >> beam.FlatMap(_splits_of)
-        | "GroupSplits" >> beam.GroupByKey()
-        | "InSeveralSplits" >> beam.FlatMap(_overlap_counts)
-    )
     counts = (
         (
-            read_counts,
-            overlap,
-            read[COUNTS],
-            numbered[SOURCE_ID_COUNTS],
+            *read.counts,
             shards[STATS],
             errors | "CountErrors" >> beam.Map(error_counts),
             *step_counts,
@@ -312,7 +343,7 @@ def build_pipeline(
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
             beam.pvalue.AsSingleton(label_map),
-            beam.pvalue.AsSingleton(renumbered),
+            beam.pvalue.AsSingleton(read.renumbered),
             beam.pvalue.AsList(error_files),
         )
     )
