@@ -14,14 +14,16 @@ import os
 import platform
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from pipelines import dry_run, validate
 from pipelines.failures import failure_line, interrupted, unwritable
 from pipelines.flags import UsageError
+from pipelines.reading import image_loader, read_images
 from pipelines.settings import (
     CreateSettings,
     local_processes,
@@ -58,19 +60,11 @@ from transforms.builds.safe_write import new_folder
 from transforms.choices import SAME_SPLIT
 from transforms.counts import SumCounts
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
-from transforms.grouping import GroupByImage, annotation_files
-from transforms.images.loader import ImageLoader
 from transforms.images.orientation import OrientationPolicy
 from transforms.images.orientation import summary as orientation_summary
-from transforms.label_map import derive_label_map
-from transforms.readers.base import ANNOTATIONS, CLASSES
-from transforms.readers.read_annotations import COUNTS, ReadAnnotations
-from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
+from transforms.records import ERRORS, STAGE_IMAGE
 from transforms.shard_pool import prepare as prepare_workers
 from transforms.shard_pool import usable_cores
-from transforms.source_ids import COUNTS as SOURCE_ID_COUNTS
-from transforms.source_ids import AssignSourceIds
-from transforms.splits import RequireSourceSplit, in_each_split
 from transforms.tfrecord_sink import STATS, ShardSettings, WriteShardedTFRecords, parts_dir
 
 _LOG = logging.getLogger(__name__)
@@ -130,69 +124,6 @@ def _examples_fingerprint(settings: CreateSettings) -> str:
     )
 
 
-def _label_map(pipeline: beam.Pipeline, read: dict, settings: CreateSettings):
-    """The label map and {class: source id} of renumbered classes, as singletons: the given
-    one, or one derived from the classes the annotations use and the sources declare."""
-    if settings.label_map is not None:
-        derived = pipeline | "GivenLabelMap" >> beam.Create([(settings.label_map, {})])
-    else:
-        previous = settings.previous.class_ids if settings.previous else {}
-        derived = _derived_label_map(pipeline, read, settings.keep_empty_classes, previous)
-    return (
-        derived | "LabelMap" >> beam.Map(lambda result: result[0]),
-        derived | "Renumbered" >> beam.Map(lambda result: result[1]),
-    )
-
-
-def _derived_label_map(
-    pipeline: beam.Pipeline, read: dict, keep_empty: bool, previous: dict[str, int]
-):
-    used = (
-        read[ANNOTATIONS]
-        | "ClassNames" >> beam.FlatMap(lambda mention: {box.label for box in mention.boxes})
-        | "DistinctClasses" >> beam.Distinct()
-        | "UsedClasses" >> beam.combiners.ToList()
-    )
-    declared = read[CLASSES] | "DeclaredClasses" >> beam.combiners.ToList()
-    return (
-        pipeline
-        | "Derive" >> beam.Create([None])
-        | "DeriveLabelMap"
-        >> beam.Map(
-            lambda _, used, declared: derive_label_map(used, declared, keep_empty, previous),
-            beam.pvalue.AsSingleton(used),
-            beam.pvalue.AsSingleton(declared),
-        )
-    )
-
-
-def _read_counts(image: ImageAnnotation) -> dict:
-    """An image's objects, the copies written for the other splits its source lists it in,
-    and whether several annotation files named it (a labelImg copy error, a CSV listing an
-    image another CSV lists too): their boxes are merged, and the manifest names a few such
-    images."""
-    counts = {"read": {"images": 1, "objects": len(image.boxes)}}
-    copies = len(image.other_splits)
-    if copies:
-        counts["copies"] = {"images": copies, "objects": copies * len(image.boxes)}
-    files = annotation_files(image)
-    if len(files) > 1:
-        counts["merged"] = {"count": 1, "first": [f"{image.image} ({', '.join(files)})"]}
-    return counts
-
-
-def _splits_of(image: ImageAnnotation) -> list[tuple[str, str | None]]:
-    return [(image.image, split) for split in (image.split, *image.other_splits)]
-
-
-def _overlap_counts(element: tuple[str, Iterable[str | None]]) -> Iterator[dict]:
-    """An image the source puts in several splits: leakage between training and evaluation."""
-    image, splits = element
-    names = sorted({split for split in splits if split})
-    if len(names) > 1:
-        yield {"split_overlap": {"count": 1, "first": [f"{image} ({', '.join(names)})"]}}
-
-
 def build_pipeline(
     pipeline: beam.Pipeline,
     settings: CreateSettings,
@@ -204,29 +135,10 @@ def build_pipeline(
     folder of temporary files (`parts_dir`); `progress` prints progress lines (for in-process
     runners, whose workers share the console); `processes` convert images in the shard
     writer (`local_processes`)."""
-    read = pipeline | "ReadAnnotations" >> ReadAnnotations(
-        settings.format,
-        settings.source.pattern,
-        settings.source.options,
-        settings.class_map,
-    )
-    numbered = read[ANNOTATIONS] | "GroupByImage" >> GroupByImage() | AssignSourceIds()
-    grouped = images = numbered[ANNOTATIONS]
-    label_map, renumbered = _label_map(pipeline, read, settings)
-    step_errors = [read[ERRORS]]
-    if settings.splits is None:
-        checked = grouped | "RequireSourceSplit" >> beam.ParDo(RequireSourceSplit()).with_outputs(
-            ERRORS, main="images"
-        )
-        step_errors.append(checked[ERRORS])
-        images = checked.images | "InEachSplit" >> beam.FlatMap(in_each_split)
-
-    loader = ImageLoader(
-        settings.images,
-        settings.max_image_bytes,
-        settings.max_image_pixels,
-        OrientationPolicy.of(settings.exif_orientation, settings.format.name),
-    )
+    read = read_images(pipeline, settings)
+    images, label_map = read.images, read.label_map
+    step_errors = list(read.errors)
+    loader = image_loader(settings)
     groups, step_counts = None, []
     if settings.duplicates == SAME_SPLIT:
         content_groups, placement = images | "GroupDuplicates" >> ContentGroups(
@@ -271,19 +183,9 @@ def build_pipeline(
     step_errors.append(shards[ERRORS])
     errors = step_errors | "AllErrors" >> beam.Flatten()
     error_files = write_errors(errors, layout.output, join(layout.build, ERRORS_FILE), new_folder)
-    read_counts = grouped | "CountRead" >> beam.Map(_read_counts)
-    overlap = (
-        grouped
-        | "SplitsOfImage" >> beam.FlatMap(_splits_of)
-        | "GroupSplits" >> beam.GroupByKey()
-        | "InSeveralSplits" >> beam.FlatMap(_overlap_counts)
-    )
     counts = (
         (
-            read_counts,
-            overlap,
-            read[COUNTS],
-            numbered[SOURCE_ID_COUNTS],
+            *read.counts,
             shards[STATS],
             errors | "CountErrors" >> beam.Map(error_counts),
             *step_counts,
@@ -312,7 +214,7 @@ def build_pipeline(
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
             beam.pvalue.AsSingleton(label_map),
-            beam.pvalue.AsSingleton(renumbered),
+            beam.pvalue.AsSingleton(read.renumbered),
             beam.pvalue.AsList(error_files),
         )
     )
@@ -596,14 +498,26 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code: 0, 1 when no example was written, 2 for
-    unusable arguments."""
+    """Entry point; returns the process exit code: 0, 1 when no example was written (or with
+    `--strict`, a check of `odrecords validate` fails on the build), 2 for unusable
+    arguments. `--dry-run` prints the plan instead (`pipelines.dry_run`), with the same
+    codes."""
     try:
         settings, beam_args = parse_create_args(sys.argv[1:] if argv is None else argv)
     except UsageError as error:
         print(f"odrecords create: error: {error}", file=sys.stderr)
         return 2
-    return run(settings, beam_args)
+    if settings.dry_run is not None:
+        return dry_run.run(settings, beam_args)
+    code = run(settings, beam_args)
+    if code or not settings.strict:
+        return code
+    try:
+        findings = validate.check(settings.layout.published, settings.checks)
+    except UsageError as error:
+        print(f"odrecords create: error: {error}", file=sys.stderr)
+        return 1
+    return validate.report(findings, settings.checks, "odrecords create --strict")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ from transforms.readers import FORMAT_NAMES
 DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
 EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat", "labelstudio")
+# What `create --dry-run` checks of each image: that its file is found (a regular file inside
+# the images root, within the size limit), or that it also loads and converts as in a build.
+DRY_RUN_FILES = "files"
+DRY_RUN_DECODE = "decode"
+DRY_RUNS = (DRY_RUN_FILES, DRY_RUN_DECODE)
 
 
 class UsageError(Exception):
@@ -70,6 +75,32 @@ class Parser(argparse.ArgumentParser):
             "--" + n[2:].replace("-", "_") for n in names if n.startswith("--") and "-" in n[2:]
         ]
         return super().add_argument(*names, *aliases, **options)
+
+
+def add_check_flags(parser: Parser) -> None:
+    """The thresholds of `odrecords validate`, which `create --strict` applies to its build.
+    Each defaults to none at all: a check passes only a clean output unless told what to
+    tolerate."""
+    parser.add_argument(
+        "--max-missing-classes",
+        dest="max_missing_classes",
+        type=int,
+        help="fail when more classes of the label map are missing from a split, counted over "
+        "the splits (default 0; read from stats.json)",
+    )
+    parser.add_argument(
+        "--max-rejected-objects",
+        dest="max_rejected_objects",
+        type=float,
+        help="fail when a larger share of the objects read was rejected; 0 to 1 (default 0)",
+    )
+    parser.add_argument(
+        "--max-leakage-pairs",
+        dest="max_leakage_pairs",
+        type=int,
+        help="fail when more pairs of images in different splits are the same image: one "
+        "the source lists in several splits, or exact and near duplicates (default 0)",
+    )
 
 
 def create_parser() -> Parser:
@@ -164,6 +195,25 @@ def create_parser() -> Parser:
         "only one)",
     )
     parser.add_argument("--class-map", dest="class_map", help="YAML: old name → new name or null")
+    parser.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        nargs="?",
+        const=DRY_RUN_FILES,
+        choices=DRY_RUNS,
+        help=f"write nothing: read the annotations, check each image's file and print the "
+        f"plan (splits, label map, errors); {DRY_RUN_FILES} (default): each file is found, a "
+        f"regular file inside the images root; {DRY_RUN_DECODE}: each image is also decoded "
+        "and converted as a build would. Reads in this process, whatever --runner says",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="after the build, run the checks of odrecords validate on it (with its --max-* "
+        "thresholds) and exit 1 when one fails",
+    )
+    add_check_flags(parser)
     for flag, text in [
         ("--detach", "submit the job to a remote runner and exit without waiting"),
         (
@@ -228,6 +278,22 @@ def latest_parser() -> Parser:
     return parser
 
 
+def validate_parser() -> Parser:
+    """The arguments of `odrecords validate`, which takes no Beam options but filesystem
+    ones."""
+    parser = Parser(
+        prog="odrecords validate",
+        description="Check an output of odrecords create for what a CI pipeline should stop "
+        "on: classes missing from a split, rejected objects, the same image in several "
+        "splits. Exits 1, naming the files involved, when a finding passes its threshold. "
+        "Flags not listed here are Beam's filesystem options (--s3_endpoint_url, ...).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("output", help="the --output of odrecords create")
+    add_check_flags(parser)
+    return parser
+
+
 def check_flags(command: str, argv: Sequence[str]) -> None:
     """Parses `argv` as `command` will: prints its `--help`, or raises the UsageError argparse
     finds (a missing required flag, a count that is not a number), before the command's heavy
@@ -236,6 +302,8 @@ def check_flags(command: str, argv: Sequence[str]) -> None:
         inspect_parser().parse_args(argv)
     elif command == "latest":
         latest_parser().parse_known_args(argv)
+    elif command == "validate":
+        validate_parser().parse_known_args(argv)
     elif command == "export":
         export_parser().parse_known_args(argv)
     else:

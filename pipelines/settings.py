@@ -27,6 +27,7 @@ from pipelines.failures import unwritable
 from pipelines.flags import (
     DEFAULT_NUM_SHARDS,
     DEFAULT_SPLITS,
+    DRY_RUNS,
     UsageError,
     create_parser,
     misspelled,
@@ -111,6 +112,18 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """The most of each finding an output may have and pass."""
+
+    missing_classes: int = 0
+    rejected_objects: float = 0.0
+    leakage_pairs: int = 0
+    # The flags given: a check one asked for that cannot be made fails, where one left to
+    # its default is only reported as not made.
+    given: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class CreateSettings:
     """Checked settings of one create job: where the annotations are and how they are read
     (`source`), and what is written where."""
@@ -137,6 +150,9 @@ class CreateSettings:
     previous: PreviousBuild | None = None
     max_error_rate: float | None = None
     reuse: str = STAT
+    dry_run: str | None = None  # What a dry run checks of each image (`DRY_RUNS`).
+    strict: bool = False  # Run `odrecords validate`'s checks on the build.
+    checks: Thresholds = Thresholds()
 
     @property
     def images(self) -> str:
@@ -229,17 +245,18 @@ def check_output_folder(output: str, summary: str) -> dict[str, dict]:
     return {}
 
 
-def previous_build(output: str) -> PreviousBuild | None:
+def previous_build(output: str, finish: bool = True) -> PreviousBuild | None:
     """The published build in `output` that a new build follows (see `transforms.builds.layout`),
     once the publication an interrupted run may have begun there is finished. Refuses a path
     that is a file, and a non-empty folder that holds no odrecords output or one changed
     since: more likely a typo than a place to write into, and nothing in it may be replaced.
-    A folder holding only unfinished builds is odrecords' own."""
+    A folder holding only unfinished builds is odrecords' own. Without `finish` (a dry run,
+    which writes nothing) such a publication is left for the next build to finish."""
     if is_local(output) and os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file, not a folder")
     try:
         check_create_output(output)
-        for build_id in finish_publications(output, written_by_create):
+        for build_id in finish_publications(output, written_by_create) if finish else ():
             print(f"odrecords create: finished publishing build {build_id}", file=sys.stderr)
     except UnsafeWrite as error:
         raise UsageError(
@@ -263,16 +280,53 @@ def previous_build(output: str) -> PreviousBuild | None:
     return previous
 
 
-def _error_rate(values: dict) -> float | None:
-    """`--max-error-rate`: a share from 0 to 1, or None for no gate."""
-    value = values.get("max_error_rate")
+def _count(values: dict, key: str) -> int | None:
+    """A count of findings tolerated, a whole number >= 0, or None when not given."""
+    value = values.get(key)
+    if value is None:
+        return None
+    with contextlib.suppress(TypeError, ValueError, OverflowError):
+        if not isinstance(value, bool) and float(value) == int(value) and int(value) >= 0:
+            return int(value)
+    raise UsageError(f"--{key.replace('_', '-')} must be a whole number >= 0, not {excerpt(value)}")
+
+
+def _share(values: dict, key: str) -> float | None:
+    """A share from 0 to 1 (`--max-error-rate`, `--max-rejected-objects`), or None when not
+    given."""
+    value = values.get(key)
     if value is None:
         return None
     with contextlib.suppress(TypeError, ValueError):
-        rate = float(value)
-        if 0 <= rate <= 1 and not isinstance(value, bool):
-            return rate
-    raise UsageError(f"--max-error-rate must be a number from 0 to 1, not {excerpt(value)}")
+        share = float(value)
+        if 0 <= share <= 1 and not isinstance(value, bool):
+            return share
+    raise UsageError(
+        f"--{key.replace('_', '-')} must be a number from 0 to 1, not {excerpt(value)}"
+    )
+
+
+def thresholds(values: dict) -> Thresholds:
+    """The checked thresholds of `--max-missing-classes`, `--max-rejected-objects` and
+    `--max-leakage-pairs`, from flags or a config; raises UsageError."""
+    missing = _count(values, "max_missing_classes")
+    rejected = _share(values, "max_rejected_objects")
+    leakage = _count(values, "max_leakage_pairs")
+    given = {
+        name
+        for name, value in (
+            ("missing_classes", missing),
+            ("rejected_objects", rejected),
+            ("leakage_pairs", leakage),
+        )
+        if value is not None
+    }
+    return Thresholds(
+        missing_classes=missing or 0,
+        rejected_objects=rejected or 0.0,
+        leakage_pairs=leakage or 0,
+        given=frozenset(given),
+    )
 
 
 def _layout(values: dict, output: str) -> Layout:
@@ -402,6 +456,24 @@ def _duplicates(values: dict, splits: dict[str, float] | None) -> str:
     return policy
 
 
+def _dry_run_and_checks(values: dict) -> tuple[str | None, bool, Thresholds]:
+    """`--dry-run`, `--strict` and the thresholds `--strict` applies, which mean nothing
+    without it; a dry run writes no build to check, nor submits one."""
+    dry_run = values.get("dry_run")
+    if dry_run is not None and dry_run not in DRY_RUNS:
+        raise UsageError(f"--dry-run must be one of {', '.join(DRY_RUNS)}, not {excerpt(dry_run)}")
+    strict = bool(values.get("strict"))
+    checks = thresholds(values)
+    if checks.given and not strict:
+        flag = f"--max-{sorted(checks.given)[0].replace('_', '-')}"
+        raise UsageError(f"{flag} needs --strict (or odrecords validate OUTPUT {flag} ...)")
+    if dry_run is not None:
+        for flag, given in (("--strict", strict), ("--detach", values.get("detach"))):
+            if given:
+                raise UsageError(f"--dry-run writes and submits nothing: drop {flag}")
+    return dry_run, strict, checks
+
+
 def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = create_parser().parse_known_args(argv)
@@ -461,6 +533,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
     for notice in source.notices:
         print(f"odrecords create: {notice}", file=sys.stderr)
     duplicates = _duplicates(values, splits)
+    dry_run, strict, checks = _dry_run_and_checks(values)
     num_shards = _limit(values, "num_shards", DEFAULT_NUM_SHARDS)
     label_map_path = values.get("label_map")
     label_map = None
@@ -488,9 +561,12 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         class_map=_read_option_file(values, "class_map", load_class_map),
         exif_orientation=_exif_orientation(values),
         layout=_layout(values, output),
-        previous=previous_build(output),
-        max_error_rate=_error_rate(values),
+        previous=previous_build(output, finish=dry_run is None),
+        max_error_rate=_share(values, "max_error_rate"),
         reuse=_reuse(values),
+        dry_run=dry_run,
+        strict=strict,
+        checks=checks,
     )
     flags = config_flags + list(beam_args)
     check_beam_flags(flags)

@@ -16,7 +16,10 @@ signature, size and pixels from TensorFlow); one it refuses is rejected with its
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -76,20 +79,32 @@ def _read_up_to(handle: BinaryIO, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_limited(path: str, max_bytes: int) -> bytes:
+@contextlib.contextmanager
+def _opened(path: str) -> Iterator[BinaryIO]:
+    """`path` opened for reading only if it is a regular file (`open_regular`); anything
+    that fails while it is open or read rejects the image, with the reason."""
     try:
         with open_regular(path) as handle:
-            data = _read_up_to(handle, max_bytes)
+            yield handle
     except NotRegularFile as error:
         raise ImageRejected(f"image path is {error.kind}, not a regular file") from None
     except FileNotFoundError:
         raise ImageRejected("image file not found") from None
     except Exception as error:  # Each filesystem raises its own error types.
         raise ImageRejected(f"cannot read image: {excerpt(str(error))}") from None
-    if not data:
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if not size:
         raise ImageRejected("image file is empty")
-    if len(data) > max_bytes:
+    if size > max_bytes:
         raise ImageRejected(f"image file is larger than the {max_bytes}-byte limit")
+
+
+def _read_limited(path: str, max_bytes: int) -> bytes:
+    with _opened(path) as handle:
+        data = _read_up_to(handle, max_bytes)
+    _check_size(len(data), max_bytes)
     return data
 
 
@@ -195,11 +210,36 @@ class ImageLoader:
 
     def read_stored(self, key: str) -> bytes:
         """The bytes of the file `key` names, under the size limit; raises ImageRejected."""
+        return _read_limited(self._path(key), self._max_bytes)
+
+    def find(self, annotation: ImageAnnotation) -> None:
+        """Raises ImageRejected, with the reason `load` would give, when `load` would find
+        no bytes to read: the file the key names must stay inside the images root, be a
+        regular file and fit the size limit, else the image the annotation file embeds must
+        (which is read, as only reading it finds it). Nothing is decoded, so an image found
+        may still be rejected by `load`; a dry run that must not read every image asks
+        this."""
         try:
-            path = resolve_image(self._root, key)
+            with _opened(self._path(annotation.image)) as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+            _check_size(size, self._max_bytes)
+            return
+        except ImageRejected as error:
+            if annotation.embedded_in is None:
+                raise
+            file_error = error
+        try:
+            self._embedded(annotation.embedded_in)
+        except ImageRejected as error:
+            raise ImageRejected(f"{file_error}; embedded image: {error}") from None
+
+    def _path(self, key: str) -> str:
+        """The path of the file `key` names (`resolve_image`); raises ImageRejected."""
+        try:
+            return resolve_image(self._root, key)
         except UnsafePathError as error:
             raise ImageRejected(str(error)) from None
-        return _read_limited(path, self._max_bytes)
 
     def _embedded(self, annotation_file: str) -> bytes:
         try:

@@ -1,0 +1,161 @@
+"""`odrecords validate` and `create --strict`: thresholds on real create outputs, failing
+with the files involved named."""
+
+import json
+import re
+
+import pytest
+from conftest import SAMPLE, read_output, run_create
+
+from pipelines import validate
+
+HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+TRAIN = [
+    "shapes-002.jpg,120,160,circle,55,107,76,128",
+    "shapes-003.jpg,120,160,triangle,7,73,63,129",
+    "shapes-005.png,120,160,square,31,101,66,136",
+    "missing.jpg,120,160,circle,1,1,20,20",
+]
+# shapes-003 in val too: the same image in two source splits. No square in val.
+VAL = [
+    "shapes-003.jpg,120,160,triangle,7,73,63,129",
+    "shapes-004.jpg,160,120,circle,15,39,65,89",
+]
+
+
+def write_dataset(folder):
+    folder.mkdir()
+    (folder / "train_labels.csv").write_text(HEADER + "\n".join(TRAIN) + "\n", encoding="utf-8")
+    (folder / "val_labels.csv").write_text(HEADER + "\n".join(VAL) + "\n", encoding="utf-8")
+    return [
+        "--format",
+        "csv",
+        "--annotations",
+        folder,
+        "--images",
+        f"{SAMPLE}/images",
+        "--splits",
+        "source",
+    ]
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    """A real output with the same image in two splits and a rejected object."""
+    root = tmp_path_factory.mktemp("leaky")
+    args = write_dataset(root / "data")
+    assert run_create(*args, "--output", root / "out") == 0
+    return root / "out"
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_a_clean_output_passes_and_a_check_it_cannot_make_fails_only_when_asked(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations"]
+    assert run_create(*args, "--images", f"{SAMPLE}/images", "--output", out) == 0
+    manifest = read_output(out)["manifest"]
+    assert manifest["objects"]["rejected"] == 0 and manifest["errors"]["count"] == 0
+    capsys.readouterr()
+    assert validate.main([str(out)]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"^ok +leakage .*: 0 \(--max-leakage-pairs 0\)$", captured.out, re.M)
+    assert re.search(r"^skip +classes missing from a split: not checked", captured.out, re.M)
+    assert validate.main([str(out), "--max-missing-classes", "3"]) == 1
+    assert "no stats.json" in capsys.readouterr().err
+
+
+def test_leakage_and_rejected_objects_fail_naming_the_files(leaky, capsys):
+    manifest = read_output(leaky)["manifest"]
+    assert manifest["images"]["in_several_splits"]["count"] == 1
+    assert manifest["objects"]["rejected"] == 1
+    capsys.readouterr()
+    assert validate.main([str(leaky)]) == 1
+    captured = capsys.readouterr()
+    out = lines(captured.out)
+    leak = next(i for i, line in enumerate(out) if line.startswith("FAIL  leakage"))
+    assert out[leak].endswith(": 1 (--max-leakage-pairs 0)")
+    assert out[leak + 1].strip() == "shapes-003.jpg (train, val)"
+    read = manifest["objects"]["read"] + manifest["objects"]["copies_in_other_splits"]
+    rejected = next(i for i, line in enumerate(out) if line.startswith("FAIL  rejected objects"))
+    assert f"(1 of {read} read): {1 / read:.2%}" in out[rejected]
+    # The errors file's source of the rejected object: the CSV line of missing.jpg.
+    errors = read_output(leaky)["errors"]
+    (source,) = [error["source"] for error in errors if error["objects"]]
+    assert source.endswith("train_labels.csv:5")
+    assert out[rejected + 1].strip() == f"{source} (1)"
+    assert "2 of 3 checks failed" in captured.err
+
+
+def test_thresholds_at_the_findings_pass(leaky, capsys):
+    read = read_output(leaky)["manifest"]["objects"]["read"]
+    share = str(round(1 / read + 0.001, 3))
+    assert validate.main([str(leaky), "--max-leakage-pairs", "1"]) == 1
+    assert (
+        validate.main([str(leaky), "--max-leakage-pairs", "1", "--max-rejected-objects", share])
+        == 0
+    )
+    assert validate.main([str(leaky), "--max-rejected-objects", share]) == 1
+
+
+def test_missing_classes_come_from_stats_json(leaky, capsys):
+    """`stats.json` lists each split's classes without objects; val has no square."""
+    stats = leaky / "stats.json"
+    stats.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "classes": ["circle", "square", "triangle"],
+                "splits": {
+                    "train": {"missing_classes": []},
+                    "val": {"missing_classes": ["square"]},
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    loose = ["--max-leakage-pairs", "1", "--max-rejected-objects", "0.5"]
+    try:
+        capsys.readouterr()
+        assert validate.main([str(leaky), *loose]) == 1
+        out = lines(capsys.readouterr().out)
+        missing = next(i for i, line in enumerate(out) if line.startswith("FAIL  classes"))
+        assert out[missing].endswith(": 1 (--max-missing-classes 0)")
+        assert out[missing + 1].strip() == "val: square"
+        assert validate.main([str(leaky), *loose, "--max-missing-classes", "1"]) == 0
+    finally:
+        stats.unlink()
+
+
+def test_create_strict_runs_the_same_checks_on_its_build(tmp_path, capsys):
+    args = write_dataset(tmp_path / "data")
+    assert run_create(*args, "--output", tmp_path / "a", "--strict") == 1
+    captured = capsys.readouterr()
+    assert "shapes-003.jpg (train, val)" in captured.out
+    assert "odrecords create --strict: error: 2 of 3 checks failed" in captured.err
+    loose = ["--max-leakage-pairs", "1", "--max-rejected-objects", "0.5"]
+    assert run_create(*args, "--output", tmp_path / "b", "--strict", *loose) == 0
+    assert run_create(*args, "--output", tmp_path / "c", *loose) == 2
+    assert "--max-leakage-pairs needs --strict" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-rejected-objects", "2"], "--max-rejected-objects must be a number from 0 to 1"),
+        (["--max-leakage-pairs", "-1"], "--max-leakage-pairs must be a whole number >= 0"),
+        (["--max-leakage", "1"], "unknown option --max-leakage; did you mean --max-leakage-pairs?"),
+    ],
+)
+def test_usage_errors_exit_2_in_one_line(leaky, capsys, flags, message):
+    assert validate.main([str(leaky), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_without_an_output_is_a_usage_error(tmp_path, capsys):
+    assert validate.main([str(tmp_path)]) == 2
+    assert "holds no published odrecords output" in capsys.readouterr().err
