@@ -17,10 +17,11 @@ COMMANDS = {
     "export": "export",
     "inspect": "inspect_records",
     "latest": "latest",
+    "report": "report",
 }
 # Commands that use TensorFlow from the start. `create` imports it only when an image needs
 # its verdict (`transforms.images.verify`), `latest` never.
-WITH_TENSORFLOW = {"export", "inspect"}
+WITH_TENSORFLOW = {"export", "inspect", "report"}
 USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
 commands:
@@ -28,6 +29,7 @@ commands:
   export   turn TFRecords back into annotations with their images (odrecords export --help)
   inspect  summarize and check TFRecords (odrecords inspect --help)
   latest   where the latest published version of an output is (odrecords latest --help)
+  report   the dataset report of TFRecords: classes, boxes, duplicates (odrecords report --help)
 
 -v, --verbose  log what Beam and odrecords do (quiet by default)
 --version      print the version of odrecords
