@@ -352,8 +352,7 @@ class DatasetStats:
         even without examples (all of them rejected). The fields the caller knows (rejected
         and duplicate images per split) are 0, for it to fill in."""
         names = list(dict.fromkeys([*classes, *sorted(set(self.classes) - set(classes))]))
-        for name in splits:
-            self.splits.setdefault(name, _SplitStats())
+        shown = {name: self.splits.get(name) or _SplitStats() for name in {*self.splits, *splits}}
         unusual = [entry for c in names if c in self.classes for entry in self.classes[c].unusual()]
         centres = {
             c: self.classes[c].centres if c in self.classes else _grid(CENTRE_CELLS) for c in names
@@ -361,7 +360,7 @@ class DatasetStats:
         return {
             "version": VERSION,
             "classes": names,
-            "splits": {name: self.splits[name].to_json(names) for name in sorted(self.splits)},
+            "splits": {name: shown[name].to_json(names) for name in sorted(shown)},
             "centres": {
                 "all": sum((s.centres for s in self.splits.values()), _grid(CENTRE_CELLS)).tolist(),
                 "by_class": {c: grid.tolist() for c, grid in centres.items()},
