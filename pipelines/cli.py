@@ -17,11 +17,12 @@ COMMANDS = {
     "export": "export",
     "inspect": "inspect_records",
     "latest": "latest",
+    "report": "report",
     "validate": "validate",
 }
 # Commands that use TensorFlow from the start. `create` imports it only when an image needs
 # its verdict (`transforms.images.verify`), `latest` never.
-WITH_TENSORFLOW = {"export", "inspect"}
+WITH_TENSORFLOW = {"export", "inspect", "report"}
 USAGE = """usage: odrecords COMMAND [options] [-v] | odrecords --version
 
 commands:
@@ -29,6 +30,7 @@ commands:
   export   turn TFRecords back into annotations with their images (odrecords export --help)
   inspect  summarize and check TFRecords (odrecords inspect --help)
   latest   where the latest published version of an output is (odrecords latest --help)
+  report   the dataset report of TFRecords: classes, boxes, duplicates (odrecords report --help)
   validate check an output for CI: missing classes, rejected objects, leakage
            (odrecords validate --help)
 

@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines.failures import check_writable, failure_line, interrupted
 from pipelines.flags import EXPORT_FORMATS, UsageError, export_parser
+from pipelines.record_inputs import record_inputs
 from pipelines.settings import (
     check_beam_flags,
     check_output_folder,
@@ -33,7 +34,7 @@ from pipelines.settings import (
 from transforms.builds.layout import PARTS_DIR
 from transforms.builds.outputs import delete_path, remove_stale, with_checksum
 from transforms.builds.publish import remove_build
-from transforms.builds.report import ERRORS_FILE, MANIFEST, write_errors
+from transforms.builds.report import ERRORS_FILE, write_errors
 from transforms.builds.safe_write import (
     Ours,
     UnsafeWrite,
@@ -44,14 +45,13 @@ from transforms.builds.safe_write import (
     make_folders,
     move_file,
     root_of,
-    safe_relative,
     write_file,
 )
 from transforms.counts import SumCounts
 from transforms.export.decode import (
     DecodedRecord,
     RecordRejected,
-    decode_example,
+    decode_record,
     extension_of_format,
     format_of_extension,
 )
@@ -78,8 +78,6 @@ STAGE_RECORD = "record"
 _MADE = re.compile(r"~[0-9a-f]{16}(-\d+)?$")
 # Control characters (a newline) would split the line lists of YOLO and VOC.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Split names are parts of file names: letters, digits, `_`, `-` and `.` (not leading).
-_SAFE_SPLIT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 # Names longer than this (in bytes, per folder or file name, and as a whole) are not taken as
 # they are: filesystems allow 255 bytes per name, and a made name adds up to 22.
 _MAX_COMPONENT = 200
@@ -105,53 +103,6 @@ class ExportSettings:
     earlier_files: dict[str, dict] = field(default_factory=dict)
 
 
-def safe_split_name(name: str) -> str:
-    """`name` when it is safe in file names (see `_SAFE_SPLIT`), else a safe name made from
-    it: other characters made `_`, leading dots dropped, and 8 hex digits of its sha256
-    added, so that two names never become one (`../../x` → `______x-1b4f0e98`)."""
-    if _SAFE_SPLIT.fullmatch(name):
-        return name
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".")[:80] or "split"
-    return f"{cleaned}-{hashlib.sha256(name.encode('utf-8', 'replace')).hexdigest()[:8]}"
-
-
-def _split_of(path: str) -> str:
-    """A split name from a shard's file name: `train.tfrecord-00000-of-00010` → `train`."""
-    name = posixpath.basename(path)
-    name = re.sub(r"-\d{5}-of-\d{5}$", "", name)
-    name = re.sub(r"(\.(tfrecords?|records?|tfrec|gz))+$", "", name)
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "all"
-
-
-def _manifest_inputs(folder: str, manifest: str) -> list[tuple[str, str]]:
-    """(split, shard) of each shard an odrecords output's manifest lists; refuses a manifest
-    of another shape, and shards named outside the folder."""
-    try:
-        with FileSystems.open(manifest) as handle:
-            splits = json.loads(handle.read(64 << 20))["splits"]
-        pairs = [(split, f) for split, entry in splits.items() for f in entry["files"]]
-    except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError) as e:
-        raise UsageError(f"{manifest} is not an odrecords manifest: {str(e)[:80]}") from None
-    for _, relative in pairs:
-        if not (isinstance(relative, str) and safe_relative(relative)):
-            raise UsageError(f"{manifest} lists {str(relative)[:80]!r}, not a file inside {folder}")
-    return [(split, FileSystems.join(folder, *f.split("/"))) for split, f in pairs]
-
-
-def _expand_input(argument: str) -> list[tuple[str | None, str]]:
-    """One --input: NAME=GLOB, an odrecords output folder (its manifest's splits), or a glob."""
-    name, sep, pattern = argument.partition("=")
-    if not sep or "/" in name or "*" in name:
-        name, pattern = None, argument
-    manifest = FileSystems.join(pattern, MANIFEST)
-    if FileSystems.exists(manifest):
-        return _manifest_inputs(pattern, manifest)
-    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    if not matches:
-        raise UsageError(f"no TFRecord files match {pattern}")
-    return [(name, path) for path in matches]
-
-
 def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
     """Returns the checked settings and the remaining flags, which are Beam options."""
     args, beam_args = export_parser().parse_known_args(argv)
@@ -160,10 +111,7 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
         raise UsageError(
             f"unknown format {args.format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
-    inputs = []
-    for argument in args.input:
-        for split, path in _expand_input(argument):
-            inputs.append((safe_split_name(split or _split_of(path)), path))
+    inputs = record_inputs(args.input)
     names, ids = {}, {}
     if args.label_map:
         try:
@@ -244,19 +192,12 @@ class _ReadAndDecode(beam.DoFn):
                 try:  # The boundary: no record, however made, ends the job.
                     if problem:
                         raise RecordRejected(problem)
-                    try:
-                        example = self._example.FromString(data)
-                    except Exception:
-                        raise RecordRejected("record is not a tf.train.Example") from None
-                    record = decode_example(example, source, split, self._names, self._ids)
-                except Exception as error:
-                    reason = (
-                        str(error)
-                        if isinstance(error, RecordRejected)
-                        else f"cannot be decoded: {type(error).__name__}: {str(error)[:80]}"
+                    record = decode_record(
+                        data, source, split, self._names, self._ids, self._example
                     )
+                except RecordRejected as error:
                     yield beam.pvalue.TaggedOutput(
-                        ERRORS, ErrorRecord(source, None, STAGE_RECORD, reason)
+                        ERRORS, ErrorRecord(source, None, STAGE_RECORD, str(error))
                     )
                     continue
                 image_name = record.image.annotation.image or None

@@ -263,6 +263,25 @@ def inspect_parser() -> Parser:
     return parser
 
 
+def report_parser() -> Parser:
+    """The flags of `odrecords report`; any others are Beam pipeline options."""
+    parser = Parser(
+        prog="odrecords report",
+        description="The dataset report of TFRecords: counts per split and class, sizes and "
+        "places of boxes, unusual boxes, duplicate images and records that cannot be read, in "
+        "OUTPUT/stats.json. Flags not listed here are Beam pipeline options (--name=value).",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "records",
+        nargs="+",
+        help="TFRecord files, globs, NAME=GLOB (NAME: the split) or odrecords output folders",
+    )
+    parser.add_argument("--output", required=True, help="the folder the report is written to")
+    parser.add_argument("--label-map", dest="label_map", help="names classes and orders them")
+    return parser
+
+
 def latest_parser() -> Parser:
     """The arguments of `odrecords latest`; others are Beam's filesystem options (S3
     endpoint and credentials, GCP project)."""
@@ -297,7 +316,7 @@ def validate_parser() -> Parser:
 def check_flags(command: str, argv: Sequence[str]) -> None:
     """Parses `argv` as `command` will: prints its `--help`, or raises the UsageError argparse
     finds (a missing required flag, a count that is not a number), before the command's heavy
-    imports. Create and export pass flags they do not know on to Beam."""
+    imports. Create, export and report pass flags they do not know on to Beam."""
     if command == "inspect":
         inspect_parser().parse_args(argv)
     elif command == "latest":
@@ -306,5 +325,7 @@ def check_flags(command: str, argv: Sequence[str]) -> None:
         validate_parser().parse_known_args(argv)
     elif command == "export":
         export_parser().parse_known_args(argv)
+    elif command == "report":
+        report_parser().parse_known_args(argv)
     else:
         create_parser().parse_known_args(argv)

@@ -36,6 +36,7 @@ HEAVY = "['tensorflow', 'apache_beam']"
         (["create", "--help"], "--max-image-pixels"),
         (["export", "--help"], "--input"),
         (["inspect", "--help"], "--render"),
+        (["report", "--help"], "--label-map"),
     ],
 )
 def test_help_comes_without_tensorflow_or_beam(args, shown):
@@ -59,6 +60,7 @@ def test_help_comes_without_tensorflow_or_beam(args, shown):
         (["create", "--num-shards", "x"], "odrecords create: error: argument --num-shards"),
         (["export", "--format", "coco"], "odrecords export: error: the following arguments"),
         (["inspect"], "odrecords inspect: error: the following arguments are required"),
+        (["report", "x"], "odrecords report: error: the following arguments are required"),
     ],
 )
 def test_usage_errors_argparse_finds_come_without_tensorflow_or_beam(args, error):

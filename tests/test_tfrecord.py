@@ -7,7 +7,7 @@ import io
 
 import tensorflow as tf
 
-from transforms.tfrecord import frame, iter_records, open_records
+from transforms.tfrecord import frame, is_framed, iter_framed_records, iter_records, open_records
 
 RECORDS = [b"", b"x", bytes(range(256)) * 300, b"\x00" * 5]
 
@@ -58,3 +58,16 @@ def test_iter_records_reports_damage_with_the_record_index(tmp_path):
         None,
         "file ends inside a record (truncated)",
     )
+
+
+def test_framed_records_are_located_even_past_a_damaged_one(tmp_path):
+    golden = bytearray(_written_by_tensorflow(tmp_path / "golden.tfrecord"))
+    third = len(frame(RECORDS[0])) + len(frame(RECORDS[1])) + 12 + 10
+    golden[third] ^= 0xFF
+    located = list(iter_framed_records(io.BytesIO(bytes(golden))))
+    assert [length for _, _, length, _, _ in located] == [len(frame(r)) for r in RECORDS]
+    for _, offset, length, data, _ in located:
+        framed = bytes(golden[offset : offset + length])
+        assert is_framed(framed) == (data is not None)
+        if data is not None:
+            assert framed == frame(data)

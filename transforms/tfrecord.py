@@ -89,38 +89,51 @@ def _read(stream: BinaryIO, length: int) -> bytes:
 
 def iter_records(stream: BinaryIO) -> Iterator[tuple[int, bytes | None, str | None]]:
     """Yields (index, record, None) per record, or (index, None, problem); never raises for
-    damaged or hostile bytes.
+    damaged or hostile bytes (see `iter_framed_records`)."""
+    for index, _, _, data, problem in iter_framed_records(stream):
+        yield index, data, problem
+
+
+def iter_framed_records(
+    stream: BinaryIO,
+) -> Iterator[tuple[int, int, int, bytes | None, str | None]]:
+    """Yields (index, offset, length, record, None) per record, or (index, offset, length,
+    None, problem); never raises for damaged or hostile bytes. `offset` and `length` locate
+    the framed record in the stream (decompressed, for a GZIP file), so that it can be read
+    again on its own.
 
     A record whose data CRC fails is reported and skipped; a bad length header, a truncated
     file or an unreadable (corrupt GZIP) stream ends the file, since nothing after it can be
     located."""
-    index = 0
+    index, offset = 0, 0
     while True:
         try:
             header = _read(stream, _HEADER)
         except _UNREADABLE as error:
-            yield index, None, f"unreadable: {str(error)[:80]}; rest of file skipped"
+            yield index, offset, 0, None, f"unreadable: {str(error)[:80]}; rest of file skipped"
             return
         if not header:
             return
         if len(header) < _HEADER:
-            yield index, None, "file ends inside a record header (truncated)"
+            yield index, offset, 0, None, "file ends inside a record header (truncated)"
             return
         length, length_crc = struct.unpack("<QI", header)
         if masked_crc(header[:8]) != length_crc:
-            yield index, None, "record length fails its CRC check; rest of file skipped"
+            yield index, offset, 0, None, "record length fails its CRC check; rest of file skipped"
             return
         try:
             data = _read(stream, length)
             footer = _read(stream, 4)
         except _UNREADABLE as error:
-            yield index, None, f"unreadable: {str(error)[:80]}; rest of file skipped"
+            yield index, offset, 0, None, f"unreadable: {str(error)[:80]}; rest of file skipped"
             return
         if len(data) < length or len(footer) < 4:
-            yield index, None, "file ends inside a record (truncated)"
+            yield index, offset, 0, None, "file ends inside a record (truncated)"
             return
+        framed = _HEADER + length + 4
         if masked_crc(data) != struct.unpack("<I", footer)[0]:
-            yield index, None, "record data fails its CRC check"
+            yield index, offset, framed, None, "record data fails its CRC check"
         else:
-            yield index, data, None
+            yield index, offset, framed, data, None
         index += 1
+        offset += framed

@@ -219,6 +219,27 @@ def decode_example(
     )
 
 
+def decode_record(
+    data: bytes, source: str, split: str, names: dict[int, str], ids: dict[str, int], example_type
+) -> DecodedRecord:
+    """Reads one serialized record as `decode_example` reads a parsed one; `example_type` is
+    TensorFlow's `tf.train.Example`, passed in so this module needs no TensorFlow. Raises
+    RecordRejected, naming why, whatever is wrong with the bytes: no record, however made,
+    raises anything else."""
+    try:
+        example = example_type.FromString(data)
+    except Exception:
+        raise RecordRejected("record is not a tf.train.Example") from None
+    try:
+        return decode_example(example, source, split, names, ids)
+    except RecordRejected:
+        raise
+    except Exception as error:
+        raise RecordRejected(
+            f"cannot be decoded: {type(error).__name__}: {str(error)[:80]}"
+        ) from None
+
+
 def _format_name(pil_format: str) -> str:
     """PIL's name of a format, lowercased; MPO (a camera's JPEG with extra frames) is JPEG."""
     return "jpeg" if pil_format == "MPO" else pil_format.lower()
