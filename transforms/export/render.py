@@ -6,31 +6,22 @@ says so in a PNG text chunk (a mark that recognises, not authenticates)."""
 
 from __future__ import annotations
 
-import colorsys
 import io
-import math
 import os
 import re
-import zlib
 from collections import Counter
 
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from transforms.builds.safe_write import check_place, write_file
+from transforms.drawing import FONT, boxed_tile, class_color
 
 TILE = 256
 GRID = 4
-_FONT = ImageFont.load_default()
 _MARK = ("Software", "odrecords inspect --render")
 # The names of the pictures, which are all this writes.
 _NAMES = re.compile(r"classes\.png|examples-\d{3,}\.png")
-
-
-def _color(name: str) -> tuple[int, int, int]:
-    """A stable, saturated colour per class name."""
-    hue = (zlib.crc32(name.encode("utf-8", "replace")) % 360) / 360
-    return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
 
 
 def _drawn_here(folder: str, relative: str) -> bool:
@@ -62,35 +53,6 @@ def _save(image: Image.Image, folder: str, name: str) -> str:
     return path
 
 
-def _tile(encoded: bytes, objects: list[tuple[str, list[float]]]) -> Image.Image:
-    """The image scaled into a tile with its boxes drawn; a grey tile that says so for an
-    image PIL cannot decode. Boxes are drawn as the records hold them, within reason: corners
-    in either order, clamped to the tile; boxes with a NaN or infinite corner are left out."""
-    tile = Image.new("RGB", (TILE, TILE), (32, 32, 32))
-    draw = ImageDraw.Draw(tile)
-    try:
-        image = Image.open(io.BytesIO(encoded))
-        image.thumbnail((TILE, TILE))
-        image = image.convert("RGB")
-    except Exception as error:  # PIL raises many types for damaged or unusual images.
-        draw.text((8, 8), f"cannot draw:\n{str(error)[:60]}", fill="white", font=_FONT)
-        return tile
-    left, top = (TILE - image.width) // 2, (TILE - image.height) // 2
-    tile.paste(image, (left, top))
-    for name, (xmin, ymin, xmax, ymax) in objects:
-        if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)):
-            continue
-        xs = sorted(min(max(left + x * image.width, 0), TILE) for x in (xmin, xmax))
-        ys = sorted(min(max(top + y * image.height, 0), TILE) for y in (ymin, ymax))
-        box = [xs[0], ys[0], xs[1], ys[1]]
-        name = name[:40]
-        draw.rectangle(box, outline=_color(name), width=2)
-        text_box = draw.textbbox((box[0] + 2, box[1] + 1), name, font=_FONT)
-        draw.rectangle(text_box, fill=_color(name))
-        draw.text((box[0] + 2, box[1] + 1), name, fill=(0, 0, 0), font=_FONT)
-    return tile
-
-
 def contact_sheets(samples: list[tuple[bytes, list]], folder: str) -> list[str]:
     """Draws (image bytes, [(class, normalized corners)]) in sheets of 4 x 4; returns paths."""
     paths = []
@@ -99,7 +61,7 @@ def contact_sheets(samples: list[tuple[bytes, list]], folder: str) -> list[str]:
         sheet = Image.new("RGB", (GRID * TILE, GRID * TILE), (0, 0, 0))
         for position, (encoded, objects) in enumerate(samples[start : start + per_sheet]):
             row, column = divmod(position, GRID)
-            sheet.paste(_tile(encoded, objects), (column * TILE, row * TILE))
+            sheet.paste(boxed_tile(encoded, objects, TILE), (column * TILE, row * TILE))
         paths.append(_save(sheet, folder, f"examples-{number:03d}.png"))
     return paths
 
@@ -110,14 +72,14 @@ def class_histogram(classes: Counter, folder: str) -> str:
     label_width, bar_width, row_height = 220, 500, 22
     image = Image.new("RGB", (label_width + bar_width + 80, 30 + row_height * len(rows)), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((10, 8), "objects per class", fill="black", font=_FONT)
+    draw.text((10, 8), "objects per class", fill="black", font=FONT)
     largest = max(count for _, count in rows) or 1
     for index, (name, count) in enumerate(rows):
         y = 30 + index * row_height
-        draw.text((10, y + 4), name[:32], fill="black", font=_FONT)
+        draw.text((10, y + 4), name[:32], fill="black", font=FONT)
         length = int(bar_width * count / largest)
         draw.rectangle(
-            [label_width, y + 3, label_width + length, y + row_height - 3], fill=_color(name)
+            [label_width, y + 3, label_width + length, y + row_height - 3], fill=class_color(name)
         )
-        draw.text((label_width + length + 6, y + 4), str(count), fill="black", font=_FONT)
+        draw.text((label_width + length + 6, y + 4), str(count), fill="black", font=FONT)
     return _save(image, folder, "classes.png")
