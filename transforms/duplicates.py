@@ -241,11 +241,12 @@ def _by_split(members: Iterable[Member]) -> dict[str | None, list[str]]:
 
 def _first_pairs(
     left: Iterable[Member], right: Iterable[Member], across: bool, link: str, suffix: str = ""
-) -> list[str]:
+) -> tuple[list[str], list[tuple]]:
     """The first few pairs of different names, one from `left` and one from `right`, in
-    different splits (`across`) or the same one. Only the first few names of each split are
-    paired, so a group of thousands costs no more than one of a few."""
-    texts = set()
+    different splits (`across`) or the same one: as texts for the manifest, and as (name,
+    split, name, split) for the dataset report to show side by side. Only the first few names
+    of each split are paired, so a group of thousands costs no more than one of a few."""
+    pairs = {}
     right_splits = _by_split(right)
     for split, names in _by_split(left).items():
         for other_split, other_names in right_splits.items():
@@ -253,10 +254,13 @@ def _first_pairs(
                 for name in names[: _SAMPLE + 1]:
                     for other in other_names[: _SAMPLE + 1]:
                         if name != other:
-                            texts.add(
-                                _pair_text((name, split), (other, other_split), link) + suffix
+                            one, two = sorted(
+                                ((name, split), (other, other_split)), key=_member_order
                             )
-    return sorted(texts)[:_SAMPLE]
+                            text = _pair_text(one, two, link) + suffix
+                            pairs[text] = (one[0], one[1] or "", two[0], two[1] or "")
+    texts = sorted(pairs)[:_SAMPLE]
+    return texts, [pairs[text] for text in texts]
 
 
 def _splits_of(members: Iterable[Member]) -> dict[str, set]:
@@ -274,10 +278,15 @@ def _crosses(own: set, other: set) -> tuple[bool, bool]:
 
 
 def _kind_counts(
-    pairs: dict[str, int], images: dict[str, int], samples: dict[str, list[str]]
+    pairs: dict[str, int], images: dict[str, int], samples: dict[str, tuple[list, list]]
 ) -> dict:
     return {
-        kind: {"pairs": pairs[kind], "images": images.get(kind, 0), "first": samples[kind]}
+        kind: {
+            "pairs": pairs[kind],
+            "images": images.get(kind, 0),
+            "first": samples[kind][0],
+            "named": samples[kind][1],
+        }
         for kind in ("across_splits", "within_split")
         if pairs[kind]
     }
@@ -308,7 +317,13 @@ def exact_counts(content: Content) -> Iterator[dict]:
         kind: _first_pairs(content.members, content.members, kind == "across_splits", "=")
         for kind in pairs
     }
-    yield {"duplicates": {"exact": _kind_counts(pairs, images, samples)}}
+    yield {
+        "duplicates": {
+            "exact": _kind_counts(pairs, images, samples),
+            # For the dataset report: the examples of each split that have an exact copy.
+            "exact_by_split": {split or "": n for split, n in per_split.items()},
+        }
+    }
 
 
 def near_counts(pair: tuple[Content, Content, int]) -> Iterator[dict]:

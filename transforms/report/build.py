@@ -1,0 +1,126 @@
+"""The dataset report of a build: `stats.json` and `report.html` beside the dataset card.
+
+The statistics are summed per shard by the shard writer (`transforms.report.stats`), from
+the facts each index row keeps, so a build that reuses examples reports them without reading
+them again; what only the whole build knows (rejected images, duplicate pairs, the counts of
+the manifest) is added here. The pictures are drawn from the bounded sample the statistics
+keep, read back from the shards just written, and from the source files of the rejected and
+duplicate images shown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import apache_beam as beam
+
+from transforms.builds.layout import join
+from transforms.images.loader import ImageLoader, ImageRejected
+from transforms.records import STAGE_IMAGE, ErrorRecord
+from transforms.report.page import render_page
+from transforms.report.stats import DatasetStats
+from transforms.report.thumbnails import read_sampled, thumbnail
+
+STATS_FILE = "stats.json"
+REPORT_FILE = "report.html"
+# Rejected images the report names, and of those, how many it draws (each read again).
+REJECTED_NAMED = 50
+REJECTED_DRAWN = 12
+
+# A rejected image as the report step gets it: (source, reason, split, image name).
+Rejected = tuple[str, str, str, str]
+
+
+def _rejected(error: ErrorRecord) -> list[Rejected]:
+    if error.stage != STAGE_IMAGE:
+        return []
+    return [(error.source, error.reason, error.split or "", error.image or "")]
+
+
+def first_rejected(errors: beam.PCollection) -> beam.PCollection:
+    """The first rejected images by source, as one list: a bounded sample to show."""
+    return (
+        errors
+        | "RejectedImages" >> beam.FlatMap(_rejected)
+        | "FirstRejected" >> beam.combiners.Top.Smallest(REJECTED_NAMED)
+    )
+
+
+def _duplicate_pairs(counts: dict) -> list[dict]:
+    """The duplicate pairs the counts name (a few of each kind, across splits and within)."""
+    pairs = []
+    for kind in ("exact", "near"):
+        found = counts.get("duplicates", {}).get(kind, {})
+        for where in ("across_splits", "within_split"):
+            for a, split_a, b, split_b in found.get(where, {}).get("named", []):
+                pairs.append(
+                    {
+                        "kind": kind,
+                        "a": a,
+                        "b": b,
+                        "splits": [split_a, split_b],
+                        "across": where == "across_splits",
+                    }
+                )
+    return pairs
+
+
+def statistics(stats: DatasetStats, manifest: dict, counts: dict, rejected: list[Rejected]) -> dict:
+    """The content of `stats.json`: the summed statistics, with the counts of the manifest
+    that only the whole build knows."""
+    data = stats.to_json(list(manifest["classes"]), list(manifest["splits"]))
+    lost = manifest["errors"]["by_split"]
+    exact_by_split = counts.get("duplicates", {}).get("exact_by_split", {})
+    for name, split in data["splits"].items():
+        split["rejected_images"] = manifest["splits"].get(name, {}).get("rejected", 0)
+        split["rejected_objects"] = lost.get(name, {}).get("objects", 0)
+        split["duplicates"] = exact_by_split.get(name, 0)
+    duplicates = manifest["duplicates"]
+    data["rejected"] = {
+        "count": manifest["images"]["rejected"],
+        "first": [
+            {"source": source, "reason": reason, "split": split, "image": image}
+            for source, reason, split, image in sorted(rejected)
+        ],
+    }
+    data["duplicates"] = {
+        "pairs": _duplicate_pairs(counts),
+        "count": sum(
+            duplicates[kind][where]["pairs"]
+            for kind in ("exact", "near")
+            for where in ("across_splits", "within_split")
+        ),
+        "across_splits": sum(
+            duplicates[kind]["across_splits"]["pairs"] for kind in ("exact", "near")
+        ),
+    }
+    data["source"] = {"kind": "create", "inputs": manifest["inputs"]}
+    return data
+
+
+def _source_thumbnail(loader: ImageLoader, image: str) -> bytes | None:
+    """A thumbnail of an image's source file, read under the loader's rules; None for one
+    that cannot be read (a rejected image may be missing, a link out of the root, ...)."""
+    try:
+        return thumbnail(loader.read_stored(image), [])
+    except ImageRejected:
+        return None
+
+
+def report_texts(data: dict, build: str, loader: ImageLoader) -> dict[str, str]:
+    """{file name: text} of `stats.json` and `report.html`. `build`: the folder the sampled
+    examples' shards are in (their locations are relative to the output)."""
+    thumbnails = read_sampled(data["sample"], lambda relative: join(build, relative))
+    drawn: Callable[[str], None] = lambda image: thumbnails.setdefault(  # noqa: E731
+        image, _source_thumbnail(loader, image)
+    )
+    for entry in data["rejected"]["first"][:REJECTED_DRAWN]:
+        drawn(entry["image"])
+    for pair in data["duplicates"]["pairs"]:
+        drawn(pair["a"])
+        drawn(pair["b"])
+    return {
+        STATS_FILE: json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+        REPORT_FILE: render_page(data, {k: v for k, v in thumbnails.items() if v is not None}),
+    }
