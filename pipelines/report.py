@@ -27,12 +27,14 @@ from pipelines.settings import check_beam_flags, pipeline_options, use_filesyste
 from transforms.builds.safe_write import UnsafeWrite, check_place, write_file
 from transforms.export.decode import RecordRejected, decode_record
 from transforms.label_map import LabelMapError, read_label_names
+from transforms.report.build import REPORT_FILE, STATS_FILE, sampled, stats_text
 from transforms.report.facts import Location
+from transforms.report.page import render_page, written_page
 from transforms.report.record_facts import facts_of_record
 from transforms.report.stats import CombineStats, DatasetStats, Lowest
+from transforms.report.thumbnails import read_sampled
 from transforms.tfrecord import iter_framed_records, open_records
 
-STATS = "stats.json"
 SOURCE_KIND = "records"
 FIRST_REJECTED = 50
 FIRST_PAIRS = 50
@@ -61,9 +63,12 @@ class ReportSettings:
 
 def _written_here(output: str, relative: str) -> bool:
     """Whether the file at `relative` is a report this command wrote, which may be replaced:
-    a stats.json of records (a mark that recognises, not authenticates)."""
+    a stats.json of records, a page that says it is a report (marks that recognise, not
+    authenticate)."""
     try:
         with FileSystems.open(FileSystems.join(output, relative)) as handle:
+            if relative == REPORT_FILE:
+                return written_page(handle.read(4096))
             stats = json.loads(handle.read(256 << 20))
         return stats["source"]["kind"] == SOURCE_KIND and stats["version"] == 1
     except Exception:  # Anything unreadable or of another shape is not ours.
@@ -83,7 +88,8 @@ def parse_report_args(argv: Sequence[str]) -> tuple[ReportSettings, list[str]]:
             raise UsageError(f"label map {args.label_map}: {error}") from None
     try:
         ours = functools.partial(_written_here, args.output)
-        check_place(args.output, FileSystems.join(args.output, STATS), ours)
+        for name in (STATS_FILE, REPORT_FILE):
+            check_place(args.output, FileSystems.join(args.output, name), ours)
     except UnsafeWrite as error:
         raise UsageError(
             f"output folder {args.output}: {error}; remove it or choose another folder"
@@ -240,12 +246,13 @@ def report_json(
 def _write_report(
     _, stats: DatasetStats, refusals: dict, duplicates: dict, settings: ReportSettings
 ) -> Iterator[dict]:
-    """Writes OUTPUT/stats.json, over an earlier report only."""
+    """Writes OUTPUT/stats.json and OUTPUT/report.html, over an earlier report only."""
     report = report_json(stats, refusals, duplicates, settings)
-    text = json.dumps(report, sort_keys=True, ensure_ascii=False) + "\n"
     output = settings.output
     ours = functools.partial(_written_here, output)
-    write_file(output, FileSystems.join(output, STATS), [text.encode("utf-8")], ours)
+    page = render_page(report, read_sampled(sampled(report)))
+    for name, text in ((STATS_FILE, stats_text(report)), (REPORT_FILE, page)):
+        write_file(output, FileSystems.join(output, name), [text.encode("utf-8")], ours)
     yield report
 
 
@@ -294,7 +301,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: ReportSettings) -> None:
 
 
 def _print_summary(output: str) -> None:
-    path = FileSystems.join(output, STATS)
+    path = FileSystems.join(output, STATS_FILE)
     with FileSystems.open(path) as handle:
         report = json.load(handle)
     for split, entry in report["splits"].items():
@@ -310,7 +317,7 @@ def _print_summary(output: str) -> None:
         print(
             f"{report['rejected']['count']} records or objects could not be read", file=sys.stderr
         )
-    print(f"wrote {path}")
+    print(f"wrote {path} and {FileSystems.join(output, REPORT_FILE)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

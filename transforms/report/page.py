@@ -110,6 +110,16 @@ ul.names li{overflow-wrap:anywhere}
 """
 
 
+# The page's first line names what wrote it, so a later report may replace it and nothing else.
+GENERATOR = '<meta name="generator" content="odrecords report">'
+
+
+def written_page(start: bytes) -> bool:
+    """Whether a file beginning with `start` is a page `render_page` wrote (a mark that
+    recognises, not authenticates)."""
+    return GENERATOR.encode() in start.split(b"\n", 2)[1] if start.count(b"\n") >= 1 else False
+
+
 def _t(value: object) -> str:
     """Text from the data, escaped for an element or a quoted attribute."""
     return html.escape(str(value), quote=True)
@@ -455,12 +465,15 @@ def _rejected(stats: dict, thumbnails: dict[str, bytes]) -> str:
     if first:
         if rejected["count"] > len(first):
             parts.append(f'<p class="note">The first {len(first)} by source.</p>')
-        rows = [[_t(item["source"]), _t(item["split"]), _t(item["reason"])] for item in first]
-        parts.append(_table(["Source", "Split", "Reason"], rows, 3))
-        pictures = [
-            _tile(thumbnails, item["split"], item["source"])
+        rows = [
+            [_t(item.get("image") or ""), _t(item["source"]), _t(item["split"]), _t(item["reason"])]
             for item in first
-            if f"{item['split']}/{item['source']}" in thumbnails
+        ]
+        parts.append(_table(["Image", "Source", "Split", "Reason"], rows, 4))
+        pictures = [
+            _tile(thumbnails, item["split"], item["image"])
+            for item in first
+            if item.get("image") and f"{item['split']}/{item['image']}" in thumbnails
         ]
         if pictures:
             parts.append(f'<div class="sheet small">{"".join(pictures)}</div>')
@@ -531,7 +544,7 @@ def render_page(stats: dict, thumbnails: dict[str, bytes]) -> str:
     )
     policy = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}'
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_t(title[:200])}</title><style>{_CSS}</style></head>"
