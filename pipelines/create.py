@@ -63,9 +63,17 @@ from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.images.orientation import OrientationPolicy
 from transforms.images.orientation import summary as orientation_summary
 from transforms.records import ERRORS, STAGE_IMAGE
+from transforms.report.build import first_rejected
+from transforms.report.stats import MergeStats
 from transforms.shard_pool import prepare as prepare_workers
 from transforms.shard_pool import usable_cores
-from transforms.tfrecord_sink import STATS, ShardSettings, WriteShardedTFRecords, parts_dir
+from transforms.tfrecord_sink import (
+    REPORT,
+    STATS,
+    ShardSettings,
+    WriteShardedTFRecords,
+    parts_dir,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -204,6 +212,7 @@ def build_pipeline(
                 _manifest_settings(settings),
                 settings.max_error_rate,
                 previous,
+                loader,
                 {
                     "mode": settings.reuse,
                     "previous": previous.manifest.get("build", {}).get("id") if previous else None,
@@ -216,6 +225,10 @@ def build_pipeline(
             beam.pvalue.AsSingleton(label_map),
             beam.pvalue.AsSingleton(read.renumbered),
             beam.pvalue.AsList(error_files),
+            beam.pvalue.AsSingleton(
+                shards[REPORT] | "SumReport" >> beam.CombineGlobally(MergeStats())
+            ),
+            beam.pvalue.AsSingleton(first_rejected(errors)),
         )
     )
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from apache_beam.testing.test_pipeline import TestPipeline  # noqa: E402
+from browser import chromium_binary  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
 from pipelines import create  # noqa: E402
@@ -118,3 +120,9 @@ def pair_names(text: str) -> tuple[str, str]:
     or `a.jpg (train) ~ b.jpg (valid) (2 bits apart)` → ("a.jpg", "b.jpg")."""
     parts = text.split(" (")
     return parts[0], parts[1].split(" ", 2)[2]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Headless Chromium's binary (`browser.chromium_binary`)."""
+    return chromium_binary()

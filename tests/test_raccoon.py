@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 from conftest import pair_names, read_output, run_create
+from report_checks import check_against_records, check_page, read_stats
 
 
 def expected_boxes(raccoon):
@@ -160,3 +161,9 @@ def test_raccoon_duplicates_are_reported_across_and_within_splits(raccoon_output
             assert found[kind][where]["pairs"] == len(expected)
             assert {pair_names(text) for text in found[kind][where]["first"]} == expected
     assert found["near"]["not_hashed"] == 0
+
+
+def test_the_raccoon_report_opens_in_chromium_with_its_counts(raccoon_outputs, chromium, tmp_path):
+    output = raccoon_outputs["voc"]
+    check_against_records(output, read_stats(output["dir"]))
+    check_page(chromium, output["dir"] / "report.html", output["manifest"], tmp_path)

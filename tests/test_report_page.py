@@ -8,17 +8,15 @@ from __future__ import annotations
 import bisect
 import csv
 import hashlib
-import html.parser
 import io
 import json
 import math
 import os
-import shutil
-import subprocess
 from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from browser import PageText, drawn, open_page, page_requests
 from PIL import Image
 
 from transforms.drawing import BACKGROUND, class_color
@@ -356,7 +354,7 @@ def test_the_page_loads_nothing_from_elsewhere(report):
     _, _, path = report
     page = path.read_text(encoding="utf-8")
     assert "http:" not in page and "https:" not in page
-    tags = _Text.parse(page).tags
+    tags = PageText.parse(page).tags
     links = [attrs[key] for _, attrs in tags for key in ("src", "href") if key in attrs]
     assert links and all(link.startswith(("data:", "#")) for link in links), links
     assert "url(" not in page  # No CSS resource either.
@@ -364,7 +362,7 @@ def test_the_page_loads_nothing_from_elsewhere(report):
 
 def test_the_page_says_which_splits_miss_a_class_and_what_was_turned(report):
     stats, _, path = report
-    text = _Text.of(path.read_text(encoding="utf-8"))
+    text = PageText.of(path.read_text(encoding="utf-8"))
     assert stats["splits"]["val"]["missing_classes"] == ["triangle"]
     assert "no ground truth at evaluation" in text
     assert "shapes-003.jpg" in text and "broken.jpg" in text and "image does not decode" in text
@@ -390,98 +388,14 @@ def test_a_page_of_600_classes_stays_small_and_says_what_it_leaves_out(report):
     drawn = page.count("data:image/jpeg")
     assert drawn <= MAX_CLASS_PANELS * CLASS_TILES_MANY + 2 * 24
     assert len(page) - drawn * len(picture) * 4 / 3 < 2_000_000
-    assert f"first {MAX_CLASS_PANELS} of 600" in _Text.of(page)
+    assert f"first {MAX_CLASS_PANELS} of 600" in PageText.of(page)
     assert "class 599" in page  # The class table still lists every class.
-
-
-class _Text(html.parser.HTMLParser):
-    """The text of a page, and the cells of its tables' rows."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.rows: list[list[str]] = []
-        self.tags: list[tuple[str, dict]] = []
-        self.in_cell = False
-
-    def handle_starttag(self, tag, attrs) -> None:
-        self.tags.append((tag, dict(attrs)))
-        if tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th") and self.rows:
-            self.rows[-1].append("")
-            self.in_cell = True
-
-    def handle_endtag(self, tag) -> None:
-        if tag in ("td", "th"):
-            self.in_cell = False
-
-    def handle_data(self, data) -> None:
-        self.parts.append(data)
-        if self.in_cell:
-            self.rows[-1][-1] += data
-
-    @classmethod
-    def parse(cls, page: str) -> _Text:
-        parser = cls()
-        parser.feed(page)
-        return parser
-
-    @classmethod
-    def of(cls, page: str) -> str:
-        return " ".join(" ".join(cls.parse(page).parts).split())
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Headless Chromium's binary; without one the test skips, except in CI (`CI` set), whose
-    `.ci/run` installs it, where it fails."""
-    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("no chromium binary: .ci/run installs Debian's chromium")
-        pytest.skip("no chromium binary found")
-    return found
-
-
-def _open(chromium: str, page, tmp_path, *flags: str) -> subprocess.CompletedProcess:
-    """Opens `page` in headless `chromium`, with a profile of its own, and `flags`."""
-    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        *flags,
-        page.as_uri(),
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-
-
-def _page_requests(net_log) -> list[str]:
-    """URLs of the requests a page made, from Chromium's net log. The browser's own (update
-    checks, account lookups) have no origin as initiator; a page's have its origin, "null"
-    for a file."""
-    log = json.loads(net_log.read_text())
-    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    return [
-        event["params"].get("url")
-        for event in log["events"]
-        if event["type"] == start
-        and "url" in event["params"]
-        and event["params"].get("initiator") != "not an origin"
-    ]
 
 
 def test_chromium_draws_the_page_and_it_requests_nothing(chromium, report, tmp_path):
     _, _, path = report
     screenshot, net_log = tmp_path / "page.png", tmp_path / "net.json"
-    _open(
+    open_page(
         chromium,
         path,
         tmp_path,
@@ -489,11 +403,8 @@ def test_chromium_draws_the_page_and_it_requests_nothing(chromium, report, tmp_p
         "--window-size=1280,2400",
         f"--log-net-log={net_log}",
     )
-    with Image.open(screenshot) as image:
-        colours = Counter(_pixels(image))
-    ((most, count),) = colours.most_common(1)
-    assert len(colours) > 200 and count < 0.9 * sum(colours.values())
-    assert _page_requests(net_log) == []
+    assert drawn(screenshot)
+    assert page_requests(net_log) == []
 
 
 def test_the_request_check_sees_a_page_that_reaches_out(chromium, tmp_path):
@@ -501,13 +412,13 @@ def test_the_request_check_sees_a_page_that_reaches_out(chromium, tmp_path):
     page = tmp_path / "leaky.html"
     page.write_text('<html><body><img src="http://127.0.0.1:9/x.png"></body></html>')
     net_log = tmp_path / "net.json"
-    _open(chromium, page, tmp_path, "--dump-dom", f"--log-net-log={net_log}")
-    assert _page_requests(net_log) == ["http://127.0.0.1:9/x.png"]
+    open_page(chromium, page, tmp_path, "--dump-dom", f"--log-net-log={net_log}")
+    assert page_requests(net_log) == ["http://127.0.0.1:9/x.png"]
 
 
 def test_chromium_shows_every_class_with_its_counts(chromium, report, tmp_path):
     stats, _, path = report
-    dom = _Text.parse(_open(chromium, path, tmp_path, "--dump-dom").stdout)
+    dom = PageText.parse(open_page(chromium, path, tmp_path, "--dump-dom").stdout)
     assert not [tag for tag, attrs in dom.tags if tag == "script" or "onerror" in attrs]
     rows = {row[0]: row for row in dom.rows if row}
     splits = list(stats["splits"])

@@ -70,11 +70,15 @@ from transforms.records import (
     ImageAnnotation,
     excerpt,
 )
+from transforms.report.facts import Location, example_facts
+from transforms.report.stats import DatasetStats
 from transforms.shard_pool import ShardPool, ShardTask, usable_cores
 from transforms.splits import assign_shard, assign_split
 
 _LOG = logging.getLogger(__name__)
 STATS = "stats"
+# Tag of each shard's statistics for the dataset report (`transforms.report.stats`).
+REPORT = "report"
 
 
 def shard_path(split: str, shard: int, num_shards: int) -> str:
@@ -281,10 +285,18 @@ class ShardWriter:
         for plan, future in ahead:
             yield plan, future and future.result()
 
-    def _emitted(self, row: IndexRow, stats: dict, written: ShardWritten) -> None:
+    def _emitted(
+        self, row: IndexRow, stats: dict, report: DatasetStats, relative: str, written: ShardWritten
+    ) -> None:
         """What writing an example emits, from its index row: whether it was converted now or
-        its row is replayed, the same errors, counts (added to the shard's `stats`) and
+        its row is replayed, the same errors, counts (added to the shard's `stats`), report
+        statistics (added to the shard's `report`, `relative` being the shard's path) and
         hashes, and the example to compare builds with when there is a previous build."""
+        report.add(
+            example_facts(
+                row.split, row.image, row.facts, Location(relative, row.offset, row.length)
+            )
+        )
         for error in row.errors:
             written.outputs.append(beam.pvalue.TaggedOutput(ERRORS, error))
         add_counts(stats, row.stats)
@@ -309,8 +321,10 @@ class ShardWriter:
         reuse = self._settings.reuse
         counts = Counter(reused=0, converted=0)
         written = ShardWritten()
-        # The shard's manifest counts, summed here: one element per shard, not per image.
+        # The shard's manifest counts and report statistics, summed here: one element per
+        # shard, not per image.
         stats: dict = {}
+        report = DatasetStats()
         root = self._settings.output_root
         with (
             PartFile(root, self._settings.parts, f"{split}-{shard:05d}") as shard_file,
@@ -326,10 +340,11 @@ class ShardWriter:
                 written.counters["shards_copied"] += 1
                 for row in proven:
                     index_file.write(row.line())
-                    self._emitted(row, stats, written)
+                    self._emitted(row, stats, report, relative, written)
                 counts["reused"] = counts["examples"] = len(proven)
             else:
-                self._write(plans, label_map, shard_file, index_file, counts, stats, written)
+                files = (relative, shard_file, index_file)
+                self._write(plans, label_map, files, counts, (stats, report), written)
             written.counters["images_reused"] += counts["reused"]
             written.counters["bytes_written"] += shard_file.size
             written.counters[f"examples_{split}"] += counts.pop("examples", 0)
@@ -338,6 +353,7 @@ class ShardWriter:
         shards = {"copied" if copied else "written": 1} if digest is not None else {}
         add_counts(stats, {"reuse": {"images": dict(counts), "shards": shards}})
         written.outputs.append(beam.pvalue.TaggedOutput(STATS, stats))
+        written.outputs.append(beam.pvalue.TaggedOutput(REPORT, report))
         if digest is not None:
             written.outputs.append((relative, digest))
             written.outputs.append((index_path(relative), index_digest))
@@ -347,20 +363,23 @@ class ShardWriter:
         self,
         plans: list[ImagePlan],
         label_map: dict[str, int],
-        shard_file: PartFile,
-        index_file: PartFile,
+        files: tuple[str, PartFile, PartFile],
         counts: Counter,
-        stats: dict,
+        sums: tuple[dict, DatasetStats],
         written: ShardWritten,
     ) -> None:
-        """Writes a shard record by record, and each record's index line."""
+        """Writes a shard record by record, and each record's index line. `files`: the
+        shard's relative path, its file and its index file; `sums`: its manifest counts and
+        report statistics."""
+        relative, shard_file, index_file = files
+        stats, report = sums
         for item in self._records(plans, label_map, counts, stats, written):
             record, row = item
             row = replace(row, offset=shard_file.size)
             shard_file.write(record)
             index_file.write(row.line())
             counts["examples"] += 1
-            self._emitted(row, stats, written)
+            self._emitted(row, stats, report, relative, written)
 
     def _records(
         self,
@@ -413,7 +432,8 @@ class WriteShard(beam.DoFn):
     """((split, shard), [(annotation, previous example or None)]) → (the shard file's relative
     path, its size and sha256) and the same for its index file, if it got examples; plus
     error records (tag `errors`), the manifest counts of its examples and of what was reused
-    (tag `stats`), each example's image hashes (tag `hashes`), from which duplicates are
+    (tag `stats`), the shard's statistics for the dataset report (tag `report`), each
+    example's image hashes (tag `hashes`), from which duplicates are
     found without image bytes ever leaving this step, and, when `compare` is set, (image,
     (split, sha256, annotation)) of each example (tag `examples`), to compare builds with.
 
@@ -559,5 +579,5 @@ class WriteShardedTFRecords(beam.PTransform):
             | "WriteShard"
             >> beam.ParDo(
                 self._writer, self._label_map, beam.pvalue.AsSingleton(total)
-            ).with_outputs(ERRORS, STATS, HASHES, EXAMPLES, main="files")
+            ).with_outputs(ERRORS, STATS, HASHES, EXAMPLES, REPORT, main="files")
         )

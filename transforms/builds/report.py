@@ -41,6 +41,7 @@ from transforms.builds.safe_write import (
 )
 from transforms.choices import SAME_SPLIT
 from transforms.duplicates import MAX_DISTANCE
+from transforms.images.loader import ImageLoader
 from transforms.images.orientation import manifest_entry as orientation_entry
 from transforms.label_map import (
     csv_writable,
@@ -49,6 +50,14 @@ from transforms.label_map import (
     retired_classes,
 )
 from transforms.records import STAGE_IMAGE, STAGE_READ, ErrorRecord
+from transforms.report.build import (
+    REPORT_FILE,
+    STATS_FILE,
+    Rejected,
+    report_texts,
+    statistics,
+)
+from transforms.report.stats import DatasetStats
 
 LABEL_MAP = "label_map.pbtxt"
 LABEL_MAP_CSV = "label_map.csv"
@@ -374,6 +383,10 @@ def dataset_card(manifest: dict, output: str) -> str:
         f"`{manifest['inputs']['annotations']}` ({manifest['inputs']['format']}) with images "
         f"under `{manifest['inputs']['images']}`.",
         "",
+        f"Open `{REPORT_FILE}` to see the dataset: class balance per split, box sizes and "
+        f"where boxes fall, outliers, sample images, rejected images and duplicates (the same "
+        f"numbers are in `{STATS_FILE}`).",
+        "",
         "| split | examples | objects | shards |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -572,6 +585,8 @@ def written_by_create(relative: str) -> bool:
             LABEL_MAP,
             LABEL_MAP_CSV,
             CARD,
+            STATS_FILE,
+            REPORT_FILE,
             MANIFEST,
             REPLACED_MANIFEST,
         )
@@ -585,7 +600,16 @@ def check_create_output(output: str) -> None:
     when a build is published; the split folders, named by the data, too.)"""
     for folder in (BUILDS, VERSIONS, INDEX_DIR):
         check_folder(output, FileSystems.join(output, folder))
-    for name in (LATEST, MANIFEST, ERRORS_FILE, LABEL_MAP, LABEL_MAP_CSV, CARD):
+    for name in (
+        LATEST,
+        MANIFEST,
+        ERRORS_FILE,
+        LABEL_MAP,
+        LABEL_MAP_CSV,
+        CARD,
+        STATS_FILE,
+        REPORT_FILE,
+    ):
         check_place(output, FileSystems.join(output, name), lambda _: True)
 
 
@@ -680,9 +704,11 @@ class WriteReport(beam.DoFn):
         settings: dict,
         max_error_rate: float | None,
         previous: PreviousBuild | None,
+        loader: ImageLoader,
         reuse: dict | None = None,
     ):
         self._layout = layout
+        self._loader = loader
         self._parts = parts
         self._settings = settings
         self._max_error_rate = max_error_rate
@@ -697,10 +723,13 @@ class WriteReport(beam.DoFn):
         label_map: dict[str, int],
         renumbered: dict[str, int],
         error_files: list[str],
+        report: DatasetStats,
+        rejected: list[Rejected],
     ) -> Iterator[dict]:
         """`shard_digests` are (relative path, {size, sha256}) of the shards and index files
         written; `error_files` is unused but makes this step wait until the errors are
-        written."""
+        written; `report`, the statistics of the shards and `rejected`, the first rejected
+        images, for the dataset report (`transforms.report.build`)."""
         layout = self._layout
         written = dict(shard_digests)
         manifest = build_manifest(
@@ -719,6 +748,9 @@ class WriteReport(beam.DoFn):
             (LABEL_MAP, format_label_map(label_map)),
             (LABEL_MAP_CSV, format_label_map_csv(label_map)),
             (CARD, dataset_card(manifest, layout.published)),
+            *report_texts(
+                statistics(report, manifest, counts, rejected), layout.build, self._loader
+            ).items(),
         ):
             written[name] = write_text(layout.output, join(layout.build, name), text, new_folder)
         if FileSystems.exists(self._parts):

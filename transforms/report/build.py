@@ -11,7 +11,6 @@ duplicate images shown.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import apache_beam as beam
 
@@ -95,32 +94,69 @@ def statistics(stats: DatasetStats, manifest: dict, counts: dict, rejected: list
             duplicates[kind]["across_splits"]["pairs"] for kind in ("exact", "near")
         ),
     }
-    data["source"] = {"kind": "create", "inputs": manifest["inputs"]}
+    inputs = manifest["inputs"]
+    data["source"] = {
+        "kind": "create",
+        "inputs": [
+            f"{inputs['format']} annotations: {inputs['annotations']}",
+            f"images: {inputs['images']}",
+            *([f"label map: {inputs['label_map']}"] if inputs["label_map"] else []),
+        ],
+    }
     return data
+
+
+def stats_text(data: dict) -> str:
+    """The text of stats.json: keys sorted, so the same data gives the same bytes."""
+    return json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def sampled(data: dict, folder: str | None = None) -> list[dict]:
+    """The sampled examples of stats.json (per split and per class); their record paths, when
+    relative to an output, joined to `folder`, where its shards are now."""
+    entries = [
+        entry
+        for group in (data["sample"]["by_split"], data["sample"]["by_class"])
+        for examples in group.values()
+        for entry in examples
+    ]
+    if folder is None:
+        return entries
+    return [
+        {
+            **entry,
+            "location": {**entry["location"], "path": join(folder, entry["location"]["path"])},
+        }
+        for entry in entries
+    ]
 
 
 def _source_thumbnail(loader: ImageLoader, image: str) -> bytes | None:
     """A thumbnail of an image's source file, read under the loader's rules; None for one
     that cannot be read (a rejected image may be missing, a link out of the root, ...)."""
     try:
-        return thumbnail(loader.read_stored(image), [])
+        return thumbnail(loader.read_stored(image), [], 0, 0)
     except ImageRejected:
         return None
 
 
 def report_texts(data: dict, build: str, loader: ImageLoader) -> dict[str, str]:
-    """{file name: text} of `stats.json` and `report.html`. `build`: the folder the sampled
-    examples' shards are in (their locations are relative to the output)."""
-    thumbnails = read_sampled(data["sample"], lambda relative: join(build, relative))
-    drawn: Callable[[str], None] = lambda image: thumbnails.setdefault(  # noqa: E731
-        image, _source_thumbnail(loader, image)
-    )
-    for entry in data["rejected"]["first"][:REJECTED_DRAWN]:
-        drawn(entry["image"])
-    for pair in data["duplicates"]["pairs"]:
-        drawn(pair["a"])
-        drawn(pair["b"])
+    """{file name: text} of `stats.json` and `report.html`. `build`: the folder the shards
+    are in now; the rejected and duplicate images shown are drawn from their source files."""
+    thumbnails = read_sampled(sampled(data, build))
+    shown = [(entry["split"], entry["image"]) for entry in data["rejected"]["first"]]
+    shown = shown[:REJECTED_DRAWN] + [
+        (split, pair[side])
+        for pair in data["duplicates"]["pairs"]
+        for side, split in zip(("a", "b"), pair["splits"], strict=True)
+    ]
+    for split, image in shown:
+        key = f"{split}/{image}"
+        if key not in thumbnails:
+            picture = _source_thumbnail(loader, image)
+            if picture is not None:
+                thumbnails[key] = picture
     return {
-        STATS_FILE: json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-        REPORT_FILE: render_page(data, {k: v for k, v in thumbnails.items() if v is not None}),
+        STATS_FILE: stats_text(data),
+        REPORT_FILE: render_page(data, thumbnails),
     }

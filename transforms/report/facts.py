@@ -7,6 +7,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Location:
@@ -47,16 +49,13 @@ class ExampleFacts:
 def written_facts(width: int, height: int, turned: bool, objects: Iterable) -> dict:
     """The facts of an example as its index row keeps them (JSON): a later build that reuses
     the example replays them, as it replays the row's counts. `objects` are (class,
-    normalized corners) as written; they are kept in pixels of the written image."""
-    return {
-        "width": width,
-        "height": height,
-        "turned": turned,
-        "objects": [
-            [label, xmin * width, ymin * height, xmax * width, ymax * height]
-            for label, xmin, ymin, xmax, ymax in objects
-        ],
-    }
+    normalized corners); they are kept in pixels of the written image, from the float32
+    corners the example holds, so the report of a build and of its records read back agree."""
+    kept = []
+    for label, *corners in objects:
+        xmin, ymin, xmax, ymax = (float(value) for value in np.float32(corners))
+        kept.append([label, xmin * width, ymin * height, xmax * width, ymax * height])
+    return {"width": width, "height": height, "turned": turned, "objects": kept}
 
 
 def facts_are_typed(value: object) -> bool:
