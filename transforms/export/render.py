@@ -21,6 +21,8 @@ from transforms.builds.safe_write import check_place, write_file
 
 TILE = 256
 GRID = 4
+# The strip under each image that names it: people find a tile's image by its file name.
+CAPTION = 16
 _FONT = ImageFont.load_default()
 _MARK = ("Software", "odrecords inspect --render")
 # The names of the pictures, which are all this writes.
@@ -62,11 +64,30 @@ def _save(image: Image.Image, folder: str, name: str) -> str:
     return path
 
 
-def _tile(encoded: bytes, objects: list[tuple[str, list[float]]]) -> Image.Image:
-    """The image scaled into a tile with its boxes drawn; a grey tile that says so for an
-    image PIL cannot decode. Boxes are drawn as the records hold them, within reason: corners
-    in either order, clamped to the tile; boxes with a NaN or infinite corner are left out."""
-    tile = Image.new("RGB", (TILE, TILE), (32, 32, 32))
+def _fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """`text` shortened from the front ("…" first) to fit `width` pixels: the end of a file
+    name (its number, its extension) tells images apart more often than its start."""
+    if draw.textlength(text, font=_FONT) <= width:
+        return text
+    while text and draw.textlength("…" + text, font=_FONT) > width:
+        text = text[1:]
+    return "…" + text
+
+
+def _caption(tile: Image.Image, name: str) -> None:
+    """Writes `name` in the strip under the image."""
+    draw = ImageDraw.Draw(tile)
+    draw.rectangle([0, TILE, TILE, TILE + CAPTION], fill=(0, 0, 0))
+    draw.text((4, TILE + 2), _fitted(draw, name, TILE - 8), fill="white", font=_FONT)
+
+
+def _tile(encoded: bytes, objects: list[tuple[str, list[float]]], name: str) -> Image.Image:
+    """The image scaled into a tile with its boxes drawn and `name` under it; a grey tile that
+    says so for an image PIL cannot decode. Boxes are drawn as the records hold them, within
+    reason: corners in either order, clamped to the image area; boxes with a NaN or infinite
+    corner are left out."""
+    tile = Image.new("RGB", (TILE, TILE + CAPTION), (32, 32, 32))
+    _caption(tile, name)
     draw = ImageDraw.Draw(tile)
     try:
         image = Image.open(io.BytesIO(encoded))
@@ -77,29 +98,34 @@ def _tile(encoded: bytes, objects: list[tuple[str, list[float]]]) -> Image.Image
         return tile
     left, top = (TILE - image.width) // 2, (TILE - image.height) // 2
     tile.paste(image, (left, top))
-    for name, (xmin, ymin, xmax, ymax) in objects:
+    for label, (xmin, ymin, xmax, ymax) in objects:
         if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)):
             continue
         xs = sorted(min(max(left + x * image.width, 0), TILE) for x in (xmin, xmax))
         ys = sorted(min(max(top + y * image.height, 0), TILE) for y in (ymin, ymax))
         box = [xs[0], ys[0], xs[1], ys[1]]
-        name = name[:40]
-        draw.rectangle(box, outline=_color(name), width=2)
-        text_box = draw.textbbox((box[0] + 2, box[1] + 1), name, font=_FONT)
-        draw.rectangle(text_box, fill=_color(name))
-        draw.text((box[0] + 2, box[1] + 1), name, fill=(0, 0, 0), font=_FONT)
+        label = label[:40]
+        draw.rectangle(box, outline=_color(label), width=2)
+        text_box = draw.textbbox((box[0] + 2, box[1] + 1), label, font=_FONT)
+        draw.rectangle(text_box, fill=_color(label))
+        draw.text((box[0] + 2, box[1] + 1), label, fill=(0, 0, 0), font=_FONT)
     return tile
 
 
-def contact_sheets(samples: list[tuple[bytes, list]], folder: str) -> list[str]:
-    """Draws (image bytes, [(class, normalized corners)]) in sheets of 4 x 4; returns paths."""
+def contact_sheets(samples: list[tuple[bytes, list, str]], folder: str) -> list[str]:
+    """Draws (image bytes, [(class, normalized corners)], image name) in sheets of up to 4 x 4,
+    each only as large as the tiles it holds (5 images: 4 x 2, 2 images: 2 x 1); returns
+    paths."""
     paths = []
     per_sheet = GRID * GRID
     for number, start in enumerate(range(0, len(samples), per_sheet), start=1):
-        sheet = Image.new("RGB", (GRID * TILE, GRID * TILE), (0, 0, 0))
-        for position, (encoded, objects) in enumerate(samples[start : start + per_sheet]):
-            row, column = divmod(position, GRID)
-            sheet.paste(_tile(encoded, objects), (column * TILE, row * TILE))
+        held = samples[start : start + per_sheet]
+        columns = min(GRID, len(held))
+        rows = math.ceil(len(held) / columns)
+        sheet = Image.new("RGB", (columns * TILE, rows * (TILE + CAPTION)), (0, 0, 0))
+        for position, (encoded, objects, name) in enumerate(held):
+            row, column = divmod(position, columns)
+            sheet.paste(_tile(encoded, objects, name), (column * TILE, row * (TILE + CAPTION)))
         paths.append(_save(sheet, folder, f"examples-{number:03d}.png"))
     return paths
 
