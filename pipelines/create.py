@@ -357,7 +357,8 @@ def _print_summary(manifest: dict, output: str) -> None:
         with FileSystems.open(errors_path) as handle:
             for line in itertools.islice(handle, 10):
                 error = json.loads(line)
-                print(f"error: {error['source']}: {error['reason']}")
+                looked_at = f" (looked at {error['path']})" if error.get("path") else ""
+                print(f"error: {error['source']}: {error['reason']}{looked_at}")
         more = f" ({count - 10} more)" if count > 10 else ""
         print(f"{count} errors{more}, all in {errors_path}")
     for key, text in (

@@ -420,7 +420,8 @@ def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
     args = ["--format", "csv", "--annotations", f"{SAMPLE}/labels.csv", "--images", images]
     assert run_create(*args, "--output", out) == 1
     referenced = len(csv_boxes(f"{SAMPLE}/labels.csv"))
-    assert capsys.readouterr().err.splitlines() == [
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
         f"odrecords create: error: no example was written: {referenced} of {referenced} images "
         f"were rejected (most: image file not found); images were looked for under {images}: "
         "is --images right?"
@@ -429,6 +430,15 @@ def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
     output = read_output(build_folder(out))
     assert output["manifest"]["images"]["rejected"] == len(output["errors"]) == referenced
     assert all(examples == [] for examples in output["splits"].values())
+    # Each error names the file looked at, and the first ones are printed with it.
+    assert [e["path"] for e in output["errors"]] == [
+        str(images / e["image"]) for e in output["errors"]
+    ]
+    printed = [line for line in captured.out.splitlines() if line.startswith("error:")]
+    assert printed == [
+        f"error: {e['source']}: image file not found (looked at {images / e['image']})"
+        for e in output["errors"][:10]
+    ]
 
 
 def test_annotations_without_images_exit_1(tmp_path, capsys):

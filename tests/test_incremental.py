@@ -417,3 +417,21 @@ def test_the_errors_file_is_sorted_whatever_order_errors_come_in(tmp_path):
         )
     lines = (tmp_path / "errors.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == ["a.jpg", "x.jpg", "y.jpg", "z.jpg"]
+
+
+def test_the_errors_file_is_sorted_by_source_then_reason(tmp_path):
+    """Not by the text of the JSON line, where `"` sorts after a space and the image comes
+    before the reason."""
+    errors = [
+        ErrorRecord("a.json", "a.jpg", "image", "image file not found", 1),
+        ErrorRecord("a.json", "b.jpg", "image", "image file is empty", 1),
+        ErrorRecord("a.json copy", "c.jpg", "image", "image file is empty", 1),
+    ]
+    with local_pipeline() as pipeline:
+        path = str(tmp_path / "errors.jsonl")
+        write_errors(pipeline | beam.Create(errors[::-1]), str(tmp_path), path, new_folder)
+    lines = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert [(line["source"], line["reason"]) for line in lines] == sorted(
+        (error.source, error.reason) for error in errors
+    )
+    assert [line["image"] for line in lines] == ["b.jpg", "a.jpg", "c.jpg"]
