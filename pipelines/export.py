@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines.failures import check_writable, failure_line, interrupted
 from pipelines.flags import EXPORT_FORMATS, UsageError, export_parser
+from pipelines.record_files import record_files
 from pipelines.settings import (
     check_beam_flags,
     check_output_folder,
@@ -33,7 +34,7 @@ from pipelines.settings import (
 from transforms.builds.layout import PARTS_DIR
 from transforms.builds.outputs import delete_path, remove_stale, with_checksum
 from transforms.builds.publish import remove_build
-from transforms.builds.report import ERRORS_FILE, MANIFEST, write_errors
+from transforms.builds.report import ERRORS_FILE, write_errors
 from transforms.builds.safe_write import (
     Ours,
     UnsafeWrite,
@@ -44,7 +45,6 @@ from transforms.builds.safe_write import (
     make_folders,
     move_file,
     root_of,
-    safe_relative,
     write_file,
 )
 from transforms.counts import SumCounts
@@ -123,33 +123,12 @@ def _split_of(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name) or "all"
 
 
-def _manifest_inputs(folder: str, manifest: str) -> list[tuple[str, str]]:
-    """(split, shard) of each shard an odrecords output's manifest lists; refuses a manifest
-    of another shape, and shards named outside the folder."""
-    try:
-        with FileSystems.open(manifest) as handle:
-            splits = json.loads(handle.read(64 << 20))["splits"]
-        pairs = [(split, f) for split, entry in splits.items() for f in entry["files"]]
-    except (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError) as e:
-        raise UsageError(f"{manifest} is not an odrecords manifest: {str(e)[:80]}") from None
-    for _, relative in pairs:
-        if not (isinstance(relative, str) and safe_relative(relative)):
-            raise UsageError(f"{manifest} lists {str(relative)[:80]!r}, not a file inside {folder}")
-    return [(split, FileSystems.join(folder, *f.split("/"))) for split, f in pairs]
-
-
 def _expand_input(argument: str) -> list[tuple[str | None, str]]:
     """One --input: NAME=GLOB, an odrecords output folder (its manifest's splits), or a glob."""
     name, sep, pattern = argument.partition("=")
     if not sep or "/" in name or "*" in name:
         name, pattern = None, argument
-    manifest = FileSystems.join(pattern, MANIFEST)
-    if FileSystems.exists(manifest):
-        return _manifest_inputs(pattern, manifest)
-    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    if not matches:
-        raise UsageError(f"no TFRecord files match {pattern}")
-    return [(name, path) for path in matches]
+    return [(name if split is None else split, path) for split, path in record_files(pattern)]
 
 
 def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:

@@ -205,7 +205,9 @@ def inspect_parser() -> Parser:
         description="`odrecords inspect`: what is inside TFRecord files, and what is wrong "
         "with them.",
     )
-    parser.add_argument("pattern", nargs="+", help="TFRecord files or globs")
+    parser.add_argument(
+        "pattern", nargs="+", help="TFRecord files or globs, or the output folder of create"
+    )
     parser.add_argument("--label-map", dest="label_map")
     parser.add_argument("--render", help="folder for contact sheets and a class histogram")
     parser.add_argument("--limit", type=int, default=16, help="examples to render (16)")

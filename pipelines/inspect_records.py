@@ -21,11 +21,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipelines.failures import check_writable, failure_line
 from pipelines.flags import UsageError, inspect_parser
+from pipelines.record_files import record_files
 from transforms.builds.safe_write import UnsafeWrite
 from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.export.decode import RecordRejected, class_name
@@ -412,12 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the records are sound, 1 when problems were found, 2 for bad use."""
     try:
         args = inspect_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        paths = []
-        for pattern in args.pattern:
-            matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-            if not matches:
-                raise UsageError(f"no files match {pattern}")
-            paths += matches
+        paths = [path for pattern in args.pattern for _, path in record_files(pattern)]
         names, ids = read_label_names(args.label_map) if args.label_map else ({}, {})
         if args.render and os.path.exists(args.render) and not os.path.isdir(args.render):
             raise UsageError(f"--render {args.render} is a file, not a folder")

@@ -79,6 +79,17 @@ def test_a_long_image_name_keeps_its_end():
     assert width(fitted) <= TILE < width(name)
 
 
+def test_an_output_folder_is_read_as_its_shards(sample_records, capsys):
+    assert run_inspect(sample_records, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    manifest = json.loads((sample_records / "manifest.json").read_text())
+    shards = [
+        str(sample_records / f) for split in manifest["splits"].values() for f in split["files"]
+    ]
+    assert summary["files"] == shards and summary["problems"] == []
+    assert summary["examples"] == sum(1 for _ in tf.data.TFRecordDataset(shards)) > 0
+
+
 def test_json_summary(sample_records, capsys):
     assert run_inspect(f"{sample_records}/train/*", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
@@ -248,7 +259,7 @@ def test_flipped_bytes_and_truncation_are_found(tmp_path, capsys):
 
 def test_no_matching_files_is_a_usage_error(tmp_path, capsys):
     assert run_inspect(tmp_path / "nothing*") == 2
-    assert "no files match" in capsys.readouterr().err
+    assert "no TFRecord files match" in capsys.readouterr().err
 
 
 def test_files_without_records_are_a_problem_only_when_no_file_has_an_example(tmp_path, capsys):
