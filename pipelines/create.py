@@ -6,6 +6,7 @@ Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse th
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import itertools
 import json
@@ -59,11 +60,12 @@ from transforms.choices import SAME_SPLIT
 from transforms.counts import SumCounts
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
 from transforms.grouping import GroupByImage, annotation_files
-from transforms.images.loader import ImageLoader
+from transforms.images.loader import NOT_FOUND, ImageLoader
 from transforms.images.orientation import OrientationPolicy
 from transforms.images.orientation import summary as orientation_summary
 from transforms.label_map import derive_label_map
 from transforms.readers.base import ANNOTATIONS, CLASSES
+from transforms.readers.detect import images_folder_near
 from transforms.readers.read_annotations import COUNTS, ReadAnnotations
 from transforms.records import ERRORS, STAGE_IMAGE, ImageAnnotation
 from transforms.shard_pool import prepare as prepare_workers
@@ -434,8 +436,25 @@ def _to_write(images: dict) -> int:
     return images["referenced"] + images["copies_in_other_splits"]
 
 
-def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> str:
-    """How many images were rejected, mostly why, and where they were looked for."""
+def _images_hint(manifest: dict, folder: str) -> str:
+    """ "; --images FOLDER? ..." when the first image not found is in a folder named like one
+    of images near the annotations (`images_folder_near`), else "". The errors file of the
+    build in `folder` names it."""
+    if not manifest["errors"]["count"]:
+        return ""
+    with FileSystems.open(FileSystems.join(folder, ERRORS_FILE)) as handle:
+        for line in itertools.islice(handle, 1000):
+            error = json.loads(line)
+            if error["stage"] == STAGE_IMAGE and error["reason"] == NOT_FOUND and error["image"]:
+                inputs = manifest["inputs"]
+                found = images_folder_near(inputs["annotations"], error["image"], inputs["images"])
+                return f"; --images {found}? (the first image not found is there)" if found else ""
+    return ""
+
+
+def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool, hint: str) -> str:
+    """How many images were rejected, mostly why, and where they were looked for; `hint`:
+    where they may be (`_images_hint`)."""
     prefix = f"{STAGE_IMAGE}: "
     reasons = {
         reason.removeprefix(prefix): count
@@ -449,7 +468,10 @@ def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> s
         if beside
         else f"under {root}: is --images right?"
     )
-    return f"{rejected} of {referenced} images were rejected{most}; images were looked for {where}"
+    return (
+        f"{rejected} of {referenced} images were rejected{most}; images were looked for {where}"
+        f"{hint}"
+    )
 
 
 def _outcome(manifest: dict, folder: str, beside: bool) -> int:
@@ -462,9 +484,10 @@ def _outcome(manifest: dict, folder: str, beside: bool) -> int:
     is; `beside`: images were looked for beside their annotation files, not under
     --images."""
     images = manifest["images"]
+    hint = functools.cache(lambda: _images_hint(manifest, folder))  # Read when it is needed.
     if not images["written"]:
         if images["referenced"]:
-            why = _rejected(images["rejected"], images["referenced"], manifest, beside)
+            why = _rejected(images["rejected"], images["referenced"], manifest, beside, hint())
         else:
             count = manifest["errors"]["count"]
             why = "the annotations name no image" + (f" ({count} errors)" if count else "")
@@ -480,13 +503,13 @@ def _outcome(manifest: dict, folder: str, beside: bool) -> int:
         return 1
     warnings, said = [], set()
     if 2 * images["rejected"] > _to_write(images):
-        warnings.append(_rejected(images["rejected"], _to_write(images), manifest, beside))
+        warnings.append(_rejected(images["rejected"], _to_write(images), manifest, beside, hint()))
         said = {None, *(f"split {name}" for name in manifest["splits"])}
     else:
         for name, split in manifest["splits"].items():
             referenced = split["examples"] + split["rejected"]
             if 2 * split["rejected"] > referenced:
-                why = _rejected(split["rejected"], referenced, manifest, beside)
+                why = _rejected(split["rejected"], referenced, manifest, beside, hint())
                 warnings.append(f"split {name}: {why}")
                 said.add(f"split {name}")
     lost = lost_objects(manifest)

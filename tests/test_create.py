@@ -424,7 +424,7 @@ def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
     assert captured.err.splitlines() == [
         f"odrecords create: error: no example was written: {referenced} of {referenced} images "
         f"were rejected (most: image file not found); images were looked for under {images}: "
-        "is --images right?"
+        f"is --images right?; --images {SAMPLE}/images? (the first image not found is there)"
     ]
     assert not (out / "manifest.json").exists()  # Nothing published, the report kept aside:
     output = read_output(build_folder(out))
@@ -439,6 +439,16 @@ def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
         f"error: {e['source']}: image file not found (looked at {images / e['image']})"
         for e in output["errors"][:10]
     ]
+
+
+@pytest.mark.parametrize("annotations", ["annotations", "annotations/*.xml", "."])
+def test_images_in_a_folder_beside_the_annotations_are_pointed_at(annotations, tmp_path, capsys):
+    """A dataset root, or its annotations folder, given without --images: the images are
+    looked for beside the annotation files, and the message names the folder that has them."""
+    args = ["--format", "auto", "--annotations", os.path.join(SAMPLE, annotations)]
+    assert run_create(*args, "--output", tmp_path / "out") == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert line.endswith(f"; --images {SAMPLE}/images? (the first image not found is there)")
 
 
 def test_annotations_without_images_exit_1(tmp_path, capsys):

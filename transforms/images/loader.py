@@ -54,6 +54,10 @@ _TENSORFLOW_CHARS = 200
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
 
 
+# The reason of an image whose file is not there: most often a wrong --images.
+NOT_FOUND = "image file not found"
+
+
 class ImageRejected(Exception):
     """An image that cannot go into the dataset; the message is the error record's reason."""
 
@@ -83,7 +87,7 @@ def _read_limited(path: str, max_bytes: int) -> bytes:
     except NotRegularFile as error:
         raise ImageRejected(f"image path is {error.kind}, not a regular file") from None
     except FileNotFoundError:
-        raise ImageRejected("image file not found") from None
+        raise ImageRejected(NOT_FOUND) from None
     except Exception as error:  # Each filesystem raises its own error types.
         raise ImageRejected(f"cannot read image: {excerpt(str(error))}") from None
     if not data:
