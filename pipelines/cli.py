@@ -17,6 +17,7 @@ COMMANDS = {
     "export": "export",
     "inspect": "inspect_records",
     "latest": "latest",
+    "completion": "completion",
 }
 # Commands that use TensorFlow from the start. `create` imports it only when an image needs
 # its verdict (`transforms.images.verify`), `latest` never.
@@ -28,6 +29,7 @@ commands:
   export   turn TFRecords back into annotations with their images (odrecords export --help)
   inspect  summarize and check TFRecords (odrecords inspect --help)
   latest   where the latest published version of an output is (odrecords latest --help)
+  completion  print the shell completion script (odrecords completion bash|zsh|tcsh)
 
 -v, --verbose  log what Beam and odrecords do (quiet by default)
 --version      print the version of odrecords

@@ -33,6 +33,8 @@ from transforms.readers import FORMAT_NAMES
 DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
 EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat", "labelstudio")
+# The shells `odrecords completion` writes scripts for (the ones shtab knows).
+SHELLS = ("bash", "zsh", "tcsh")
 
 
 class UsageError(Exception):
@@ -230,15 +232,39 @@ def latest_parser() -> Parser:
     return parser
 
 
+def completion_parser() -> Parser:
+    """The arguments of `odrecords completion`."""
+    parser = Parser(
+        prog="odrecords completion",
+        description="Print the shell completion script of odrecords' commands and flags, "
+        "to be sourced by the shell (bash: `source <(odrecords completion bash)`).",
+    )
+    parser.add_argument("shell", choices=SHELLS)
+    return parser
+
+
+def command_parsers() -> dict[str, Parser]:
+    """The parser of each command, by name: what `check_flags` parses with, and what the
+    completion script is made from."""
+    return {
+        "create": create_parser(),
+        "export": export_parser(),
+        "inspect": inspect_parser(),
+        "latest": latest_parser(),
+        "completion": completion_parser(),
+    }
+
+
+# Commands that take no flags but their own; the others pass the rest on to Beam.
+_OWN_FLAGS_ONLY = {"inspect", "completion"}
+
+
 def check_flags(command: str, argv: Sequence[str]) -> None:
     """Parses `argv` as `command` will: prints its `--help`, or raises the UsageError argparse
     finds (a missing required flag, a count that is not a number), before the command's heavy
-    imports. Create and export pass flags they do not know on to Beam."""
-    if command == "inspect":
-        inspect_parser().parse_args(argv)
-    elif command == "latest":
-        latest_parser().parse_known_args(argv)
-    elif command == "export":
-        export_parser().parse_known_args(argv)
+    imports. Create, export and latest pass flags they do not know on to Beam."""
+    parser = command_parsers()[command]
+    if command in _OWN_FLAGS_ONLY:
+        parser.parse_args(argv)
     else:
-        create_parser().parse_known_args(argv)
+        parser.parse_known_args(argv)
