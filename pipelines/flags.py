@@ -18,19 +18,18 @@ from transforms.choices import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     OPTIONS,
+    PARALLEL_SHARD_IMAGES,
+    PARALLEL_SHARDS,
     POLICIES,
     POOL_MIN_IMAGES,
     REPORT,
     REUSE,
     SAME_SPLIT,
     STAT,
+    TARGET_SHARD_BYTES,
 )
 from transforms.readers import FORMAT_NAMES
 
-# Ten shards per split: enough files for the TF OD API's parallel, interleaved reads and
-# file-level shuffling, few enough that a small dataset is not scattered over many files.
-# For large datasets aim at 100-200 MB per shard.
-DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
 EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat", "labelstudio")
 # The shells `odrecords completion` writes scripts for (the ones shtab knows).
@@ -96,7 +95,13 @@ def create_parser() -> Parser:
         "--splits", help=f"NAME=FRACTION,... or 'source' (default {DEFAULT_SPLITS})"
     )
     parser.add_argument(
-        "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
+        "--num-shards",
+        dest="num_shards",
+        type=int,
+        help=f"shards per split (default: from each split's size, about "
+        f"{TARGET_SHARD_BYTES >> 20} MiB a shard; a split of {POOL_MIN_IMAGES} images or more "
+        f"in at least {POOL_MIN_IMAGES // PARALLEL_SHARD_IMAGES}, up to {PARALLEL_SHARDS}, for "
+        "the processes that write them)",
     )
     parser.add_argument(
         "--processes",

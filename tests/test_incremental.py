@@ -11,6 +11,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+import tensorflow as tf
 from conftest import SAMPLE, local_pipeline, run_create
 from PIL import Image
 
@@ -18,6 +19,7 @@ from transforms.builds.layout import latest_folder
 from transforms.builds.report import write_errors
 from transforms.builds.safe_write import new_folder
 from transforms.records import ErrorRecord
+from transforms.shard_count import shards_for
 from transforms.splits import assign_split
 
 SPLITS = "train=0.6,valid=0.4"
@@ -353,6 +355,25 @@ def rebuild_both(data_args: list, out: Path, full: Path, *args: str) -> dict:
     assert run_create(*data_args, "--output", out, *args) == 0
     assert run_create(*data_args, "--output", full, *args, "--reuse", "off") == 0
     return manifest_of(out)["reuse"]
+
+
+def test_a_rebuild_in_another_shard_count_reuses_every_example(tmp_path):
+    """The previous build's 3 shards a split, then as many as each split's size asks for:
+    no shard is copied whole (their names differ), every unchanged example is reused."""
+    data, out = sample(tmp_path), tmp_path / "out"
+    assert create(data, out) == 0
+    args = ["--format", "voc", "--annotations", data / "annotations", "--images", data / "images"]
+    reuse = rebuild_both([*args, "--splits", SPLITS], out, tmp_path / "full")
+    assert_same_dataset(out, tmp_path / "full")
+    manifest = manifest_of(out)
+    for split in manifest["splits"].values():
+        count = shards_for(split["examples"] + split["rejected"])
+        assert split["num_shards"] == count < 3
+        assert all(f.endswith(f"-of-{count:05d}") for f in split["files"]), split["files"]
+    assert reuse["shards"]["copied"] == 0
+    assert reuse["images"]["reused"] == manifest["images"]["written"]
+    shards = [str(folder(out) / f) for s in manifest["splits"].values() for f in s["files"]]
+    assert sum(1 for _ in tf.data.TFRecordDataset(shards)) == manifest["images"]["written"]
 
 
 def csv_rows(data: Path) -> list[str]:

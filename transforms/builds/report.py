@@ -186,6 +186,11 @@ def build_manifest(
         }
         for name in settings["options"]["split_names"]
     }
+    for split in splits.values():
+        # The count every shard's name ends with (`-of-NNNNN`); shards that got no example
+        # are not written, so the files may be fewer.
+        files = split["files"]
+        split["num_shards"] = int(files[0].rsplit("-of-", 1)[1]) if files else 0
     written_examples = sum(split["examples"] for split in splits.values())
     written_objects = sum(split["objects"] for split in splits.values())
     read, copies = counts.get("read", {}), counts.get("copies", {})
