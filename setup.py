@@ -36,6 +36,9 @@ setup(
         "simplejpeg>=1.9,<1.10",
         "lxml>=5.0",
         "pyyaml>=6.0",
+        # `odrecords completion`: bash and zsh completion written from the argparse parsers
+        # themselves (no hand-kept lists); pure Python, no dependencies.
+        "shtab>=1.7",
     ],
     extras_require={
         # pycocotools checks COCO output. The remote-storage tests run Beam's S3 and GCS

@@ -19,6 +19,7 @@ COMMANDS = {
     "latest": "latest",
     "report": "report",
     "validate": "validate",
+    "completion": "completion",
 }
 # Commands that use TensorFlow from the start. `create` imports it only when an image needs
 # its verdict (`transforms.images.verify`), `latest` never.
@@ -33,6 +34,7 @@ commands:
   report   the dataset report of TFRecords: classes, boxes, duplicates (odrecords report --help)
   validate check an output for CI: missing classes, rejected objects, leakage
            (odrecords validate --help)
+  completion  print the shell completion script (odrecords completion bash|zsh|tcsh)
 
 -v, --verbose  log what Beam and odrecords do (quiet by default)
 --version      print the version of odrecords

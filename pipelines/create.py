@@ -6,6 +6,7 @@ Run as `odrecords create ...` or `python -m pipelines.create ...`; both parse th
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import itertools
 import json
@@ -60,8 +61,10 @@ from transforms.builds.safe_write import new_folder
 from transforms.choices import SAME_SPLIT
 from transforms.counts import SumCounts
 from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
+from transforms.images.loader import NOT_FOUND
 from transforms.images.orientation import OrientationPolicy
 from transforms.images.orientation import summary as orientation_summary
+from transforms.readers.detect import images_folder_near
 from transforms.records import ERRORS, STAGE_IMAGE
 from transforms.report.build import first_rejected
 from transforms.report.stats import MergeStats
@@ -272,7 +275,8 @@ def _print_summary(manifest: dict, output: str) -> None:
         with FileSystems.open(errors_path) as handle:
             for line in itertools.islice(handle, 10):
                 error = json.loads(line)
-                print(f"error: {error['source']}: {error['reason']}")
+                looked_at = f" (looked at {error['path']})" if error.get("path") else ""
+                print(f"error: {error['source']}: {error['reason']}{looked_at}")
         more = f" ({count - 10} more)" if count > 10 else ""
         print(f"{count} errors{more}, all in {errors_path}")
     for key, text in (
@@ -348,8 +352,25 @@ def _to_write(images: dict) -> int:
     return images["referenced"] + images["copies_in_other_splits"]
 
 
-def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> str:
-    """How many images were rejected, mostly why, and where they were looked for."""
+def _images_hint(manifest: dict, folder: str) -> str:
+    """ "; --images FOLDER? ..." when the first image not found is in a folder named like one
+    of images near the annotations (`images_folder_near`), else "". The errors file of the
+    build in `folder` names it."""
+    if not manifest["errors"]["count"]:
+        return ""
+    with FileSystems.open(FileSystems.join(folder, ERRORS_FILE)) as handle:
+        for line in itertools.islice(handle, 1000):
+            error = json.loads(line)
+            if error["stage"] == STAGE_IMAGE and error["reason"] == NOT_FOUND and error["image"]:
+                inputs = manifest["inputs"]
+                found = images_folder_near(inputs["annotations"], error["image"], inputs["images"])
+                return f"; --images {found}? (the first image not found is there)" if found else ""
+    return ""
+
+
+def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool, hint: str) -> str:
+    """How many images were rejected, mostly why, and where they were looked for; `hint`:
+    where they may be (`_images_hint`)."""
     prefix = f"{STAGE_IMAGE}: "
     reasons = {
         reason.removeprefix(prefix): count
@@ -363,7 +384,10 @@ def _rejected(rejected: int, referenced: int, manifest: dict, beside: bool) -> s
         if beside
         else f"under {root}: is --images right?"
     )
-    return f"{rejected} of {referenced} images were rejected{most}; images were looked for {where}"
+    return (
+        f"{rejected} of {referenced} images were rejected{most}; images were looked for {where}"
+        f"{hint}"
+    )
 
 
 def _outcome(manifest: dict, folder: str, beside: bool) -> int:
@@ -376,9 +400,10 @@ def _outcome(manifest: dict, folder: str, beside: bool) -> int:
     is; `beside`: images were looked for beside their annotation files, not under
     --images."""
     images = manifest["images"]
+    hint = functools.cache(lambda: _images_hint(manifest, folder))  # Read when it is needed.
     if not images["written"]:
         if images["referenced"]:
-            why = _rejected(images["rejected"], images["referenced"], manifest, beside)
+            why = _rejected(images["rejected"], images["referenced"], manifest, beside, hint())
         else:
             count = manifest["errors"]["count"]
             why = "the annotations name no image" + (f" ({count} errors)" if count else "")
@@ -394,13 +419,13 @@ def _outcome(manifest: dict, folder: str, beside: bool) -> int:
         return 1
     warnings, said = [], set()
     if 2 * images["rejected"] > _to_write(images):
-        warnings.append(_rejected(images["rejected"], _to_write(images), manifest, beside))
+        warnings.append(_rejected(images["rejected"], _to_write(images), manifest, beside, hint()))
         said = {None, *(f"split {name}" for name in manifest["splits"])}
     else:
         for name, split in manifest["splits"].items():
             referenced = split["examples"] + split["rejected"]
             if 2 * split["rejected"] > referenced:
-                why = _rejected(split["rejected"], referenced, manifest, beside)
+                why = _rejected(split["rejected"], referenced, manifest, beside, hint())
                 warnings.append(f"split {name}: {why}")
                 said.add(f"split {name}")
     lost = lost_objects(manifest)

@@ -18,19 +18,18 @@ from transforms.choices import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     OPTIONS,
+    PARALLEL_SHARD_IMAGES,
+    PARALLEL_SHARDS,
     POLICIES,
     POOL_MIN_IMAGES,
     REPORT,
     REUSE,
     SAME_SPLIT,
     STAT,
+    TARGET_SHARD_BYTES,
 )
 from transforms.readers import FORMAT_NAMES
 
-# Ten shards per split: enough files for the TF OD API's parallel, interleaved reads and
-# file-level shuffling, few enough that a small dataset is not scattered over many files.
-# For large datasets aim at 100-200 MB per shard.
-DEFAULT_NUM_SHARDS = 10
 DEFAULT_SPLITS = "train=1"
 EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat", "labelstudio")
 # What `create --dry-run` checks of each image: that its file is found (a regular file inside
@@ -38,6 +37,8 @@ EXPORT_FORMATS = ("coco", "voc", "csv", "yolo", "cvat", "labelstudio")
 DRY_RUN_FILES = "files"
 DRY_RUN_DECODE = "decode"
 DRY_RUNS = (DRY_RUN_FILES, DRY_RUN_DECODE)
+# The shells `odrecords completion` writes scripts for (the ones shtab knows).
+SHELLS = ("bash", "zsh", "tcsh")
 
 
 class UsageError(Exception):
@@ -125,7 +126,13 @@ def create_parser() -> Parser:
         "--splits", help=f"NAME=FRACTION,... or 'source' (default {DEFAULT_SPLITS})"
     )
     parser.add_argument(
-        "--num-shards", dest="num_shards", type=int, help=f"shards per split ({DEFAULT_NUM_SHARDS})"
+        "--num-shards",
+        dest="num_shards",
+        type=int,
+        help=f"shards per split (default: from each split's size, about "
+        f"{TARGET_SHARD_BYTES >> 20} MiB a shard; a split of {POOL_MIN_IMAGES} images or more "
+        f"in at least {POOL_MIN_IMAGES // PARALLEL_SHARD_IMAGES}, up to {PARALLEL_SHARDS}, for "
+        "the processes that write them)",
     )
     parser.add_argument(
         "--processes",
@@ -255,7 +262,9 @@ def inspect_parser() -> Parser:
         description="`odrecords inspect`: what is inside TFRecord files, and what is wrong "
         "with them.",
     )
-    parser.add_argument("pattern", nargs="+", help="TFRecord files or globs")
+    parser.add_argument(
+        "pattern", nargs="+", help="TFRecord files or globs, or the output folder of create"
+    )
     parser.add_argument("--label-map", dest="label_map")
     parser.add_argument("--render", help="folder for contact sheets and a class histogram")
     parser.add_argument("--limit", type=int, default=16, help="examples to render (16)")
@@ -313,19 +322,42 @@ def validate_parser() -> Parser:
     return parser
 
 
+def completion_parser() -> Parser:
+    """The arguments of `odrecords completion`."""
+    parser = Parser(
+        prog="odrecords completion",
+        description="Print the shell completion script of odrecords' commands and flags, "
+        "to be sourced by the shell (bash: `source <(odrecords completion bash)`).",
+    )
+    parser.add_argument("shell", choices=SHELLS)
+    return parser
+
+
+def command_parsers() -> dict[str, Parser]:
+    """The parser of each command, by name: what `check_flags` parses with, and what the
+    completion script is made from."""
+    return {
+        "create": create_parser(),
+        "export": export_parser(),
+        "inspect": inspect_parser(),
+        "latest": latest_parser(),
+        "report": report_parser(),
+        "validate": validate_parser(),
+        "completion": completion_parser(),
+    }
+
+
+# Commands that take no flags but their own; the others pass the rest on to Beam.
+_OWN_FLAGS_ONLY = {"inspect", "completion"}
+
+
 def check_flags(command: str, argv: Sequence[str]) -> None:
     """Parses `argv` as `command` will: prints its `--help`, or raises the UsageError argparse
     finds (a missing required flag, a count that is not a number), before the command's heavy
-    imports. Create, export and report pass flags they do not know on to Beam."""
-    if command == "inspect":
-        inspect_parser().parse_args(argv)
-    elif command == "latest":
-        latest_parser().parse_known_args(argv)
-    elif command == "validate":
-        validate_parser().parse_known_args(argv)
-    elif command == "export":
-        export_parser().parse_known_args(argv)
-    elif command == "report":
-        report_parser().parse_known_args(argv)
+    imports. The other commands pass flags they do not know on to Beam (create, export and
+    report) or take Beam's filesystem options (latest, validate)."""
+    parser = command_parsers()[command]
+    if command in _OWN_FLAGS_ONLY:
+        parser.parse_args(argv)
     else:
-        create_parser().parse_known_args(argv)
+        parser.parse_known_args(argv)

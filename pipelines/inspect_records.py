@@ -21,11 +21,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from pipelines.failures import check_writable, failure_line
 from pipelines.flags import UsageError, inspect_parser
+from pipelines.record_inputs import record_inputs
 from transforms.builds.safe_write import UnsafeWrite
 from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
 from transforms.export.decode import RecordRejected, class_name
@@ -306,7 +306,9 @@ class Inspector:
         return name
 
     def _check_record(self, path: str, index: int, data: bytes, report_problem) -> Iterator:
-        """Checks one record; yields (image bytes, [(class, corners)]) if it is readable."""
+        """Checks one record; yields (image bytes, [(class, corners)], image name) if it is
+        readable. The name is the record's image/filename, else its source id, else where it
+        is: what a person looking at a picture of it would search for."""
         try:
             example = self._tf.train.Example.FromString(data)
         except Exception:
@@ -321,11 +323,17 @@ class Inspector:
         size = self._check_image(features, report_problem)
         drawn = self._check_objects(features, size, report_problem)
         if size:
-            yield _usable(features, "image/encoded")[0], drawn
+            names = _usable(features, "image/filename") or _usable(features, "image/source_id")
+            name = names[0].decode(errors="replace") if names and names[0] else ""
+            yield (
+                _usable(features, "image/encoded")[0],
+                drawn,
+                name or f"{os.path.basename(path)} record {index}",
+            )
 
-    def inspect_stream(self, path: str, stream: BinaryIO) -> Iterator[tuple[bytes, list[tuple]]]:
-        """Checks the records of an open file; yields (image bytes, [(class, corners)]) of
-        readable examples. A record that trips a check in an unforeseen way is a problem
+    def inspect_stream(self, path: str, stream: BinaryIO) -> Iterator[tuple[bytes, list, str]]:
+        """Checks the records of an open file; yields (image bytes, [(class, corners)], image
+        name) of readable examples. A record that trips a check in an unforeseen way is a problem
         too: one record never stops the inspection."""
         has_records = False
         for index, data, problem in iter_records(stream):
@@ -341,8 +349,9 @@ class Inspector:
         if not has_records:
             self._files_without_records.append(path)
 
-    def inspect(self, path: str) -> Iterator[tuple[bytes, list[tuple]]]:
-        """Checks one file; yields (image bytes, [(class, corners)]) of readable examples."""
+    def inspect(self, path: str) -> Iterator[tuple[bytes, list, str]]:
+        """Checks one file; yields (image bytes, [(class, corners)], image name) of readable
+        examples."""
         self.report.files.append(path)
         try:
             stream = open_records(path)
@@ -403,12 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the records are sound, 1 when problems were found, 2 for bad use."""
     try:
         args = inspect_parser().parse_args(sys.argv[1:] if argv is None else argv)
-        paths = []
-        for pattern in args.pattern:
-            matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-            if not matches:
-                raise UsageError(f"no files match {pattern}")
-            paths += matches
+        paths = [path for _, path in record_inputs(args.pattern)]
         names, ids = read_label_names(args.label_map) if args.label_map else ({}, {})
         if args.render and os.path.exists(args.render) and not os.path.isdir(args.render):
             raise UsageError(f"--render {args.render} is a file, not a folder")

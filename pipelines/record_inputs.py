@@ -1,6 +1,8 @@
 """Which TFRecord files a command that reads records takes, and the split of each: files,
 globs, `NAME=GLOB`, and odrecords output folders, whose manifest lists the shards of each
-split. `odrecords export` and `odrecords report` read their inputs the same way."""
+split. `odrecords export`, `report` and `inspect` read their inputs the same way: the folder
+`create` wrote, as people pass it, gives exactly the shards of that build (not stray files
+beside them, such as an earlier build's)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from apache_beam.runners.runner import create_runner
 
 from pipelines.failures import unwritable
 from pipelines.flags import (
-    DEFAULT_NUM_SHARDS,
     DEFAULT_SPLITS,
     DRY_RUNS,
     UsageError,
@@ -134,7 +133,7 @@ class CreateSettings:
     output: str
     splits: dict[str, float] | None  # None: the source's own splits, named in split_names.
     split_names: tuple[str, ...]
-    num_shards: int
+    num_shards: int | None
     layout: Layout  # Where this build is written and published.
     processes: int | None = None  # Processes that write shards on a local runner.
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
@@ -534,7 +533,7 @@ def parse_create_args(argv: Sequence[str]) -> tuple[CreateSettings, list[str]]:
         print(f"odrecords create: {notice}", file=sys.stderr)
     duplicates = _duplicates(values, splits)
     dry_run, strict, checks = _dry_run_and_checks(values)
-    num_shards = _limit(values, "num_shards", DEFAULT_NUM_SHARDS)
+    num_shards = None if values.get("num_shards") is None else _limit(values, "num_shards", 1)
     label_map_path = values.get("label_map")
     label_map = None
     if label_map_path:

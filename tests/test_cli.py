@@ -10,6 +10,9 @@ import pytest
 from conftest import SAMPLE, read_output, run_create
 from PIL import Image
 
+from pipelines import cli
+from pipelines.flags import command_parsers
+
 ODRECORDS = [sys.executable, "-m", "pipelines.cli"]
 
 
@@ -37,6 +40,7 @@ HEAVY = "['tensorflow', 'apache_beam']"
         (["export", "--help"], "--input"),
         (["inspect", "--help"], "--render"),
         (["report", "--help"], "--label-map"),
+        (["completion", "bash"], "_shtab_odrecords"),
     ],
 )
 def test_help_comes_without_tensorflow_or_beam(args, shown):
@@ -151,3 +155,42 @@ def test_create_imports_tensorflow_for_the_images_only_it_can_judge(tmp_path):
     assert done.stderr == ""
     examples = [e for split in read_output(tmp_path / "out")["splits"].values() for e in split]
     assert len(examples) == 24
+
+
+COMPLETE = """
+source "$1"
+shift
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+_shtab_odrecords odrecords "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+printf '%s\\n' "${COMPREPLY[@]}"
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completes_commands_flags_and_choices(tmp_path, capsys):
+    assert cli.main(["completion", "bash"]) == 0
+    script = tmp_path / "odrecords.bash"
+    script.write_text(capsys.readouterr().out)
+
+    def complete(*words: str) -> list[str]:
+        done = subprocess.run(["bash", "-c", COMPLETE, "bash", script, "odrecords", *words],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return sorted(done.stdout.split())
+
+    assert complete("") == sorted(cli.COMMANDS)
+    for name, parser in command_parsers().items():
+        flags = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+        offered = complete(name, "--")
+        # Each flag once, in the spelling --help shows (not its --two_words alias).
+        assert set(offered) == {f for f in flags if "_" not in f}, name
+    assert complete("create", "--num") == ["--num-shards"]
+    assert complete("create", "--format", "yolo") == ["yolo", "yolo-keras"]
+    assert complete("export", "--format", "c") == ["coco", "csv", "cvat"]
+
+
+def test_zsh_completion_names_every_command(capsys):
+    assert cli.main(["completion", "zsh"]) == 0
+    script = capsys.readouterr().out
+    assert script.startswith("#compdef odrecords")
+    assert all(f"{name}:" in script for name in cli.COMMANDS)
+    assert cli.main(["completion", "fish"]) == 2

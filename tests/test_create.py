@@ -4,6 +4,7 @@ read back with TensorFlow as the Object Detection API reads it."""
 import csv
 import hashlib
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -15,7 +16,15 @@ import tensorflow as tf
 from conftest import SAMPLE, build_folder, example_boxes, read_output, run_create
 from PIL import Image
 
+from transforms.choices import (
+    EXAMPLE_BYTES,
+    PARALLEL_SHARD_IMAGES,
+    PARALLEL_SHARDS,
+    POOL_MIN_IMAGES,
+    TARGET_SHARD_BYTES,
+)
 from transforms.readers import FORMAT_NAMES
+from transforms.shard_count import shards_for
 
 SAMPLE_VOC = [
     "--format",
@@ -420,15 +429,35 @@ def test_no_image_found_exits_1_and_names_the_images_root(tmp_path, capsys):
     args = ["--format", "csv", "--annotations", f"{SAMPLE}/labels.csv", "--images", images]
     assert run_create(*args, "--output", out) == 1
     referenced = len(csv_boxes(f"{SAMPLE}/labels.csv"))
-    assert capsys.readouterr().err.splitlines() == [
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
         f"odrecords create: error: no example was written: {referenced} of {referenced} images "
         f"were rejected (most: image file not found); images were looked for under {images}: "
-        "is --images right?"
+        f"is --images right?; --images {SAMPLE}/images? (the first image not found is there)"
     ]
     assert not (out / "manifest.json").exists()  # Nothing published, the report kept aside:
     output = read_output(build_folder(out))
     assert output["manifest"]["images"]["rejected"] == len(output["errors"]) == referenced
     assert all(examples == [] for examples in output["splits"].values())
+    # Each error names the file looked at, and the first ones are printed with it.
+    assert [e["path"] for e in output["errors"]] == [
+        str(images / e["image"]) for e in output["errors"]
+    ]
+    printed = [line for line in captured.out.splitlines() if line.startswith("error:")]
+    assert printed == [
+        f"error: {e['source']}: image file not found (looked at {images / e['image']})"
+        for e in output["errors"][:10]
+    ]
+
+
+@pytest.mark.parametrize("annotations", ["annotations", "annotations/*.xml", "."])
+def test_images_in_a_folder_beside_the_annotations_are_pointed_at(annotations, tmp_path, capsys):
+    """A dataset root, or its annotations folder, given without --images: the images are
+    looked for beside the annotation files, and the message names the folder that has them."""
+    args = ["--format", "auto", "--annotations", os.path.join(SAMPLE, annotations)]
+    assert run_create(*args, "--output", tmp_path / "out") == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert line.endswith(f"; --images {SAMPLE}/images? (the first image not found is there)")
 
 
 def test_annotations_without_images_exit_1(tmp_path, capsys):
@@ -558,4 +587,29 @@ def test_console_command_and_module_entry_point(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert read_output(tmp_path / "out")["manifest"]["images"]["written"] == 24
-    assert os.path.exists(tmp_path / "out" / "train" / "train.tfrecord-00009-of-00010")
+    assert os.path.exists(tmp_path / "out" / "train" / "train.tfrecord-00000-of-00001")
+
+
+def test_shards_are_sized_from_each_split_by_default(tmp_path):
+    out = tmp_path / "out"
+    args = ["--format", "csv", "--annotations", f"{SAMPLE}/labels.csv"]
+    assert run_create(*args, "--images", f"{SAMPLE}/images", "--output", out) == 0
+    output = read_output(out)
+    (split,) = output["manifest"]["splits"].values()
+    assert output["manifest"]["options"]["num_shards"] is None
+    assert split["num_shards"] == shards_for(split["examples"] + split["rejected"]) == 1
+    assert split["files"] == ["train/train.tfrecord-00000-of-00001"]
+    assert len(output["splits"]["train"]) == split["examples"] == 24  # Read back by TensorFlow.
+
+
+@pytest.mark.parametrize("images", [0, 1, 35, 838, 1999, 2000, 7999, 8000, 10**5, 10**7])
+def test_the_shard_count_rule(images):
+    count = shards_for(images)
+    assert count >= 1 and count >= shards_for(max(images - 1, 0))  # Never fewer for more.
+    # Each shard about the target size or less, and more shards than that asks for only...
+    assert images * EXAMPLE_BYTES / count <= TARGET_SHARD_BYTES
+    # ...when a shard more would fall below it, or to keep the shard writer's processes busy.
+    smaller = images * EXAMPLE_BYTES / (count - 1) if count > 1 else math.inf
+    assert smaller > TARGET_SHARD_BYTES or images >= POOL_MIN_IMAGES
+    if images >= POOL_MIN_IMAGES:
+        assert count >= min(PARALLEL_SHARDS, POOL_MIN_IMAGES // PARALLEL_SHARD_IMAGES)

@@ -17,7 +17,7 @@ from PIL import Image
 from test_export import example, jpeg_bytes, run_export, write_records
 from test_inspect import good, run_inspect
 
-from transforms.export.render import contact_sheets
+from transforms.export.render import CAPTION, TILE, contact_sheets
 from transforms.tfrecord import frame, masked_crc
 
 NAN, INF = float("nan"), float("inf")
@@ -159,11 +159,12 @@ def test_render_draws_inverted_nan_and_infinite_boxes_and_undecodable_images(tmp
     write_records(tmp_path / "boxes.tfrecord", records)
     assert run_inspect(tmp_path / "boxes.tfrecord", "--render", tmp_path / "pictures") == 1
     assert "inverted or empty" in capsys.readouterr().out
-    assert Image.open(tmp_path / "pictures" / "examples-001.png").size == (1024, 1024)
+    tile = (TILE, TILE + CAPTION)
+    assert Image.open(tmp_path / "pictures" / "examples-001.png").size == (4 * tile[0], tile[1])
     # PIL may fail where TensorFlow decoded: such a tile says so instead of ending the job.
-    samples = [(b"not an image", [("cat", [0.1, 0.1, 0.5, 0.5])]), (jpeg_bytes(), [])]
+    samples = [(b"not an image", [("cat", [0.1, 0.1, 0.5, 0.5])], "a.jpg"), (jpeg_bytes(), [], "")]
     (sheet,) = contact_sheets(samples, str(tmp_path / "direct"))
-    assert Image.open(sheet).size == (1024, 1024)
+    assert Image.open(sheet).size == (2 * tile[0], tile[1])
     (tmp_path / "file").write_text("")
     assert run_inspect(tmp_path / "boxes.tfrecord", "--render", tmp_path / "file") == 2
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+import tensorflow as tf
 from conftest import SAMPLE, local_pipeline, run_create
 from PIL import Image
 
@@ -18,6 +19,7 @@ from transforms.builds.layout import latest_folder
 from transforms.builds.report import write_errors
 from transforms.builds.safe_write import new_folder
 from transforms.records import ErrorRecord
+from transforms.shard_count import shards_for
 from transforms.splits import assign_split
 
 SPLITS = "train=0.6,valid=0.4"
@@ -355,6 +357,25 @@ def rebuild_both(data_args: list, out: Path, full: Path, *args: str) -> dict:
     return manifest_of(out)["reuse"]
 
 
+def test_a_rebuild_in_another_shard_count_reuses_every_example(tmp_path):
+    """The previous build's 3 shards a split, then as many as each split's size asks for:
+    no shard is copied whole (their names differ), every unchanged example is reused."""
+    data, out = sample(tmp_path), tmp_path / "out"
+    assert create(data, out) == 0
+    args = ["--format", "voc", "--annotations", data / "annotations", "--images", data / "images"]
+    reuse = rebuild_both([*args, "--splits", SPLITS], out, tmp_path / "full")
+    assert_same_dataset(out, tmp_path / "full")
+    manifest = manifest_of(out)
+    for split in manifest["splits"].values():
+        count = shards_for(split["examples"] + split["rejected"])
+        assert split["num_shards"] == count < 3
+        assert all(f.endswith(f"-of-{count:05d}") for f in split["files"]), split["files"]
+    assert reuse["shards"]["copied"] == 0
+    assert reuse["images"]["reused"] == manifest["images"]["written"]
+    shards = [str(folder(out) / f) for s in manifest["splits"].values() for f in s["files"]]
+    assert sum(1 for _ in tf.data.TFRecordDataset(shards)) == manifest["images"]["written"]
+
+
 def csv_rows(data: Path) -> list[str]:
     """The sample's CSV rows (no header), with an inverted box added, which is rejected."""
     rows = Path(SAMPLE, "labels.csv").read_text().splitlines()[1:]
@@ -417,3 +438,21 @@ def test_the_errors_file_is_sorted_whatever_order_errors_come_in(tmp_path):
         )
     lines = (tmp_path / "errors.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == ["a.jpg", "x.jpg", "y.jpg", "z.jpg"]
+
+
+def test_the_errors_file_is_sorted_by_source_then_reason(tmp_path):
+    """Not by the text of the JSON line, where `"` sorts after a space and the image comes
+    before the reason."""
+    errors = [
+        ErrorRecord("a.json", "a.jpg", "image", "image file not found", 1),
+        ErrorRecord("a.json", "b.jpg", "image", "image file is empty", 1),
+        ErrorRecord("a.json copy", "c.jpg", "image", "image file is empty", 1),
+    ]
+    with local_pipeline() as pipeline:
+        path = str(tmp_path / "errors.jsonl")
+        write_errors(pipeline | beam.Create(errors[::-1]), str(tmp_path), path, new_folder)
+    lines = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert [(line["source"], line["reason"]) for line in lines] == sorted(
+        (error.source, error.reason) for error in errors
+    )
+    assert [line["image"] for line in lines] == ["b.jpg", "a.jpg", "c.jpg"]

@@ -9,10 +9,12 @@ from collections import Counter
 import pytest
 import tensorflow as tf
 from conftest import RACCOON, SAMPLE, run_create
-from PIL import Image
+from PIL import Image, ImageDraw
 from test_export import example, jpeg_bytes, write_records
 
 from pipelines import inspect_records
+from transforms.export import render
+from transforms.export.render import CAPTION, TILE
 from transforms.tfrecord import frame
 
 
@@ -38,8 +40,54 @@ def test_odrecords_output_is_clean_and_summarized(sample_records, capsys, tmp_pa
     assert "classes (names from the label map):" in printed
     sheets = sorted(p for p in os.listdir(tmp_path) if p.startswith("examples-"))
     assert sheets == ["examples-001.png", "examples-002.png"]  # 20 examples, 16 per sheet.
-    assert Image.open(tmp_path / sheets[0]).size == (1024, 1024)
+    # Each sheet is as large as what it holds: 4 x 4 tiles, then the 4 left in one row.
+    assert Image.open(tmp_path / sheets[0]).size == (4 * TILE, 4 * (TILE + CAPTION))
+    assert Image.open(tmp_path / sheets[1]).size == (4 * TILE, TILE + CAPTION)
     assert Image.open(tmp_path / "classes.png").format == "PNG"
+
+
+def captions(sheet: Image.Image) -> list[bytes]:
+    """The pixels of the strip under each tile of a sheet."""
+    strips = []
+    for top in range(TILE, sheet.height, TILE + CAPTION):
+        for left in range(0, sheet.width, TILE):
+            strips.append(sheet.crop((left, top, left + TILE, top + CAPTION)).tobytes())
+    return strips
+
+
+def test_tiles_are_named_and_a_sheet_is_as_large_as_what_it_holds(sample_records, tmp_path):
+    assert run_inspect(f"{sample_records}/train/*", "--render", tmp_path, "--limit", "8") == 0
+    sheet = Image.open(tmp_path / "examples-001.png").convert("L")
+    assert sheet.size == (4 * TILE, 2 * (TILE + CAPTION))
+    filenames = [
+        tf.train.Example.FromString(data.numpy()).features.feature["image/filename"]
+        for data in tf.data.TFRecordDataset(sorted(map(str, sample_records.glob("train/*"))))
+    ]
+    assert len({f.bytes_list.value[0] for f in filenames}) == len(filenames) >= 8
+    strips = captions(sheet)
+    # Every tile carries text under its image, and tiles of images of other names differ.
+    assert all(max(strip) > 128 for strip in strips)
+    assert len(set(strips)) == len(strips) == 8
+
+
+def test_a_long_image_name_keeps_its_end():
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    name = "a-very-long-folder-name/" * 6 + "raccoon-194.jpg"
+    fitted = render._fitted(draw, name, TILE)
+    assert fitted.startswith("…") and fitted.endswith("raccoon-194.jpg")
+    width = lambda text: draw.textlength(text, font=render._FONT)  # noqa: E731
+    assert width(fitted) <= TILE < width(name)
+
+
+def test_an_output_folder_is_read_as_its_shards(sample_records, capsys):
+    assert run_inspect(sample_records, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    manifest = json.loads((sample_records / "manifest.json").read_text())
+    shards = [
+        str(sample_records / f) for split in manifest["splits"].values() for f in split["files"]
+    ]
+    assert summary["files"] == shards and summary["problems"] == []
+    assert summary["examples"] == sum(1 for _ in tf.data.TFRecordDataset(shards)) > 0
 
 
 def test_json_summary(sample_records, capsys):
@@ -211,7 +259,7 @@ def test_flipped_bytes_and_truncation_are_found(tmp_path, capsys):
 
 def test_no_matching_files_is_a_usage_error(tmp_path, capsys):
     assert run_inspect(tmp_path / "nothing*") == 2
-    assert "no files match" in capsys.readouterr().err
+    assert "no TFRecord files match" in capsys.readouterr().err
 
 
 def test_files_without_records_are_a_problem_only_when_no_file_has_an_example(tmp_path, capsys):

@@ -587,7 +587,8 @@ def test_tran_csv_without_images_folder_says_where_it_looked(tran, tmp_path, cap
     assert err.splitlines()[-1] == (
         f"odrecords create: error: no example was written: {len(tran.images)} of "
         f"{len(tran.images)} images were rejected (most: image file not found); images were "
-        f"looked for beside the annotation files that name them, under {tran.root}/data"
+        f"looked for beside the annotation files that name them, under {tran.root}/data; "
+        f"--images {tran.root}/images? (the first image not found is there)"
     )
 
 

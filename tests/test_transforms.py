@@ -316,7 +316,7 @@ for n in range(20):
 settings = ShardSettings(f"{folder}/out", f"{folder}/parts", None, 1)
 loader = SlowLoader(f"{folder}/images", 10_000, 10_000, delay=0.5 if mode == "killed" else 0)
 pool = ShardPool(2, settings, loader)
-task = pool.submit("train", 0, items, {"cat": 1})
+task = pool.submit("train", 0, 1, items, {"cat": 1})
 if mode == "killed":
     time.sleep(2)
     print(*[child.pid for child in multiprocessing.active_children()], flush=True)
@@ -403,7 +403,7 @@ def test_closing_the_worker_processes_stops_a_shard_they_are_writing(tmp_path):
         items.append((annotation, None))
     settings = ShardSettings(str(tmp_path / "out"), str(tmp_path / "parts"), None, 1)
     pool = ShardPool(2, settings, SlowLoader(str(tmp_path / "images"), 10_000, 10_000, delay=0.3))
-    task = pool.submit("train", 0, items, {"cat": 1})
+    task = pool.submit("train", 0, 1, items, {"cat": 1})
     time.sleep(2)  # The shard takes 6 s.
     started = time.monotonic()
     pool.close()

@@ -207,7 +207,8 @@ def convert(
         if IndexRow.from_line(row.line()) != row:
             raise ValueError("its index row does not read back as written")
     except Exception as error:
-        return ErrorRecord.for_image(annotation, image_reason(error))
+        looked_at = image_paths(loader.root, annotation)[0]
+        return ErrorRecord.for_image(annotation, image_reason(error), looked_at)
     return record, row
 
 

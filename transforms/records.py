@@ -222,7 +222,9 @@ class ErrorRecord:
     rejected), which is what lets the manifest's accounting add up. `split` and `classes`
     say, where the step that rejected it knew them, the split the objects were to be written
     in and the class of each (of some, or none, when the rest is unknown): the manifest
-    counts lost objects per split and per class from them.
+    counts lost objects per split and per class from them. `path` is the file an image was
+    looked for at, when one was: the key alone does not tell where a wrong --images led, and
+    it stays out of the reason, which reports group errors by.
     """
 
     source: str
@@ -232,20 +234,26 @@ class ErrorRecord:
     objects: int = 0
     split: str | None = None
     classes: tuple[str, ...] = ()
+    path: str | None = None
 
     def to_json(self) -> dict:
-        """The errors-file line; every text UTF-8-writable, whatever the input held."""
-        return {
+        """The errors-file line; every text UTF-8-writable, whatever the input held. `path`
+        only where a file was looked at."""
+        line = {
             "source": utf8_safe(self.source),
             "image": None if self.image is None else utf8_safe(self.image),
             "stage": self.stage,
             "reason": utf8_safe(self.reason),
             "objects": self.objects,
         }
+        if self.path is not None:
+            line["path"] = utf8_safe(self.path)
+        return line
 
     @classmethod
-    def for_image(cls, image: ImageAnnotation, reason: str) -> ErrorRecord:
-        """A rejected image: named by all its sources, and taking all its boxes along."""
+    def for_image(cls, image: ImageAnnotation, reason: str, path: str | None = None) -> ErrorRecord:
+        """A rejected image: named by all its sources, and taking all its boxes along;
+        `path`: the file it was looked for at."""
         return cls(
             compact_sources(image.sources),
             image.image,
@@ -254,6 +262,7 @@ class ErrorRecord:
             len(image.boxes),
             image.split,
             tuple(box.label for box in image.boxes),
+            path,
         )
 
 

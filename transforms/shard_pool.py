@@ -74,8 +74,10 @@ def _stop_when_closed(pool_open: Connection) -> None:
     os._exit(1)
 
 
-def _write(split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardWritten:
-    return _WRITER.write(split, shard, items, label_map)
+def _write(
+    split: str, shard: int, num_shards: int, items: list, label_map: dict[str, int]
+) -> ShardWritten:
+    return _WRITER.write(split, shard, num_shards, items, label_map)
 
 
 def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
@@ -118,6 +120,7 @@ class ShardTask:
 
     split: str
     shard: int
+    num_shards: int
     items: list[tuple[ImageAnnotation, Previous | None]]
     label_map: dict[str, int]
     future: Future
@@ -143,9 +146,11 @@ class ShardPool:
             initargs=(settings, loader, options, pool_open),
         )
 
-    def submit(self, split: str, shard: int, items: list, label_map: dict[str, int]) -> ShardTask:
-        future = self._executor.submit(_write, split, shard, items, label_map)
-        return ShardTask(split, shard, items, label_map, future, self)
+    def submit(
+        self, split: str, shard: int, num_shards: int, items: list, label_map: dict[str, int]
+    ) -> ShardTask:
+        future = self._executor.submit(_write, split, shard, num_shards, items, label_map)
+        return ShardTask(split, shard, num_shards, items, label_map, future, self)
 
     def close(self, wait: bool = True) -> None:
         """Stops the workers at once, and `wait`s for them to exit (unless the pool broke):

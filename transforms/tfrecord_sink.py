@@ -1,9 +1,10 @@
-"""Writing N TFRecord shards per split, with stable membership, in flat memory.
+"""Writing TFRecord shards per split, with stable membership, in flat memory.
 
 Only annotations travel through shuffles. Each image's split and shard come from hashes of its
-key (`splits.py`); a GroupByKey gathers the small annotation records of each shard, and one
-`WriteShard` call reads, decodes, checks and encodes that shard's images in key order and
-streams them into the shard file. Image bytes go from the source file straight into the shard
+key (`splits.py`), the split's shard count from its size (`transforms.shard_count`); a
+GroupByKey gathers the small annotation records of each shard, and one `WriteShard` call
+reads, decodes, checks and encodes that shard's images in key order and streams them into the
+shard file. Image bytes go from the source file straight into the shard
 file on every runner: the in-process runner never holds the dataset in memory, a distributed
 runner never shuffles image bytes, and the graph has the same few stages for 1 or 1,000 shards.
 (One `WriteToTFRecord` per shard costs the in-process runner memory and time that grow faster
@@ -72,6 +73,7 @@ from transforms.records import (
 )
 from transforms.report.facts import Location, example_facts
 from transforms.report.stats import DatasetStats
+from transforms.shard_count import ShardCounts
 from transforms.shard_pool import ShardPool, ShardTask, usable_cores
 from transforms.splits import assign_shard, assign_split
 
@@ -183,7 +185,8 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True)
 class ShardSettings:
     """Where shards go and what they hold: `output` folder, `parts` for temporary files,
-    `splits` (names → fractions, or None for the source's own), shards per split, the
+    `splits` (names → fractions, or None for the source's own), shards per split (None: from
+    each split's size, `transforms.shard_count`), the
     extras written per object, the run's name for progress lines (in-process runners
     only, whose workers share the console), the fingerprint of the settings that change
     examples (`transforms.builds.index`), what may be reused of the previous build, and
@@ -195,7 +198,7 @@ class ShardSettings:
     output: str
     parts: str
     splits: dict[str, float] | None
-    num_shards: int
+    num_shards: int | None
     extras: Extras = Extras()
     progress_run: str | None = None
     fingerprint: str = ""
@@ -310,13 +313,15 @@ class ShardWriter:
         self,
         split: str,
         shard: int,
+        num_shards: int,
         items: Iterable[tuple[ImageAnnotation, Previous | None]],
         label_map: dict[str, int],
     ) -> ShardWritten:
-        """The shard `shard` of `split`, with its images `items` (annotation, previous example
-        or None), written and published into the build's folder."""
+        """The shard `shard` of the `num_shards` of `split`, with its images `items`
+        (annotation, previous example or None), written and published into the build's
+        folder."""
         items = sorted(items, key=lambda item: item[0].image)
-        relative = shard_path(split, shard, self._settings.num_shards)
+        relative = shard_path(split, shard, num_shards)
         plans = self._plan(items, label_map)
         reuse = self._settings.reuse
         counts = Counter(reused=0, converted=0)
@@ -474,14 +479,16 @@ class WriteShard(beam.DoFn):
         element: tuple[tuple[str, int], Iterable[tuple[ImageAnnotation, Previous | None]]],
         label_map: dict[str, int],
         total: int,
+        shard_counts: dict[str, int],
     ) -> Iterator:
         (split, shard), items = element
+        of = shard_counts[split]
         workers = self._workers(total)
         if workers <= 1:
-            yield from self._emit(self._writer.write(split, shard, items, label_map), total)
+            yield from self._emit(self._writer.write(split, shard, of, items, label_map), total)
             return
         self._total = total
-        self._pending.append(self._pool(workers).submit(split, shard, list(items), label_map))
+        self._pending.append(self._pool(workers).submit(split, shard, of, list(items), label_map))
         while len(self._pending) > 2 * workers:
             yield from self._emit(self._result(self._pending.popleft()), total)
 
@@ -503,7 +510,9 @@ class WriteShard(beam.DoFn):
             if task.pool is self._processes:  # Not replaced yet by another shard's.
                 self._processes.close(wait=False)
                 self._processes = None
-            return self._writer.write(task.split, task.shard, task.items, task.label_map)
+            return self._writer.write(
+                task.split, task.shard, task.num_shards, task.items, task.label_map
+            )
 
     def _emit(self, written: ShardWritten, total: int) -> Iterator:
         for name, count in written.counters.items():
@@ -518,26 +527,33 @@ def _windowed(value: object) -> WindowedValue:
     return GlobalWindows.windowed_value(value)
 
 
-def shard_key(
+def placed(
     image: ImageAnnotation,
     splits: dict[str, float] | None,
-    num_shards: int,
     groups: dict[str, str] | None = None,
-) -> tuple[tuple[str, int], ImageAnnotation]:
-    """((split, shard), image): the split from the hash, or the source's when `splits` is None.
+) -> ImageAnnotation:
+    """The image in its split: from the hash, or the source's when `splits` is None.
 
     The hash is of the image's name, or, for an image in `groups` (`--duplicates
     same-split`: {image: key of its group of duplicates}), of its group's key, so that the
-    whole group lands in one split. The shard always comes from the name."""
+    whole group lands in one split."""
     if splits is None:
-        split = image.split
-    else:
-        split = assign_split((groups or {}).get(image.image, image.image), splits)
-    return (split, assign_shard(image.image, num_shards)), replace(image, split=split)
+        return image
+    split = assign_split((groups or {}).get(image.image, image.image), splits)
+    return replace(image, split=split)
+
+
+def shard_key(
+    image: ImageAnnotation, shard_counts: dict[str, int]
+) -> tuple[tuple[str, int], ImageAnnotation]:
+    """((split, shard), image) of an image `placed` in its split, which has
+    `shard_counts[split]` shards; the shard comes from the image's name."""
+    return (image.split, assign_shard(image.image, shard_counts[image.split])), image
 
 
 class WriteShardedTFRecords(beam.PTransform):
-    """ImageAnnotations → `num_shards` TFRecord files per split, each with its index file.
+    """ImageAnnotations → TFRecord files per split (`transforms.shard_count`), each with its
+    index file.
 
     Outputs (relative path, {"size", "sha256"}) of each shard and index file (main),
     `errors`, `stats`, `hashes` and `examples` (see `WriteShard`). The label map is a side
@@ -566,9 +582,11 @@ class WriteShardedTFRecords(beam.PTransform):
     def expand(self, images: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         total = images | "CountImages" >> beam.combiners.Count.Globally()
         settings = self._settings
-        keyed = images | "AssignShard" >> beam.Map(
-            shard_key, settings.splits, settings.num_shards, *self._groups
+        in_splits = images | "AssignSplit" >> beam.Map(placed, settings.splits, *self._groups)
+        shard_counts = beam.pvalue.AsDict(
+            in_splits | "ShardCounts" >> ShardCounts(settings.num_shards)
         )
+        keyed = in_splits | "AssignShard" >> beam.Map(shard_key, shard_counts)
         if self._previous is None:
             paired = keyed | "NoPrevious" >> beam.MapTuple(lambda key, image: (key, (image, None)))
         else:
@@ -578,6 +596,6 @@ class WriteShardedTFRecords(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(
-                self._writer, self._label_map, beam.pvalue.AsSingleton(total)
+                self._writer, self._label_map, beam.pvalue.AsSingleton(total), shard_counts
             ).with_outputs(ERRORS, STATS, HASHES, EXAMPLES, REPORT, main="files")
         )

@@ -195,6 +195,11 @@ def build_manifest(
         }
         for name in settings["options"]["split_names"]
     }
+    for split in splits.values():
+        # The count every shard's name ends with (`-of-NNNNN`); shards that got no example
+        # are not written, so the files may be fewer.
+        files = split["files"]
+        split["num_shards"] = int(files[0].rsplit("-of-", 1)[1]) if files else 0
     written_examples = sum(split["examples"] for split in splits.values())
     written_objects = sum(split["objects"] for split in splits.values())
     read, copies = counts.get("read", {}), counts.get("copies", {})
@@ -785,29 +790,35 @@ class WriteReport(beam.DoFn):
         return gate
 
 
-def _error_line(error: ErrorRecord) -> str:
-    """The error's JSON line; counts it by stage and reason for the runner's UI."""
+def _error_line(error: ErrorRecord) -> tuple[tuple[str, ...], str]:
+    """The error's place in the errors file (by source, then reason, then the rest) and its
+    JSON line; counts it by stage and reason for the runner's UI."""
     Metrics.counter("odrecords", f"errors_{error.stage}").inc()
     Metrics.counter("odrecords", f"error: {error.stage}: {reason_kind(error.reason)[:60]}").inc()
-    return json.dumps(error.to_json(), ensure_ascii=False)
+    line = error.to_json()
+    order = (line["source"], line["reason"], line["image"] or "", line["stage"])
+    return order, json.dumps(line, ensure_ascii=False)
 
 
-def _write_lines(lines: list[str], root: str, path: str, ours: Ours) -> Iterator[str]:
-    """Writes `lines`, sorted, one a line into `path` inside `root` (by the rule of
-    `transforms.builds.safe_write`), and yields its path; writes nothing when there are none
-    (Beam's S3 filesystem cannot write an empty file)."""
+def _write_lines(
+    lines: list[tuple[tuple[str, ...], str]], root: str, path: str, ours: Ours
+) -> Iterator[str]:
+    """Writes the (order, line) `lines`, sorted, one a line into `path` inside `root` (by the
+    rule of `transforms.builds.safe_write`), and yields its path; writes nothing when there are
+    none (Beam's S3 filesystem cannot write an empty file)."""
     if not lines:
         return
-    write_file(root, path, (line.encode("utf-8") + b"\n" for line in sorted(lines)), ours)
+    write_file(root, path, (line.encode("utf-8") + b"\n" for _, line in sorted(lines)), ours)
     yield path
 
 
 def write_errors(errors: beam.PCollection, root: str, path: str, ours: Ours) -> beam.PCollection:
     """The errors output: one JSON object per line in `path` (`errors.jsonl` of a build or of
-    an export, inside `root`), sorted, so that the file does not depend on the order in which
-    workers found the errors (a rebuild that reuses examples finds them in another order than
-    a full build, and writes the same bytes). The lines are gathered in one worker's memory to
-    be sorted: a few hundred bytes per rejected image, box or annotation record."""
+    an export, inside `root`), sorted by source, then reason, so that the file does not depend
+    on the order in which workers found the errors (a rebuild that reuses examples finds them
+    in another order than a full build, and writes the same bytes). The lines are gathered in
+    one worker's memory to be sorted: a few hundred bytes per rejected image, box or annotation
+    record."""
     return (
         errors
         | "ErrorToJson" >> beam.Map(_error_line)

@@ -7,6 +7,7 @@ says so in a PNG text chunk (a mark that recognises, not authenticates)."""
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections import Counter
@@ -19,6 +20,8 @@ from transforms.drawing import FONT, boxed_tile, class_color
 
 TILE = 256
 GRID = 4
+# The strip under each image that names it.
+CAPTION = 16
 _MARK = ("Software", "odrecords inspect --render")
 # The names of the pictures, which are all this writes.
 _NAMES = re.compile(r"classes\.png|examples-\d{3,}\.png")
@@ -53,15 +56,41 @@ def _save(image: Image.Image, folder: str, name: str) -> str:
     return path
 
 
-def contact_sheets(samples: list[tuple[bytes, list]], folder: str) -> list[str]:
-    """Draws (image bytes, [(class, normalized corners)]) in sheets of 4 x 4; returns paths."""
+def _fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """`text` shortened from the front ("…" first) to fit `width` pixels: the end of a file
+    name (its number, its extension) tells images apart more often than its start."""
+    if draw.textlength(text, font=FONT) <= width:
+        return text
+    while text and draw.textlength("…" + text, font=FONT) > width:
+        text = text[1:]
+    return "…" + text
+
+
+def _named_tile(encoded: bytes, objects: list[tuple[str, list[float]]], name: str) -> Image.Image:
+    """The image with its boxes drawn (`boxed_tile`), and `name` in a strip under it: people
+    find a tile's image by its file name."""
+    tile = Image.new("RGB", (TILE, TILE + CAPTION), (0, 0, 0))
+    tile.paste(boxed_tile(encoded, objects, TILE), (0, 0))
+    draw = ImageDraw.Draw(tile)
+    draw.text((4, TILE + 2), _fitted(draw, name, TILE - 8), fill="white", font=FONT)
+    return tile
+
+
+def contact_sheets(samples: list[tuple[bytes, list, str]], folder: str) -> list[str]:
+    """Draws (image bytes, [(class, normalized corners)], image name) in sheets of up to 4 x 4,
+    each only as large as the tiles it holds (5 images: 4 x 2, 2 images: 2 x 1); returns
+    paths."""
     paths = []
     per_sheet = GRID * GRID
     for number, start in enumerate(range(0, len(samples), per_sheet), start=1):
-        sheet = Image.new("RGB", (GRID * TILE, GRID * TILE), (0, 0, 0))
-        for position, (encoded, objects) in enumerate(samples[start : start + per_sheet]):
-            row, column = divmod(position, GRID)
-            sheet.paste(boxed_tile(encoded, objects, TILE), (column * TILE, row * TILE))
+        held = samples[start : start + per_sheet]
+        columns = min(GRID, len(held))
+        rows = math.ceil(len(held) / columns)
+        sheet = Image.new("RGB", (columns * TILE, rows * (TILE + CAPTION)), (0, 0, 0))
+        for position, (encoded, objects, name) in enumerate(held):
+            row, column = divmod(position, columns)
+            tile = _named_tile(encoded, objects, name)
+            sheet.paste(tile, (column * TILE, row * (TILE + CAPTION)))
         paths.append(_save(sheet, folder, f"examples-{number:03d}.png"))
     return paths
 

@@ -57,6 +57,10 @@ _TENSORFLOW_CHARS = 200
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
 
 
+# The reason of an image whose file is not there: most often a wrong --images.
+NOT_FOUND = "image file not found"
+
+
 class ImageRejected(Exception):
     """An image that cannot go into the dataset; the message is the error record's reason."""
 
@@ -89,7 +93,7 @@ def _opened(path: str) -> Iterator[BinaryIO]:
     except NotRegularFile as error:
         raise ImageRejected(f"image path is {error.kind}, not a regular file") from None
     except FileNotFoundError:
-        raise ImageRejected("image file not found") from None
+        raise ImageRejected(NOT_FOUND) from None
     except Exception as error:  # Each filesystem raises its own error types.
         raise ImageRejected(f"cannot read image: {excerpt(str(error))}") from None
 

@@ -230,3 +230,26 @@ def detect_format(path: str) -> str:
     if _first_known(labels) == "kitti":
         return "kitti"
     raise ValueError(f"found no annotation files in {path} nor in its sub-folders")
+
+
+# The names a dataset's folder of images goes by (Pascal VOC's: JPEGImages).
+_IMAGE_FOLDERS = ("images", "Images", "JPEGImages", "imgs", "img")
+
+
+def images_folder_near(annotations: str, missing: str, tried: str) -> str | None:
+    """A folder named like a folder of images (`images`, `JPEGImages`, ...) inside the
+    annotations' folder, beside it or one level up, other than `tried`, that holds the image
+    `missing` (a key not found under `tried`); None when none does. A dataset root or an
+    annotations folder given without --images (`annotations/` beside `images/`) has every
+    image looked for in the wrong place: this names the right one, checked, not guessed."""
+    start = annotations.rstrip("/")
+    while any(c in start for c in "*?["):
+        start = posixpath.dirname(start)
+    parent = posixpath.dirname(start)
+    for base in dict.fromkeys([start, parent, posixpath.dirname(parent)]):
+        for name in _IMAGE_FOLDERS:
+            folder = FileSystems.join(base, name)
+            image = FileSystems.join(folder, *missing.split("/"))
+            if folder != tried.rstrip("/") and FileSystems.exists(image):
+                return folder
+    return None
