@@ -254,7 +254,7 @@ def _print_summary(manifest: dict, output: str) -> None:
     for name, split in manifest["splits"].items():
         print(
             f"{name}: {split['examples']} examples, {split['objects']} objects, "
-            f"{len(split['files'])} shards"
+            f"{len(split['files'])} shard{'' if len(split['files']) == 1 else 's'}"
         )
     images, objects = manifest["images"], manifest["objects"]
     dropped = f" + {objects['dropped']} dropped" if objects["dropped"] else ""
