@@ -152,11 +152,14 @@ def count_records(paths: list[Path]) -> int:
 
 
 def read_back(output: Path) -> dict:
-    """An output's manifest, after checking that each split's records are its examples."""
+    """An output's manifest, after checking that each split's records are its examples and
+    that the report each recipe says to open counts them too."""
     manifest = json.loads((output / "manifest.json").read_text(encoding="utf-8"))
+    stats = json.loads((output / "stats.json").read_text(encoding="utf-8"))
+    assert (output / "report.html").is_file()
     for split, entry in manifest["splits"].items():
         files = [output / name for name in entry["files"]]
-        assert count_records(files) == entry["examples"], split
+        assert count_records(files) == entry["examples"] == stats["splits"][split]["images"]
     return manifest
 
 
