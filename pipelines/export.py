@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipelines.failures import check_writable, failure_line, interrupted
 from pipelines.flags import EXPORT_FORMATS, UsageError, export_parser
-from pipelines.record_inputs import record_inputs
+from pipelines.record_inputs import label_names, record_inputs
 from pipelines.settings import (
     check_beam_flags,
     check_output_folder,
@@ -64,7 +64,7 @@ from transforms.export.writers import (
     split_file,
     write_failure,
 )
-from transforms.label_map import LabelMapError, categories_from_counts, read_label_names
+from transforms.label_map import categories_from_counts
 from transforms.paths import UnsafePathError, image_key
 from transforms.records import ERRORS, STAGE_BOX, ErrorRecord
 from transforms.tfrecord import iter_records, open_records
@@ -112,12 +112,7 @@ def parse_export_args(argv: Sequence[str]) -> tuple[ExportSettings, list[str]]:
             f"unknown format {args.format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
     inputs = record_inputs(args.input)
-    names, ids = {}, {}
-    if args.label_map:
-        try:
-            names, ids = read_label_names(args.label_map)
-        except (OSError, LabelMapError) as error:
-            raise UsageError(f"label map {args.label_map}: {error}") from None
+    names, ids = label_names(args.label_map)
     settings = ExportSettings(inputs, args.format, args.output, names, ids)
     _check_places(settings, lambda _: True)  # Links first: no summary is read through one.
     settings.earlier_files = check_output_folder(args.output, SUMMARY)

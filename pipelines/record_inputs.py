@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.flags import UsageError
 from transforms.builds.report import MANIFEST
 from transforms.builds.safe_write import safe_relative
+from transforms.label_map import LabelMapError, read_label_names
 
 # Split names are parts of file names: letters, digits, `_`, `-` and `.` (not leading).
 _SAFE_SPLIT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
@@ -78,3 +79,14 @@ def record_inputs(arguments: Iterable[str]) -> list[tuple[str, str]]:
         for argument in arguments
         for split, path in _expand_input(argument)
     ]
+
+
+def label_names(path: str | None) -> tuple[dict[int, str], dict[str, int]]:
+    """({id: name}, {name: id}) of the label map given to name the records' classes, empty
+    without one; raises UsageError for one that cannot be read."""
+    if not path:
+        return {}, {}
+    try:
+        return read_label_names(path)
+    except (OSError, LabelMapError) as error:
+        raise UsageError(f"label map {path}: {error}") from None

@@ -22,11 +22,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.failures import check_writable, failure_line, interrupted
 from pipelines.flags import UsageError, report_parser
-from pipelines.record_inputs import record_inputs
+from pipelines.record_inputs import label_names, record_inputs
 from pipelines.settings import check_beam_flags, pipeline_options, use_filesystem_options
 from transforms.builds.safe_write import UnsafeWrite, check_place, write_file
 from transforms.export.decode import RecordRejected, decode_record
-from transforms.label_map import LabelMapError, read_label_names
 from transforms.report.build import REPORT_FILE, STATS_FILE, sampled, stats_text
 from transforms.report.facts import Location
 from transforms.report.page import render_page, written_page
@@ -80,12 +79,7 @@ def parse_report_args(argv: Sequence[str]) -> tuple[ReportSettings, list[str]]:
     args, beam_args = report_parser().parse_known_args(argv)
     use_filesystem_options(beam_args)
     inputs = record_inputs(args.records)
-    names, ids = {}, {}
-    if args.label_map:
-        try:
-            names, ids = read_label_names(args.label_map)
-        except (OSError, LabelMapError) as error:
-            raise UsageError(f"label map {args.label_map}: {error}") from None
+    names, ids = label_names(args.label_map)
     try:
         ours = functools.partial(_written_here, args.output)
         for name in (STATS_FILE, REPORT_FILE):

@@ -578,23 +578,17 @@ def class_ids_changed_text(changed: dict) -> str:
     )
 
 
+# The files a build writes at the output's top (beside the split folders and `index/`).
+_TOP_FILES = (ERRORS_FILE, LABEL_MAP, LABEL_MAP_CSV, CARD, STATS_FILE, REPORT_FILE, MANIFEST)
+
+
 def written_by_create(relative: str) -> bool:
     """Whether `relative` is a file `create` writes into its output: what a later build may
     replace or remove."""
     return (
         is_shard_name(relative)
         or is_index_name(relative)
-        or relative
-        in (
-            ERRORS_FILE,
-            LABEL_MAP,
-            LABEL_MAP_CSV,
-            CARD,
-            STATS_FILE,
-            REPORT_FILE,
-            MANIFEST,
-            REPLACED_MANIFEST,
-        )
+        or relative in (*_TOP_FILES, REPLACED_MANIFEST)
     )
 
 
@@ -605,16 +599,7 @@ def check_create_output(output: str) -> None:
     when a build is published; the split folders, named by the data, too.)"""
     for folder in (BUILDS, VERSIONS, INDEX_DIR):
         check_folder(output, FileSystems.join(output, folder))
-    for name in (
-        LATEST,
-        MANIFEST,
-        ERRORS_FILE,
-        LABEL_MAP,
-        LABEL_MAP_CSV,
-        CARD,
-        STATS_FILE,
-        REPORT_FILE,
-    ):
+    for name in (LATEST, *_TOP_FILES):
         check_place(output, FileSystems.join(output, name), lambda _: True)
 
 
