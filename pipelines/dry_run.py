@@ -43,7 +43,7 @@ from transforms.records import (
     ImageAnnotation,
     excerpt,
 )
-from transforms.tfrecord_sink import shard_key
+from transforms.tfrecord_sink import placed
 
 # Errors printed one by one; the rest are counted by reason.
 FIRST_ERRORS = 10
@@ -53,7 +53,7 @@ _GATHERED: dict[str, dict] = {}
 
 
 class CheckImage(beam.DoFn):
-    """An image in its split (the split a build assigns it, `shard_key`) → what its example
+    """An image in its split (the split a build assigns it, `placed`) → what its example
     would add to the manifest's counts, or its error record (tag `errors`). `decode`: the
     image is loaded and converted (`transforms.convert.convert`), box checks included, as a
     build does; else only found (`ImageLoader.find`), its objects counted as annotated."""
@@ -74,7 +74,7 @@ class CheckImage(beam.DoFn):
         self._loader.setup()
 
     def process(self, image: ImageAnnotation, label_map: dict[str, int]) -> Iterator:
-        _, image = shard_key(image, self._splits, 1)
+        image = placed(image, self._splits)
         if self._decode:
             plan = ImagePlan(image, "", "", "", None)
             converted = convert(self._loader, plan, label_map, self._extras)

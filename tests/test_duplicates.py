@@ -100,13 +100,20 @@ def test_exact_counts_pairs_of_different_names_and_their_images():
                 "a.jpg (valid) = b.jpg (train)",
                 "b.jpg (train) = c.jpg (valid)",
             ],
+            "named": [
+                ("a.jpg", "train", "c.jpg", "valid"),
+                ("a.jpg", "valid", "b.jpg", "train"),
+                ("b.jpg", "train", "c.jpg", "valid"),
+            ],
         },
         "within_split": {
             "pairs": 2,
             "images": 3,
             "first": ["a.jpg (train) = b.jpg (train)", "a.jpg (valid) = c.jpg (valid)"],
+            "named": [("a.jpg", "train", "b.jpg", "train"), ("a.jpg", "valid", "c.jpg", "valid")],
         },
     }
+    assert counts["duplicates"]["exact_by_split"] == {"train": 2, "valid": 2}
     assert list(exact_counts(Content("s", 1, (("a.jpg", "train"), ("a.jpg", "valid"))))) == []
 
 

@@ -155,7 +155,7 @@ def test_misspelled_flags_get_did_you_mean(command, args, wrong, meant, capsys):
 
 @AS_ROOT
 def test_read_only_output_is_refused_before_the_job(tmpfs):
-    point = tmpfs(256)
+    point = tmpfs(1024)
     assert odrecords("create", *SAMPLE_ARGS, "--output", str(point / "out")).returncode == 0
     before = files(point / "out")
     subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from test_export import example, jpeg_bytes, write_records
 
 from pipelines import inspect_records
+from transforms.drawing import FONT
 from transforms.export import render
 from transforms.export.render import CAPTION, TILE
 from transforms.tfrecord import frame
@@ -75,7 +76,7 @@ def test_a_long_image_name_keeps_its_end():
     name = "a-very-long-folder-name/" * 6 + "raccoon-194.jpg"
     fitted = render._fitted(draw, name, TILE)
     assert fitted.startswith("…") and fitted.endswith("raccoon-194.jpg")
-    width = lambda text: draw.textlength(text, font=render._FONT)  # noqa: E731
+    width = lambda text: draw.textlength(text, font=FONT)  # noqa: E731
     assert width(fitted) <= TILE < width(name)
 
 

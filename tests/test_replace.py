@@ -73,7 +73,7 @@ def test_only_files_still_as_the_earlier_run_wrote_them_are_replaced(tmp_path, c
     assert run_create(*SAMPLE_VOC, "--output", out, "--num-shards", "3") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     shards = sorted(manifest["splits"]["train"]["files"])
-    papers = ["README.md", "label_map.csv", "label_map.pbtxt"]
+    papers = ["README.md", "label_map.csv", "label_map.pbtxt", "report.html", "stats.json"]
     indexes = [f"index/{shard}.jsonl" for shard in shards]
     assert sorted(manifest["written"]) == sorted(papers + shards + indexes)
     for name, entry in manifest["written"].items():
