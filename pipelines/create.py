@@ -44,12 +44,10 @@ from transforms.builds.layout import MANIFEST, Layout, join
 from transforms.builds.lock import BuildLock
 from transforms.builds.publish import remove_abandoned, remove_held_back, remove_unfinished
 from transforms.builds.report import (
-    DUPLICATE_KINDS,
     ERRORS_FILE,
     WriteReport,
     class_ids_changed_text,
     copies_text,
-    duplicates_across,
     error_counts,
     lost_objects,
     lost_objects_text,
@@ -60,7 +58,13 @@ from transforms.builds.reuse import plan_reuse, reuse_text
 from transforms.builds.safe_write import new_folder
 from transforms.choices import SAME_SPLIT
 from transforms.counts import SumCounts
-from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
+from transforms.duplicates import (
+    DUPLICATE_KINDS,
+    HASHES,
+    ContentGroups,
+    ReportDuplicates,
+    duplicates_across,
+)
 from transforms.images.loader import NOT_FOUND
 from transforms.images.orientation import OrientationPolicy
 from transforms.images.orientation import summary as orientation_summary

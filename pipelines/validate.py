@@ -20,7 +20,7 @@ from pipelines.flags import UsageError, validate_parser
 from pipelines.settings import Thresholds, check_beam_flags, thresholds, use_filesystem_options
 from transforms.builds.layout import MANIFEST, latest_folder
 from transforms.builds.outputs import NotOurOutput, read_summary
-from transforms.builds.report import DUPLICATE_KINDS, duplicates_across
+from transforms.duplicates import DUPLICATE_KINDS, duplicates_across
 
 STATS = "stats.json"
 # Files named under a failed check; the rest are counted.

@@ -40,7 +40,7 @@ from transforms.builds.safe_write import (
     write_file,
 )
 from transforms.choices import SAME_SPLIT
-from transforms.duplicates import MAX_DISTANCE
+from transforms.duplicates import DUPLICATE_KINDS, MAX_DISTANCE, duplicates_across
 from transforms.images.loader import ImageLoader
 from transforms.images.orientation import manifest_entry as orientation_entry
 from transforms.label_map import (
@@ -115,12 +115,6 @@ def _reported(counts: dict, key: str) -> dict:
     }
 
 
-DUPLICATE_KINDS = {
-    "exact": "exact copies (same bytes)",
-    "near": "near-duplicates (same picture re-encoded or resized)",
-}
-
-
 def _duplicate_pairs(found: dict) -> dict:
     return {
         where: {
@@ -153,11 +147,6 @@ def _duplicates(counts: dict, policy: str) -> dict:
             key: kept.get(key, 0) for key in ("groups", "images", "moved")
         }
     return duplicates
-
-
-def duplicates_across(duplicates: dict) -> int:
-    """Pairs of duplicates (exact and near) that lie in different splits."""
-    return sum(duplicates[kind]["across_splits"]["pairs"] for kind in DUPLICATE_KINDS)
 
 
 def copies_text(counts: dict) -> str:
