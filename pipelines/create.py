@@ -559,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"odrecords create: error: {error}", file=sys.stderr)
         return 1
-    return validate.report(findings, settings.checks, "odrecords create --strict")
+    return validate.report(findings, "odrecords create --strict")
 
 
 if __name__ == "__main__":
