@@ -33,6 +33,7 @@ from pipelines.settings import (
     runs_locally,
 )
 from transforms.builds.changes import ImageChanges, summary_lines
+from transforms.builds.checks import Finding
 from transforms.builds.index import (
     EXAMPLES,
     INDEX_COUNTS,
@@ -44,12 +45,10 @@ from transforms.builds.layout import MANIFEST, Layout, join
 from transforms.builds.lock import BuildLock
 from transforms.builds.publish import remove_abandoned, remove_held_back, remove_unfinished
 from transforms.builds.report import (
-    DUPLICATE_KINDS,
     ERRORS_FILE,
     WriteReport,
     class_ids_changed_text,
     copies_text,
-    duplicates_across,
     error_counts,
     lost_objects,
     lost_objects_text,
@@ -60,7 +59,13 @@ from transforms.builds.reuse import plan_reuse, reuse_text
 from transforms.builds.safe_write import new_folder
 from transforms.choices import SAME_SPLIT
 from transforms.counts import SumCounts
-from transforms.duplicates import HASHES, ContentGroups, ReportDuplicates
+from transforms.duplicates import (
+    DUPLICATE_KINDS,
+    HASHES,
+    ContentGroups,
+    ReportDuplicates,
+    duplicates_across,
+)
 from transforms.images.loader import NOT_FOUND
 from transforms.images.orientation import OrientationPolicy
 from transforms.images.orientation import summary as orientation_summary
@@ -106,6 +111,7 @@ def _manifest_settings(settings: CreateSettings) -> dict:
             "max_image_pixels": settings.max_image_pixels,
             "exif_orientation": settings.exif_orientation,
             "class_attribute": settings.source.options.class_attribute or None,
+            "strict": settings.checks.entry() if settings.strict else None,
         },
         "versions": {
             "python": platform.python_version(),
@@ -222,6 +228,7 @@ def build_pipeline(
                     "why_not": why_not,
                     "fingerprint": fingerprint,
                 },
+                settings.checks if settings.strict else None,
             ),
             beam.pvalue.AsSingleton(counts),
             beam.pvalue.AsList(shards.files),
@@ -529,6 +536,9 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
     lock.release()
     manifest, folder = _read_manifest(settings.layout)
     _print_summary(manifest, folder)
+    checks = manifest["build"].get("checks")
+    if checks is not None:  # --strict: the checks the build was published by, or held back.
+        validate.print_findings([Finding.from_entry(entry) for entry in checks])
     if manifest["build"]["published"] and settings.layout.versions:
         print(f"published version {settings.layout.build_id} in {settings.output}")
     print_counters(result)
@@ -536,10 +546,10 @@ def run(settings: CreateSettings, beam_args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code: 0, 1 when no example was written (or with
-    `--strict`, a check of `odrecords validate` fails on the build), 2 for unusable
-    arguments. `--dry-run` prints the plan instead (`pipelines.dry_run`), with the same
-    codes."""
+    """Entry point; returns the process exit code: 0, 1 when the build was not published (no
+    example was written, `--max-error-rate`, or with `--strict` a check of `odrecords
+    validate` failed on it), 2 for unusable arguments. `--dry-run` prints the plan instead
+    (`pipelines.dry_run`), with the same codes."""
     try:
         settings, beam_args = parse_create_args(sys.argv[1:] if argv is None else argv)
     except UsageError as error:
@@ -547,15 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if settings.dry_run is not None:
         return dry_run.run(settings, beam_args)
-    code = run(settings, beam_args)
-    if code or not settings.strict:
-        return code
-    try:
-        findings = validate.check(settings.layout.published, settings.checks)
-    except UsageError as error:
-        print(f"odrecords create: error: {error}", file=sys.stderr)
-        return 1
-    return validate.report(findings, settings.checks, "odrecords create --strict")
+    return run(settings, beam_args)
 
 
 if __name__ == "__main__":

@@ -217,8 +217,9 @@ def create_parser() -> Parser:
         "--strict",
         action="store_true",
         default=None,
-        help="after the build, run the checks of odrecords validate on it (with its --max-* "
-        "thresholds) and exit 1 when one fails",
+        help="publish the build only when it passes the checks of odrecords validate (with "
+        "its --max-* thresholds); when one fails, the published output is unchanged and the "
+        "command exits 1",
     )
     add_check_flags(parser)
     for flag, text in [

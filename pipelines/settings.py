@@ -31,6 +31,7 @@ from pipelines.flags import (
     create_parser,
     misspelled,
 )
+from transforms.builds.checks import Thresholds
 from transforms.builds.layout import (
     BUILDS,
     VERSIONS,
@@ -108,18 +109,6 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     standard = options.view_as(StandardOptions)
     standard.runner = standard.runner or DEFAULT_RUNNER
     return options
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The most of each finding an output may have and pass."""
-
-    missing_classes: int = 0
-    rejected_objects: float = 0.0
-    leakage_pairs: int = 0
-    # The flags given: a check one asked for that cannot be made fails, where one left to
-    # its default is only reported as not made.
-    given: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,17 @@
 """`odrecords validate` and `create --strict`: thresholds on real create outputs, failing
-with the files involved named."""
+with the files involved named; a strict build that fails a check is not published."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, read_output, run_create
+from test_replace import tree
 
 from pipelines import validate
+from pipelines.latest import latest
+from transforms.builds.checks import Thresholds
 
 HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
 TRAIN = [
@@ -75,6 +79,8 @@ def test_a_clean_output_passes_and_a_check_it_cannot_make_fails_only_when_asked(
 
 def test_leakage_and_rejected_objects_fail_naming_the_files(leaky, capsys):
     manifest = read_output(leaky)["manifest"]
+    # Without --strict the findings do not gate publication.
+    assert manifest["options"]["strict"] is None and "checks" not in manifest["build"]
     assert manifest["images"]["in_several_splits"]["count"] == 1
     assert manifest["objects"]["rejected"] == 1
     capsys.readouterr()
@@ -117,3 +123,77 @@ def test_missing_classes_come_from_stats_json(leaky, capsys):
     assert out[missing].endswith(": 1 (--max-missing-classes 0)")
     assert out[missing + 1].strip() == "val: square"
     assert validate.main([str(leaky), *loose, "--max-missing-classes", "1"]) == 0
+
+
+def check_lines(text: str) -> list[str]:
+    """The lines of the checks as `odrecords validate` prints them: one per check, each
+    followed by the files involved when it failed."""
+    out = lines(text)
+    first = next(i for i, line in enumerate(out) if re.match(r"(FAIL|ok  |skip)  ", line))
+    block = []
+    for line in out[first:]:
+        if not re.match(r"(FAIL|ok  |skip)  |        \S", line):
+            break
+        block.append(line)
+    return block
+
+
+def published_id(out: Path) -> str:
+    """The build id of the output's published build, as `odrecords latest` finds it."""
+    manifest = json.loads((Path(latest(str(out))) / "manifest.json").read_text())
+    return manifest["build"]["id"]
+
+
+@pytest.mark.parametrize("versions", [False, True], ids=["flat", "versions"])
+def test_a_strict_build_that_fails_a_check_is_not_published(tmp_path, capsys, versions):
+    out = tmp_path / "out"
+    flags = ["--versions"] if versions else []
+    clean = ["--format", "voc", "--annotations", f"{SAMPLE}/annotations"]
+    assert run_create(*clean, "--images", f"{SAMPLE}/images", "--output", out, *flags) == 0
+    published, first = tree(out), published_id(out)
+    capsys.readouterr()
+    # The same image in two splits, a rejected object, and no square in val.
+    leaky = [*write_dataset(tmp_path / "data"), "--output", out, *flags, "--strict"]
+    assert run_create(*leaky) == 1
+    captured = capsys.readouterr()
+    held_back = Path(re.search(r"the build is in (.+?), the published", captured.err)[1])
+    now = tree(out)
+    assert {name: now.get(name) for name in published} == published
+    assert all(
+        (out / name).is_relative_to(held_back) or name.startswith(".builds/")
+        for name in now.keys() - published.keys()
+    )
+    assert published_id(out) == first
+    manifest = json.loads((held_back / "manifest.json").read_text())
+    assert manifest["build"]["published"] is False and manifest["build"]["id"] != first
+    assert manifest["options"]["strict"] == {
+        "max_missing_classes": 0,
+        "max_rejected_objects": 0.0,
+        "max_leakage_pairs": 0,
+    }
+    # create prints the lines validate prints of the same build, files named.
+    printed = check_lines(captured.out)
+    assert validate.report(validate.check(str(held_back), Thresholds()), "odrecords validate") == 1
+    assert printed == check_lines(capsys.readouterr().out)
+    assert "        val: square" in printed and "        shapes-003.jpg (train, val)" in printed
+    failed = [f"--strict: {line[6:]}" for line in printed if line.startswith("FAIL  ")]
+    assert "--strict: classes missing from a split: 1 (--max-missing-classes 0)" in failed
+    assert len(failed) == 3 and manifest["build"]["not_published_because"] == failed
+    assert f"not published: {'; '.join(failed)}; the build is in" in captured.err
+    # At the thresholds it is published, and says what it passed by.
+    read = manifest["objects"]["read"] + manifest["objects"]["copies_in_other_splits"]
+    share = str(round(1 / read + 0.001, 3))
+    loose = ["--max-missing-classes", "1", "--max-leakage-pairs", "1"]
+    assert run_create(*leaky, *loose, "--max-rejected-objects", share) == 0
+    printed = check_lines(capsys.readouterr().out)
+    assert len(printed) == 3 and all(line.startswith("ok  ") for line in printed)
+    assert published_id(out) not in (first, manifest["build"]["id"])
+    assert not held_back.exists() and not (out / ".builds").exists()
+    manifest = read_output(latest(str(out)))["manifest"]
+    assert manifest["build"]["published"] and manifest["build"]["not_published_because"] == []
+    assert manifest["options"]["strict"]["max_rejected_objects"] == float(share)
+    assert [entry["name"] for entry in manifest["build"]["checks"]] == [
+        "missing_classes",
+        "rejected_objects",
+        "leakage_pairs",
+    ]

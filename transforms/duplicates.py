@@ -74,6 +74,18 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 Member = tuple[str, "str | None"]  # (image name, split)
 
 
+# The kinds of duplicates the manifest counts (`duplicates`), and what each means.
+DUPLICATE_KINDS = {
+    "exact": "exact copies (same bytes)",
+    "near": "near-duplicates (same picture re-encoded or resized)",
+}
+
+
+def duplicates_across(duplicates: dict) -> int:
+    """Pairs of duplicates (exact and near) that lie in different splits."""
+    return sum(duplicates[kind]["across_splits"]["pairs"] for kind in DUPLICATE_KINDS)
+
+
 def perceptual_hash(
     data: bytes, max_pixels: int | None = None, preview: np.ndarray | None = None
 ) -> int | None:

@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 from google.protobuf import text_encoding
 
 from transforms.builds.changes import card_lines, changes_entry, previous_summary
+from transforms.builds.checks import Thresholds, check
 from transforms.builds.index import INDEX_DIR, is_index_name
 from transforms.builds.layout import BUILDS, LATEST, MANIFEST, VERSIONS, Layout, PreviousBuild, join
 from transforms.builds.outputs import delete_path, is_shard_name, with_checksum
@@ -40,7 +41,7 @@ from transforms.builds.safe_write import (
     write_file,
 )
 from transforms.choices import SAME_SPLIT
-from transforms.duplicates import MAX_DISTANCE
+from transforms.duplicates import DUPLICATE_KINDS, MAX_DISTANCE, duplicates_across
 from transforms.images.loader import ImageLoader
 from transforms.images.orientation import manifest_entry as orientation_entry
 from transforms.label_map import (
@@ -115,12 +116,6 @@ def _reported(counts: dict, key: str) -> dict:
     }
 
 
-DUPLICATE_KINDS = {
-    "exact": "exact copies (same bytes)",
-    "near": "near-duplicates (same picture re-encoded or resized)",
-}
-
-
 def _duplicate_pairs(found: dict) -> dict:
     return {
         where: {
@@ -153,11 +148,6 @@ def _duplicates(counts: dict, policy: str) -> dict:
             key: kept.get(key, 0) for key in ("groups", "images", "moved")
         }
     return duplicates
-
-
-def duplicates_across(duplicates: dict) -> int:
-    """Pairs of duplicates (exact and near) that lie in different splits."""
-    return sum(duplicates[kind]["across_splits"]["pairs"] for kind in DUPLICATE_KINDS)
 
 
 def copies_text(counts: dict) -> str:
@@ -679,6 +669,19 @@ def quality(manifest: dict, max_error_rate: float | None) -> dict:
     }
 
 
+def strict_gate(manifest: dict, folder: str, limits: Thresholds) -> dict:
+    """What `--strict` adds to the build's gate: the checks of `odrecords validate`
+    (`transforms.builds.checks`), made on the build in `folder` before it is published, and
+    the failed ones as reasons not to publish it."""
+    findings = check(manifest, folder, limits)
+    return {
+        "checks": [finding.entry() for finding in findings],
+        "not_published_because": [
+            f"--strict: {finding.text()}" for finding in findings if finding.failed
+        ],
+    }
+
+
 class WriteReport(beam.DoFn):
     """Once every shard and error is in the build folder: writes label maps, dataset card and
     manifest there, and publishes the build if it passes the quality gate (see
@@ -696,7 +699,10 @@ class WriteReport(beam.DoFn):
         previous: PreviousBuild | None,
         loader: ImageLoader,
         reuse: dict | None = None,
+        strict: Thresholds | None = None,
     ):
+        """`strict`: the thresholds of the checks a build must pass to be published
+        (`--strict`), or None to publish it without them."""
         self._layout = layout
         self._loader = loader
         self._parts = parts
@@ -704,6 +710,7 @@ class WriteReport(beam.DoFn):
         self._max_error_rate = max_error_rate
         self._previous = previous
         self._reuse = reuse
+        self._strict = strict
 
     def process(
         self,
@@ -747,6 +754,7 @@ class WriteReport(beam.DoFn):
             delete_path(self._parts)
         build = {"id": layout.build_id, "versions": layout.versions}
         written = dict(sorted(written.items()))
+        # After stats.json and errors.jsonl, which the checks of --strict read.
         gate = self._gate({**manifest, "written": written})
         manifest = with_checksum({**manifest, "build": build | gate, "written": written})
         # Last in the build folder: a build folder with a manifest is complete.
@@ -762,10 +770,15 @@ class WriteReport(beam.DoFn):
         yield manifest
 
     def _gate(self, manifest: dict) -> dict:
-        """Whether the build may be published (`quality`), and, without versions, whether
-        its files can be moved to the output's top: never through a link, nor over a file the
-        replaced output did not write (`check_publishable`)."""
+        """Whether the build may be published (`quality`, and with `--strict` its checks,
+        `strict_gate`), and, without versions, whether its files can be moved to the output's
+        top: never through a link, nor over a file the replaced output did not write
+        (`check_publishable`)."""
         gate = quality(manifest, self._max_error_rate)
+        if self._strict is not None:
+            strict = strict_gate(manifest, self._layout.build, self._strict)
+            reasons = gate["not_published_because"] + strict["not_published_because"]
+            gate |= strict | {"published": not reasons, "not_published_because": reasons}
         if gate["published"] and not self._layout.versions:
             try:
                 check_publishable(self._layout, manifest)
