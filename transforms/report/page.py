@@ -154,7 +154,9 @@ def _table(head: list[str], rows: list[list[str]], text_columns: int = 1) -> str
 def _bar_chart(rows: list[tuple[str, int]], unit: str) -> str:
     """Horizontal bars, one per (label, count), with the counts written beside them and a count
     axis titled `unit`."""
-    label_width, bar_width, row_height, top = 84, 130, 17, 4
+    # Labels are right-aligned before the bars: room for the longest, about 7 px a character.
+    label_width = max([84, *(12 + 7 * len(label) for label, _ in rows)])
+    bar_width, row_height, top = 130, 17, 4
     largest = max((count for _, count in rows), default=0)
     axis = top + row_height * len(rows) + 2
     width, height = label_width + bar_width + 48, axis + 30
