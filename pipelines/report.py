@@ -27,6 +27,7 @@ from pipelines.settings import check_beam_flags, pipeline_options, use_filesyste
 from transforms.builds.safe_write import UnsafeWrite, check_place, write_file
 from transforms.export.decode import RecordRejected, decode_record
 from transforms.label_map import LabelMapError, read_label_names
+from transforms.records import utf8_safe, writable_text
 from transforms.report.build import REPORT_FILE, STATS_FILE, sampled, stats_text
 from transforms.report.facts import Location
 from transforms.report.page import render_page, written_page
@@ -80,6 +81,9 @@ def parse_report_args(argv: Sequence[str]) -> tuple[ReportSettings, list[str]]:
     args, beam_args = report_parser().parse_known_args(argv)
     use_filesystem_options(beam_args)
     inputs = record_inputs(args.records)
+    for _, path in inputs:
+        if not writable_text(path):  # Beam's coders and the report's files take UTF-8 only.
+            raise UsageError(f"{utf8_safe(path)}: the file name is not UTF-8; rename the file")
     names, ids = {}, {}
     if args.label_map:
         try:
