@@ -18,6 +18,7 @@ from pipelines.flags import UsageError
 from transforms.builds.report import MANIFEST
 from transforms.builds.safe_write import safe_relative
 from transforms.label_map import LabelMapError, read_label_names
+from transforms.records import utf8_safe, writable_text
 
 # Split names are parts of file names: letters, digits, `_`, `-` and `.` (not leading).
 _SAFE_SPLIT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
@@ -73,12 +74,16 @@ def _expand_input(argument: str) -> list[tuple[str | None, str]]:
 def record_inputs(arguments: Iterable[str]) -> list[tuple[str, str]]:
     """(split, TFRecord file) of each file the arguments name; the split is the name given,
     the manifest's, or the file's name without its shard number and extension. Raises
-    UsageError for an argument that names no file."""
-    return [
+    UsageError for an argument that names no file, or a file whose name is not UTF-8."""
+    inputs = [
         (safe_split_name(split or _split_of(path)), path)
         for argument in arguments
         for split, path in _expand_input(argument)
     ]
+    for _, path in inputs:
+        if not writable_text(path):  # Beam's coders and the outputs' files take UTF-8 only.
+            raise UsageError(f"{utf8_safe(path)}: the file name is not UTF-8; rename the file")
+    return inputs
 
 
 def label_names(path: str | None) -> tuple[dict[int, str], dict[str, int]]:

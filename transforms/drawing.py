@@ -10,8 +10,14 @@ import zlib
 
 from PIL import Image, ImageDraw, ImageFont
 
+from transforms.choices import DEFAULT_MAX_IMAGE_PIXELS
+
 FONT = ImageFont.load_default()
 BACKGROUND = (32, 32, 32)
+# The most pixels decoded to draw one image, whatever Pillow's own limit (which a build
+# raises to its --max_image_pixels): a rejected image, drawn from its source file, may be a
+# decompression bomb, a PNG of a few kilobytes that decodes to gigabytes.
+MAX_DRAWN_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
 
 
 def class_color(name: str) -> tuple[int, int, int]:
@@ -22,13 +28,17 @@ def class_color(name: str) -> tuple[int, int, int]:
 
 def boxed_tile(encoded: bytes, objects: list[tuple[str, list[float]]], size: int) -> Image.Image:
     """The image scaled into a `size` square tile with its boxes (normalized corners) drawn; a
-    grey tile that says so for an image PIL cannot decode. Boxes are drawn as the records hold
+    grey tile that says so for an image PIL cannot decode or that is larger than
+    MAX_DRAWN_PIXELS once drafted. Boxes are drawn as the records hold
     them, within reason: corners in either order, clamped to the tile; boxes with a NaN or
     infinite corner are left out."""
     tile = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(tile)
     try:
         image = Image.open(io.BytesIO(encoded))
+        image.draft("RGB", (size, size))  # A JPEG decodes at 1/2 to 1/8 scale, still >= size.
+        if image.width * image.height > MAX_DRAWN_PIXELS:
+            raise ValueError(f"{image.width}x{image.height} px, too large to draw")
         image.thumbnail((size, size))
         image = image.convert("RGB")
     except Exception as error:  # PIL raises many types for damaged or unusual images.

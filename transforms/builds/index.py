@@ -36,7 +36,7 @@ from transforms.builds.layout import join
 from transforms.builds.outputs import is_shard_name
 from transforms.duplicates import HashedImage
 from transforms.records import ErrorRecord, ImageAnnotation
-from transforms.report.facts import facts_are_typed
+from transforms.report.facts import facts_are_valid
 
 _LOG = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def _typed(row: dict) -> bool:
         and all(_natural(row[key]) for key in ("offset", "length"))
         and (row["phash"] is None or (_natural(row["phash"]) and row["phash"] < 1 << 64))
         and isinstance(row["stats"], dict)
-        and facts_are_typed(row["facts"])
+        and facts_are_valid(row["facts"])
         and isinstance(row["files"], list)
         and all(value is None or _identity(value) for value in row["files"])
         and isinstance(row["errors"], list)

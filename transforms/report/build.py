@@ -16,8 +16,8 @@ import apache_beam as beam
 
 from transforms.builds.layout import join
 from transforms.images.loader import ImageLoader, ImageRejected
-from transforms.records import STAGE_IMAGE, ErrorRecord
-from transforms.report.page import render_page
+from transforms.records import STAGE_IMAGE, ErrorRecord, utf8_safe
+from transforms.report.page import drawn_sample, render_page
 from transforms.report.stats import DatasetStats
 from transforms.report.thumbnails import read_sampled, thumbnail
 
@@ -107,19 +107,28 @@ def statistics(stats: DatasetStats, manifest: dict, counts: dict, rejected: list
 
 
 def stats_text(data: dict) -> str:
-    """The text of stats.json: keys sorted, so the same data gives the same bytes."""
-    return json.dumps(data, sort_keys=True, ensure_ascii=False) + "\n"
+    """The text of stats.json: keys sorted, so the same data gives the same bytes; strict JSON
+    (a NaN or an infinity raises rather than be written as no JSON reader takes it); and
+    texts UTF-8 cannot encode (a file name that is not UTF-8) shown as escapes, so it can
+    always be written."""
+    return json.dumps(_writable(data), sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _writable(value: object) -> object:
+    """`value` with every text in it, keys included, made writable (`utf8_safe`)."""
+    if isinstance(value, str):
+        return utf8_safe(value)
+    if isinstance(value, dict):
+        return {_writable(key): _writable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(item) for item in value]
+    return value
 
 
 def sampled(data: dict, folder: str | None = None) -> list[dict]:
-    """The sampled examples of stats.json (per split and per class); their record paths, when
-    relative to an output, joined to `folder`, where its shards are now."""
-    entries = [
-        entry
-        for group in (data["sample"]["by_split"], data["sample"]["by_class"])
-        for examples in group.values()
-        for entry in examples
-    ]
+    """The sampled examples of stats.json that the page draws (`drawn_sample`); their record
+    paths, when relative to an output, joined to `folder`, where its shards are now."""
+    entries = drawn_sample(data)
     if folder is None:
         return entries
     return [

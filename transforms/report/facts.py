@@ -3,11 +3,13 @@ row a build writes beside each shard, or from a record of any TFRecord file."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from transforms.export.decode import MAX_SIDE
+from transforms.records import writable_text
 
 
 @dataclass(frozen=True)
@@ -58,24 +60,35 @@ def written_facts(width: int, height: int, turned: bool, objects: Iterable) -> d
     return {"width": width, "height": height, "turned": turned, "objects": kept}
 
 
-def facts_are_typed(value: object) -> bool:
-    """Whether an index row's facts have the types `written_facts` gives them: anyone can
-    edit an index, and the report must never fail on what it takes from a row."""
-    number = (int, float)
-    return (
+def facts_are_valid(value: object) -> bool:
+    """Whether an index row's facts are what `written_facts` gives: its types, a size TensorFlow
+    can hold (1 to MAX_SIDE a side), class names UTF-8 can write, and corners inside the image
+    (boxes are clipped to it before they are written). Anyone can edit an index, and the
+    report must never fail on, nor count, what it takes from a row: a corner of 1e308 or
+    10**400, a width of 0 or 2**70 make the row's facts invalid and the row refused."""
+    if not (
         isinstance(value, dict)
-        and type(value.get("width")) is int
-        and type(value.get("height")) is int
+        and _side(value.get("width"))
+        and _side(value.get("height"))
         and type(value.get("turned")) is bool
         and isinstance(value.get("objects"), list)
+    ):
+        return False
+    width, height = value["width"], value["height"]
+    return all(
+        isinstance(item, list)
+        and len(item) == 5
+        and writable_text(item[0])
         and all(
-            isinstance(item, list)
-            and len(item) == 5
-            and isinstance(item[0], str)
-            and all(type(v) in number and math.isfinite(v) for v in item[1:])
-            for item in value["objects"]
+            type(corner) in (int, float) and 0 <= corner <= side
+            for corner, side in zip(item[1:], (width, height, width, height), strict=True)
         )
+        for item in value["objects"]
     )
+
+
+def _side(value: object) -> bool:
+    return type(value) is int and 1 <= value <= MAX_SIDE
 
 
 def example_facts(split: str, image: str, facts: dict, location: Location) -> ExampleFacts:

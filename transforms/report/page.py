@@ -18,6 +18,7 @@ import math
 from PIL import Image
 
 from transforms.drawing import class_color
+from transforms.records import utf8_safe
 
 # Per-class heatmaps and contact sheets beyond this many classes are left out (the page says
 # so): at 600 classes they would be most of the page and no one would read them.
@@ -121,8 +122,9 @@ def written_page(start: bytes) -> bool:
 
 
 def _t(value: object) -> str:
-    """Text from the data, escaped for an element or a quoted attribute."""
-    return html.escape(str(value), quote=True)
+    """Text from the data, escaped for an element or a quoted attribute, and what UTF-8 cannot
+    encode (lone surrogates of a file name that is not UTF-8) shown as escapes."""
+    return html.escape(utf8_safe(str(value)), quote=True)
 
 
 def _n(value: int) -> str:
@@ -434,6 +436,25 @@ def _outliers(stats: dict, thumbnails: dict[str, bytes]) -> str:
     return f'<section id="outliers"><h2>Outliers</h2>{"".join(parts)}</section>'
 
 
+def _class_sheets(stats: dict) -> tuple[list[tuple[str, list[dict]]], int]:
+    """(class, its sampled examples drawn) of the classes that get a sheet, and how many
+    classes have sampled examples."""
+    by_class = stats["sample"]["by_class"]
+    with_examples = [name for name in stats["classes"] if by_class.get(name)]
+    per_class = CLASS_TILES_FEW if len(with_examples) <= _FEW_CLASSES else CLASS_TILES_MANY
+    shown = [(name, by_class[name][:per_class]) for name in with_examples[:MAX_CLASS_PANELS]]
+    return shown, len(with_examples)
+
+
+def drawn_sample(stats: dict) -> list[dict]:
+    """The sampled examples (stats.json's SAMPLE) whose pictures the page shows: every split's,
+    and those of the classes that get a sheet. Only these are worth reading back: at 10,000
+    classes the sample holds 80,000 examples, of which the page draws a few hundred."""
+    by_split = stats["sample"]["by_split"].values()
+    by_class = [examples for _, examples in _class_sheets(stats)[0]]
+    return [example for examples in (*by_split, *by_class) for example in examples]
+
+
 def _sheets(stats: dict, thumbnails: dict[str, bytes]) -> str:
     sample = stats["sample"]
     parts = []
@@ -444,15 +465,10 @@ def _sheets(stats: dict, thumbnails: dict[str, bytes]) -> str:
             f'<h3>{_t(split)}: {len(examples)} of {_n(total)} images</h3><div class="sheet">'
             f"{tiles}</div>"
         )
-    with_examples = [name for name in stats["classes"] if sample["by_class"].get(name)]
-    shown = with_examples[:MAX_CLASS_PANELS]
-    per_class = CLASS_TILES_FEW if len(with_examples) <= _FEW_CLASSES else CLASS_TILES_MANY
-    parts.append(f"<h3>By class</h3>{_capped(len(shown), len(with_examples), 'classes')}")
-    for name in shown:
-        tiles = "".join(
-            _tile(thumbnails, example["split"], example["image"])
-            for example in sample["by_class"][name][:per_class]
-        )
+    shown, with_examples = _class_sheets(stats)
+    parts.append(f"<h3>By class</h3>{_capped(len(shown), with_examples, 'classes')}")
+    for name, examples in shown:
+        tiles = "".join(_tile(thumbnails, e["split"], e["image"]) for e in examples)
         parts.append(f'<h4>{_t(name)}</h4><div class="sheet small">{tiles}</div>')
     return (
         '<section id="sheets"><h2>Examples</h2><p class="note">A fixed sample: the same '

@@ -264,7 +264,9 @@ class DatasetStats:
                 "length": location.length,
             },
         }
-        key = (hashlib.sha256(f"{facts.split}/{facts.image}".encode()).hexdigest(), *where)
+        # Names may hold lone surrogates (a file name that is not UTF-8): hashed as they are.
+        name = f"{facts.split}/{facts.image}".encode("utf-8", "surrogatepass")
+        key = (hashlib.sha256(name).hexdigest(), *where)
         self.samples.setdefault(facts.split, Lowest(SAMPLE_PER_SPLIT)).add(key, sample)
         for label in sorted({obj.label for obj in facts.objects}):
             self.classes[label].sample.add(key, sample)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import groupby
+from operator import itemgetter
+from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
 
@@ -40,12 +43,24 @@ def thumbnail(
     return buffer.getvalue()
 
 
-def _encoded_image(path: str, offset: int, length: int) -> bytes | None:
-    """`image/encoded` of the record at that place, or None when it cannot be read there."""
+def _encoded_images(path: str, places: list[tuple[int, int]]) -> Iterator[bytes | None]:
+    """`image/encoded` of the record at each (offset, length) of `places`, in increasing
+    offset, or None where it cannot be read. The file is opened once and read forwards: a
+    GZIP file can only seek by decompressing, and from its start each time it seeks back."""
     try:
-        with open_records(path) as stream:
-            stream.seek(offset)
-            record = stream.read(length)
+        stream = open_records(path)
+    except OSError:
+        yield from (None for _ in places)
+        return
+    with stream:
+        for offset, length in places:
+            yield _encoded_at(stream, offset, length)
+
+
+def _encoded_at(stream: BinaryIO, offset: int, length: int) -> bytes | None:
+    try:
+        stream.seek(offset)
+        record = stream.read(length)
         if not is_framed(record):
             return None
         feature = Example.FromString(payload(record)).features.feature.get("image/encoded")
@@ -59,15 +74,18 @@ def _encoded_image(path: str, offset: int, length: int) -> bytes | None:
 def read_sampled(sample: list[dict]) -> dict[str, bytes]:
     """Thumbnails of sampled examples (stats.json's SAMPLE), keyed "split/image"; an example
     whose record cannot be read back is left out, and the page says it has no picture."""
-    thumbnails = {}
+    wanted: dict[str, dict] = {}
     for example in sample:
-        key = f"{example['split']}/{example['image']}"
-        if key in thumbnails:
-            continue
-        location = example["location"]
-        encoded = _encoded_image(location["path"], location["offset"], location["length"])
-        if encoded is not None:
-            thumbnails[key] = thumbnail(
-                encoded, example["objects"], example["width"], example["height"]
-            )
+        wanted.setdefault(f"{example['split']}/{example['image']}", example)
+    place = itemgetter("path", "offset")
+    ordered = sorted(wanted.items(), key=lambda item: place(item[1]["location"]))
+    thumbnails = {}
+    for path, group in groupby(ordered, key=lambda item: item[1]["location"]["path"]):
+        group = list(group)
+        places = [(e["location"]["offset"], e["location"]["length"]) for _, e in group]
+        for (key, example), encoded in zip(group, _encoded_images(path, places), strict=True):
+            if encoded is not None:
+                thumbnails[key] = thumbnail(
+                    encoded, example["objects"], example["width"], example["height"]
+                )
     return thumbnails
