@@ -167,3 +167,18 @@ def test_the_raccoon_report_opens_in_chromium_with_its_counts(raccoon_outputs, c
     output = raccoon_outputs["voc"]
     check_against_records(output, read_stats(output["dir"]))
     check_page(chromium, output["dir"] / "report.html", output["manifest"], tmp_path)
+
+
+def test_the_raccoon_root_without_images_points_at_its_images_folder(tmp_path, capsys):
+    """Dat Tran's layout given as a dataset root: each image is looked for beside its XML
+    (`annotations/raccoon-1.jpg`), and the message names `images/`, where --images finds it."""
+    from conftest import RACCOON
+
+    if not os.path.isdir(RACCOON):
+        pytest.skip("../shared/data/raccoon is not present")
+    root = os.path.abspath(RACCOON)
+    args = ["--format", "auto", "--annotations", root]
+    assert run_create(*args, "--output", tmp_path / "out") == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert line.endswith(f"; --images {root}/images? (the first image not found is there)")
+    assert run_create(*args, "--images", f"{root}/images", "--output", tmp_path / "ok") == 0

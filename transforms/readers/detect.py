@@ -246,10 +246,16 @@ def images_folder_near(annotations: str, missing: str, tried: str) -> str | None
     while any(c in start for c in "*?["):
         start = posixpath.dirname(start)
     parent = posixpath.dirname(start)
+    # The key, and its ends without leading folders: an image looked for beside its
+    # annotation file (`annotations/raccoon-1.jpg` under a dataset root) is named by the
+    # annotation alone once --images is given.
+    parts = missing.split("/")
+    keys = [parts[first:] for first in range(len(parts))]
     for base in dict.fromkeys([start, parent, posixpath.dirname(parent)]):
         for name in _IMAGE_FOLDERS:
             folder = FileSystems.join(base, name)
-            image = FileSystems.join(folder, *missing.split("/"))
-            if folder != tried.rstrip("/") and FileSystems.exists(image):
+            if folder != tried.rstrip("/") and any(
+                FileSystems.exists(FileSystems.join(folder, *key)) for key in keys
+            ):
                 return folder
     return None
